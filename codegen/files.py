@@ -1,0 +1,58 @@
+"""Writing generated modules: atomically, all or nothing, and checking them for staleness."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import types
+from pathlib import Path
+
+from symbolic.spec import Network
+
+from .module import generate
+
+
+def compile_module(network: Network, source: str | None = None) -> types.ModuleType:
+    """The generated module of `network`, compiled in memory (nothing is written)."""
+    source = generate(network) if source is None else source
+    module = types.ModuleType(network.name)
+    module.__file__ = f"<symprop generated {network.name}>"
+    exec(compile(source, module.__file__, "exec"), module.__dict__)  # our own generated code
+    return module
+
+
+def render(networks: list[Network]) -> dict[str, str]:
+    """File name -> source, for every network; raises before anything is written."""
+    return {f"{net.name}.py": generate(net) for net in networks}
+
+
+def write(sources: dict[str, str], out: Path) -> list[Path]:
+    """Write every file atomically (temporary file, then rename); return the changed paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, source in sources.items():
+        path = out / name
+        if path.exists() and path.read_text(encoding="utf-8") == source:
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(source)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        changed.append(path)
+    return changed
+
+
+def stale(sources: dict[str, str], out: Path) -> list[tuple[Path, str]]:
+    """(path, "missing" or "differs") for every file that `write` would change."""
+    result = []
+    for name, source in sources.items():
+        path = out / name
+        if not path.exists():
+            result.append((path, "missing"))
+        elif path.read_text(encoding="utf-8") != source:
+            result.append((path, "differs"))
+    return result

@@ -1,0 +1,115 @@
+"""NumPy code for array expressions: a SymPy `NumPyPrinter` subclass.
+
+Each whole-array operation of `symbolic.arrays` has a `_print_` method here; elementwise SymPy
+functions print as NumPy ufuncs (`np.exp`, `np.tanh`, ...), with the numerically stable form
+where one exists. The printer records the module-level helpers it used (`helpers`), as SymPy's
+printers record their imports.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
+
+from symbolic.notation import ArrayOrder
+
+# Helpers a generated module defines when its code uses them.
+HELPERS = {
+    "_softmax": '''def _softmax(z):
+    """exp(z) / sum(exp(z)) over the last axis, shifted by the row maximum (no overflow)."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+''',
+}
+
+
+class GradientPrinter(ArrayOrder, NumPyPrinter):
+    """Prints array expressions as the lines of careful hand-written NumPy backprop."""
+
+    printmethod = "_symprop_numpy"
+
+    def __init__(self):
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
+        self.helpers: set[str] = set()
+
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("numpy."):
+            fqn = "np." + fqn[len("numpy."):]
+        return super()._module_format(fqn, register)
+
+    def parenthesize(self, item, level, strict=False):
+        if isinstance(item, sp.Rational) and item >= 0 and "/" not in self._print(item):
+            return self._print(item)  # a decimal literal needs no parentheses
+        return super().parenthesize(item, level, strict)
+
+    def _operand(self, expr, precedence=PRECEDENCE["Mul"]):
+        return self.parenthesize(expr, precedence, strict=False)
+
+    def _method_target(self, expr):
+        """`expr` as the object of a method call or attribute: parenthesized unless atomic."""
+        text = self._print(expr)
+        return text if expr.is_Symbol else f"({text})"
+
+    # -- whole-array operations ----------------------------------------------------------------
+
+    def _print_Dot(self, expr):
+        left, right = expr.args
+        return f"{self._operand(left)} @ {self._operand(right, PRECEDENCE['Mul'] + 1)}"
+
+    def _print_Transpose(self, expr):
+        return self._method_target(expr.args[0]) + ".T"
+
+    def _print_Outer(self, expr):
+        u, v = expr.args
+        return f"np.outer({self._print(u)}, {self._print(v)})"
+
+    def _print_SumRows(self, expr):
+        return self._method_target(expr.args[0]) + ".sum(axis=0)"
+
+    def _print_Total(self, expr):
+        arg = expr.args[0]
+        return self._print(arg) + ".sum()" if arg.is_Symbol else f"np.sum({self._print(arg)})"
+
+    def _print_RowSum(self, expr):
+        return self._method_target(expr.args[0]) + ".sum(axis=-1, keepdims=True)"
+
+    def _print_Softmax(self, expr):
+        self.helpers.add("_softmax")
+        return f"_softmax({self._print(expr.args[0])})"
+
+    def _print_OneHot(self, expr):
+        labels, classes = expr.args
+        return f"np.eye({self._print(classes)})[{self._print(labels)}]"
+
+    # -- elementwise ---------------------------------------------------------------------------
+
+    def _print_Relational(self, expr):
+        op = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
+        return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
+
+    def _print_Piecewise(self, expr):
+        if len(expr.args) != 2 or expr.args[1].cond is not sp.true:
+            raise NotImplementedError(f"cannot print {expr}")
+        (then, cond), (otherwise, _) = expr.args
+        if then == 1 and otherwise == 0:  # a step: the condition itself, as a 0/1 mask
+            return self._print(cond)
+        if otherwise == 0 and cond == sp.Gt(then, 0):  # relu
+            return f"np.maximum({self._print(then)}, 0)"
+        return f"np.where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
+
+    def _print_log(self, expr):
+        arg = expr.args[0]
+        exps = [t for t in sp.Add.make_args(arg) if isinstance(t, sp.exp)]
+        if arg.is_Add and len(arg.args) == 2 and 1 in arg.args and exps:  # log(1 + exp(u))
+            return f"np.logaddexp(0, {self._print(exps[0].args[0])})"
+        return f"np.log({self._print(arg)})"
+
+    def _print_Rational(self, expr):
+        value = float(expr)
+        if sp.Rational(repr(value)) == expr:  # a short decimal: 0.5, 0.01
+            return repr(value)
+        return f"{expr.p}/{expr.q}"
+
+    def _print_Half(self, expr):
+        return "0.5"

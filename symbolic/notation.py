@@ -1,0 +1,160 @@
+"""One notation, printed three ways: plain text, LaTeX and Markdown.
+
+The names are those of the generated code (`z1`, `a1`, `delta2`, `dL_dW2`), so a derivation, a
+generated module and a check report can be read side by side. The array operations print as
+`A @ B`, `A.T`, `outer(u, v)`, `sum_rows(A)`, `sum(A)`, `rowsum(A)`, `softmax(z)`, `onehot(y, K)`
+in text and with their usual symbols in LaTeX.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.str import StrPrinter
+
+from .arrays import Dot, Outer
+
+STAGES = {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass",
+          "gradient": "Backward pass"}
+
+
+class ArrayOrder:
+    """Printer mixin: sums print their array products first (x @ W1 + b1), as written by hand,
+    and a common numeric factor outside ((a2 - y)/5, where SymPy stores a2/5 - y/5)."""
+
+    def _print_Add(self, expr, order=None):
+        content, primitive = expr.primitive()
+        if content.is_Rational and content != 1 and primitive.is_Add:
+            return self._print(sp.Mul(content, primitive, evaluate=False))
+        return super()._print_Add(expr, order=order)
+
+    def _as_ordered_terms(self, expr, order=None):
+        terms = super()._as_ordered_terms(expr, order=order)
+        return sorted(terms, key=lambda term: not term.has(Dot, Outer))
+
+
+class TextPrinter(ArrayOrder, StrPrinter):
+    """Array expressions in the plain-text notation of the derivation."""
+
+    def _print_Dot(self, expr):
+        return " @ ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=True) for arg in expr.args)
+
+    def _print_Transpose(self, expr):
+        return self.parenthesize(expr.args[0], PRECEDENCE["Atom"], strict=True) + ".T"
+
+    def _call(name):
+        def method(self, expr):
+            return f"{name}({', '.join(self._print(arg) for arg in expr.args)})"
+        return method
+
+    _print_Outer = _call("outer")
+    _print_SumRows = _call("sum_rows")
+    _print_Total = _call("sum")
+    _print_RowSum = _call("rowsum")
+    _print_Softmax = _call("softmax")
+    _print_OneHot = _call("onehot")
+    del _call
+
+    def _print_Piecewise(self, expr):
+        (then, cond), (otherwise, _) = expr.args
+        return f"where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
+
+
+_GREEK = {"delta": r"\delta", "alpha": r"\alpha", "theta": r"\theta"}
+
+
+def latex_name(name: str) -> str:
+    """A name in LaTeX: trailing digits become a subscript, dL_dW1 a fraction."""
+    if name.startswith("dL_d"):
+        return r"\frac{\partial L}{\partial " + latex_name(name[4:]) + "}"
+    match = re.fullmatch(r"([A-Za-z]+)_?(\d*)", name)
+    if match:
+        stem, index = match.groups()
+        stem = _GREEK.get(stem, stem if len(stem) == 1 else r"\mathrm{" + stem + "}")
+        return stem + (f"_{{{index}}}" if index else "")
+    return r"\mathrm{" + name.replace("_", r"\_") + "}"
+
+
+class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
+    """Array expressions in LaTeX: products of arrays, transposes, sums over axes."""
+
+    def _print_Symbol(self, expr, style="plain"):
+        return latex_name(expr.name)
+
+    def _print_Dot(self, expr):
+        return " ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=True) for arg in expr.args)
+
+    def _print_Transpose(self, expr):
+        return self.parenthesize(expr.args[0], PRECEDENCE["Pow"], strict=True) + r"^{\top}"
+
+    def _print_Outer(self, expr):
+        u, v = expr.args
+        return self._print(u) + r"\," + self.parenthesize(v, PRECEDENCE["Pow"], strict=True) + r"^{\top}"
+
+    def _print_SumRows(self, expr):
+        return r"\sum_{n} " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=True)
+
+    def _print_Total(self, expr):
+        return r"\sum " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=True)
+
+    def _print_RowSum(self, expr):
+        return r"\sum_{k} " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=True)
+
+    def _print_Softmax(self, expr):
+        return r"\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"
+
+    def _print_OneHot(self, expr):
+        return r"\operatorname{onehot}\left(" + self._print(expr.args[0]) + r"\right)"
+
+
+def text(derivation) -> str:
+    printer = TextPrinter()
+    net = derivation.network
+    lines = [f"Network {net.name}: {net.layout} layout, batch {derivation.batch}", ""]
+    for name, shape in net.shapes(derivation.batch).items():
+        lines.append(f"  {name:>8} : {_shape_text(shape)}")
+    stage = None
+    for step in derivation.steps:
+        if STAGES[step.stage] != stage:
+            stage = STAGES[step.stage]
+            lines += ["", stage]
+        lines.append(f"  {step.name} = {printer.doprint(step.expr)}")
+        lines.append(f"      {_shape_text(step.shape)}   [{step.rule}]")
+    return "\n".join(lines) + "\n"
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _equations(derivation):
+    printer = ArrayLatexPrinter()
+    blocks, stage, rows = [], None, []
+    for step in derivation.steps:
+        if STAGES[step.stage] != stage:
+            if rows:
+                blocks.append((stage, rows))
+            stage, rows = STAGES[step.stage], []
+        rows.append(f"{latex_name(step.name)} &= {printer.doprint(step.expr)}")
+    blocks.append((stage, rows))
+    return blocks
+
+
+def latex(derivation) -> str:
+    """The derivation as one LaTeX `aligned` block (stage names as text rows)."""
+    parts = []
+    for stage, rows in _equations(derivation):
+        parts.append(r"&\text{" + stage + r"}\\")
+        parts.append(r"\\".join(rows) + r"\\")
+    return r"\begin{aligned}" + "\n".join(parts) + r"\end{aligned}"
+
+
+def markdown(derivation) -> str:
+    """The derivation as Markdown: a heading and a `$$...$$` block per stage."""
+    out = [f"**{derivation.network.name}**", ""]
+    for stage, rows in _equations(derivation):
+        out += [f"*{stage}*", "", "$$", r"\begin{aligned}", (r"\\" + "\n").join(rows), r"\end{aligned}", "$$", ""]
+    return "\n".join(out)
