@@ -19,6 +19,7 @@ from symbolic.spec import PRESETS_DIR, Network
 from .printer import HELPERS, GradientPrinter
 
 INDENT = "    "
+_FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
 
 
 def generate(network: Network) -> str:
@@ -45,6 +46,7 @@ def generate(network: Network) -> str:
                   "The loss and the gradients, from one forward pass.", f"{loss_value}, {returns}"),
     ]
     shapes = net.shapes("N")
+    arguments = {name: args for name, (_, args) in zip(_FUNCTIONS, functions)}
     parts = [
         _header(net),
         "import numpy as np\n",
@@ -53,8 +55,10 @@ def generate(network: Network) -> str:
         "SHAPES = {\n" + "".join(f"    {name!r}: {shape!r},\n" for name, shape in shapes.items()) + "}\n"
         f"INPUT, TARGET = {net.input!r}, {net.target!r}\n"
         f"LABELS = {net.loss.labels!r}\n"
-        "VALIDATE = True  # False skips the argument checks of every function\n",
-        *functions,
+        "VALIDATE = True  # False skips the argument checks of every function\n"
+        "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n"
+        "_EXPECTED = {}  # (function, input length) -> the shapes of its arguments\n",
+        *(source for source, _ in functions),
         _VALIDATION,
         *(HELPERS[name] for name in sorted(printer.helpers)),
     ]
@@ -139,45 +143,72 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     steps = _needed(derivation.steps, wanted)
     lines = _cse(steps)
     used = set().union(*(expr.free_symbols for _, expr in lines)) if lines else set()
-    body = [f'{INDENT}"""{doc}"""']
-    arguments = tuple(a for a in arguments if sp.Symbol(a) in used or a == derivation.network.input)
-    unpack = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
-    body.append(f"{INDENT}{unpack} = _arrays(arrays, {tuple(arguments)!r})")
-    if any(s.name == "N" for s in used) and derivation.network.batch is None:
-        body.append(f"{INDENT}N = {derivation.network.input}.shape[0]")
+    network = derivation.network
+    arguments = tuple(a for a in arguments if sp.Symbol(a) in used or a == network.input)
+    values = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
+    signature = ", ".join(f"{a}=None" for a in arguments)
+    body = [
+        f'{INDENT}"""{doc}"""',
+        f"{INDENT}if VALIDATE:",
+        f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)",
+    ]
+    if any(s.name == "N" for s in used) and network.batch is None:
+        body.append(f"{INDENT}N = {network.input}.shape[0]")
     for symbol, expr in lines:
         body.append(f"{INDENT}{symbol.name} = {printer.doprint(expr)}")
     body.append(f"{INDENT}return {result}")
-    return f"def {name}(**arrays):\n" + "\n".join(body) + "\n"
+    return f"def {name}(*, {signature}, **unknown):\n" + "\n".join(body) + "\n", arguments
 
 
-_VALIDATION = '''def _arrays(arrays, names):
-    """The named arrays as NumPy arrays, checked against SHAPES (N is the input's length)."""
-    if not VALIDATE:
-        return [np.asarray(arrays[name]) for name in names]
-    unknown = sorted(set(arrays) - set(SHAPES))
-    if unknown:
-        raise ValueError(f"unknown array {unknown[0]!r}; this network's arrays are {', '.join(SHAPES)}")
-    missing = [name for name in names if name not in arrays]
-    if missing:
-        raise ValueError(f"missing array {missing[0]!r}, expected shape {_shape(SHAPES[missing[0]])}")
+_VALIDATION = '''def _arrays(function, values, unknown):
+    \"\"\"The arguments of `function`, checked against SHAPES (N is the input's length).
+
+    The common case (NumPy arrays of the right shapes and a numeric dtype) costs a few list
+    comprehensions; anything else takes the slow path, which converts lists and explains errors.
+    \"\"\"
+    names = ARGUMENTS[function]
+    try:
+        shapes = [a.shape for a in values]
+        kinds = "".join([a.dtype.kind for a in values])
+    except AttributeError:  # a missing array (None), or a list
+        return _converted(function, values, unknown)
+    expected = _EXPECTED.get((function, shapes[0][:1]))
+    if expected is None or shapes != expected or kinds.strip("biuf") or unknown:
+        return _converted(function, values, unknown)
+    if LABELS and TARGET in names and kinds[names.index(TARGET)] not in "iu":
+        return _converted(function, values, unknown)
+    return values
+
+
+def _converted(function, values, unknown):
+    names = ARGUMENTS[function]
+    for name in unknown:
+        if name not in SHAPES:
+            raise ValueError(f"unknown array {name!r}; this network's arrays are {', '.join(SHAPES)}")
     result, n = [], None
-    for name in names:
-        array = np.asarray(arrays[name])
+    for name, array in zip(names, values):
+        if array is None:
+            raise ValueError(f"missing array {name!r}, expected shape {_shape(SHAPES[name], n)}")
+        array = np.asarray(array)
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected a numeric array")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
-        expected = SHAPES[name]
-        if expected and expected[0] == "N":
-            n = array.shape[0] if n is None and array.ndim else n
-            expected = (n,) + expected[1:]
-        if array.shape != expected:
-            raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(expected)}")
+        if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
+            n = array.shape[0]
+        if array.shape != _shape_tuple(SHAPES[name], n):
+            raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
         result.append(array)
+    if len(_EXPECTED) < 64:
+        _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]
     return result
 
 
-def _shape(shape):
+def _shape_tuple(shape, n):
+    return tuple(n if d == "N" else d for d in shape)
+
+
+def _shape(shape, n=None):
+    shape = _shape_tuple(shape, n) if n is not None else shape
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 '''

@@ -94,9 +94,19 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         (then, cond), (otherwise, _) = expr.args
         if then == 1 and otherwise == 0:  # a step: the condition itself, as a 0/1 mask
             return self._print(cond)
-        if otherwise == 0 and cond == sp.Gt(then, 0):  # relu
-            return f"np.maximum({self._print(then)}, 0)"
         return f"np.where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
+
+    def _print_Max(self, expr):
+        return self._pairwise("np.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._pairwise("np.minimum", expr.args)
+
+    def _pairwise(self, function, args):
+        text = self._print(args[0])
+        for arg in args[1:]:
+            text = f"{function}({text}, {self._print(arg)})"
+        return text
 
     def _print_log(self, expr):
         arg = expr.args[0]

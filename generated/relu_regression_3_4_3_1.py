@@ -27,11 +27,19 @@ SHAPES = {
 INPUT, TARGET = 'X', 'y_true'
 LABELS = False
 VALIDATE = True  # False skips the argument checks of every function
+ARGUMENTS = {
+    'forward': ('X', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
+    'loss': ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
+    'gradients': ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
+    'loss_and_gradients': ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
+}
+_EXPECTED = {}  # (function, input length) -> the shapes of its arguments
 
 
-def forward(**arrays):
+def forward(*, X=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **unknown):
     """The network output yhat = a3, from the input and the parameters."""
-    X, W1, B1, W2, B2, W3, B3 = _arrays(arrays, ('X', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'))
+    if VALIDATE:
+        X, W1, B1, W2, B2, W3, B3 = _arrays('forward', (X, W1, B1, W2, B2, W3, B3), unknown)
     z1 = W1 @ X + B1
     a1 = np.maximum(z1, 0)
     z2 = W2 @ a1 + B2
@@ -41,9 +49,10 @@ def forward(**arrays):
     return a3
 
 
-def loss(**arrays):
+def loss(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **unknown):
     """The loss L, from the input, the target and the parameters."""
-    X, y_true, W1, B1, W2, B2, W3, B3 = _arrays(arrays, ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'))
+    if VALIDATE:
+        X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('loss', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
     z1 = W1 @ X + B1
     a1 = np.maximum(z1, 0)
     z2 = W2 @ a1 + B2
@@ -54,9 +63,10 @@ def loss(**arrays):
     return float(L)
 
 
-def gradients(**arrays):
+def gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **unknown):
     """dL/d(array) for every parameter, by name."""
-    X, y_true, W1, B1, W2, B2, W3, B3 = _arrays(arrays, ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'))
+    if VALIDATE:
+        X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
     z1 = W1 @ X + B1
     a1 = np.maximum(z1, 0)
     z2 = W2 @ a1 + B2
@@ -75,9 +85,10 @@ def gradients(**arrays):
     return {"W1": dL_dW1, "B1": dL_dB1, "W2": dL_dW2, "B2": dL_dB2, "W3": dL_dW3, "B3": dL_dB3}
 
 
-def loss_and_gradients(**arrays):
+def loss_and_gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **unknown):
     """The loss and the gradients, from one forward pass."""
-    X, y_true, W1, B1, W2, B2, W3, B3 = _arrays(arrays, ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'))
+    if VALIDATE:
+        X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('loss_and_gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
     z1 = W1 @ X + B1
     a1 = np.maximum(z1, 0)
     z2 = W2 @ a1 + B2
@@ -98,32 +109,54 @@ def loss_and_gradients(**arrays):
     return float(L), {"W1": dL_dW1, "B1": dL_dB1, "W2": dL_dW2, "B2": dL_dB2, "W3": dL_dW3, "B3": dL_dB3}
 
 
-def _arrays(arrays, names):
-    """The named arrays as NumPy arrays, checked against SHAPES (N is the input's length)."""
-    if not VALIDATE:
-        return [np.asarray(arrays[name]) for name in names]
-    unknown = sorted(set(arrays) - set(SHAPES))
-    if unknown:
-        raise ValueError(f"unknown array {unknown[0]!r}; this network's arrays are {', '.join(SHAPES)}")
-    missing = [name for name in names if name not in arrays]
-    if missing:
-        raise ValueError(f"missing array {missing[0]!r}, expected shape {_shape(SHAPES[missing[0]])}")
+def _arrays(function, values, unknown):
+    """The arguments of `function`, checked against SHAPES (N is the input's length).
+
+    The common case (NumPy arrays of the right shapes and a numeric dtype) costs a few list
+    comprehensions; anything else takes the slow path, which converts lists and explains errors.
+    """
+    names = ARGUMENTS[function]
+    try:
+        shapes = [a.shape for a in values]
+        kinds = "".join([a.dtype.kind for a in values])
+    except AttributeError:  # a missing array (None), or a list
+        return _converted(function, values, unknown)
+    expected = _EXPECTED.get((function, shapes[0][:1]))
+    if expected is None or shapes != expected or kinds.strip("biuf") or unknown:
+        return _converted(function, values, unknown)
+    if LABELS and TARGET in names and kinds[names.index(TARGET)] not in "iu":
+        return _converted(function, values, unknown)
+    return values
+
+
+def _converted(function, values, unknown):
+    names = ARGUMENTS[function]
+    for name in unknown:
+        if name not in SHAPES:
+            raise ValueError(f"unknown array {name!r}; this network's arrays are {', '.join(SHAPES)}")
     result, n = [], None
-    for name in names:
-        array = np.asarray(arrays[name])
+    for name, array in zip(names, values):
+        if array is None:
+            raise ValueError(f"missing array {name!r}, expected shape {_shape(SHAPES[name], n)}")
+        array = np.asarray(array)
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected a numeric array")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
-        expected = SHAPES[name]
-        if expected and expected[0] == "N":
-            n = array.shape[0] if n is None and array.ndim else n
-            expected = (n,) + expected[1:]
-        if array.shape != expected:
-            raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(expected)}")
+        if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
+            n = array.shape[0]
+        if array.shape != _shape_tuple(SHAPES[name], n):
+            raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
         result.append(array)
+    if len(_EXPECTED) < 64:
+        _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]
     return result
 
 
-def _shape(shape):
+def _shape_tuple(shape, n):
+    return tuple(n if d == "N" else d for d in shape)
+
+
+def _shape(shape, n=None):
+    shape = _shape_tuple(shape, n) if n is not None else shape
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"

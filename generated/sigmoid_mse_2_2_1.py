@@ -25,11 +25,19 @@ SHAPES = {
 INPUT, TARGET = 'x', 'y'
 LABELS = False
 VALIDATE = True  # False skips the argument checks of every function
+ARGUMENTS = {
+    'forward': ('x', 'W1', 'b1', 'W2', 'b2'),
+    'loss': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
+    'gradients': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
+    'loss_and_gradients': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
+}
+_EXPECTED = {}  # (function, input length) -> the shapes of its arguments
 
 
-def forward(**arrays):
+def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The network output yhat = a2, from the input and the parameters."""
-    x, W1, b1, W2, b2 = _arrays(arrays, ('x', 'W1', 'b1', 'W2', 'b2'))
+    if VALIDATE:
+        x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
     a1 = (1 + np.exp(-z1))**(-1.0)
     z2 = a1 @ W2 + b2
@@ -37,9 +45,10 @@ def forward(**arrays):
     return a2
 
 
-def loss(**arrays):
+def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The loss L, from the input, the target and the parameters."""
-    x, y, W1, b1, W2, b2 = _arrays(arrays, ('x', 'y', 'W1', 'b1', 'W2', 'b2'))
+    if VALIDATE:
+        x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
     a1 = (1 + np.exp(-z1))**(-1.0)
@@ -49,9 +58,10 @@ def loss(**arrays):
     return float(L)
 
 
-def gradients(**arrays):
+def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """dL/d(array) for every parameter, by name."""
-    x, y, W1, b1, W2, b2 = _arrays(arrays, ('x', 'y', 'W1', 'b1', 'W2', 'b2'))
+    if VALIDATE:
+        x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
     a1 = (1 + np.exp(-z1))**(-1.0)
@@ -66,9 +76,10 @@ def gradients(**arrays):
     return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
 
-def loss_and_gradients(**arrays):
+def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The loss and the gradients, from one forward pass."""
-    x, y, W1, b1, W2, b2 = _arrays(arrays, ('x', 'y', 'W1', 'b1', 'W2', 'b2'))
+    if VALIDATE:
+        x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
     a1 = (1 + np.exp(-z1))**(-1.0)
@@ -85,32 +96,54 @@ def loss_and_gradients(**arrays):
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
 
-def _arrays(arrays, names):
-    """The named arrays as NumPy arrays, checked against SHAPES (N is the input's length)."""
-    if not VALIDATE:
-        return [np.asarray(arrays[name]) for name in names]
-    unknown = sorted(set(arrays) - set(SHAPES))
-    if unknown:
-        raise ValueError(f"unknown array {unknown[0]!r}; this network's arrays are {', '.join(SHAPES)}")
-    missing = [name for name in names if name not in arrays]
-    if missing:
-        raise ValueError(f"missing array {missing[0]!r}, expected shape {_shape(SHAPES[missing[0]])}")
+def _arrays(function, values, unknown):
+    """The arguments of `function`, checked against SHAPES (N is the input's length).
+
+    The common case (NumPy arrays of the right shapes and a numeric dtype) costs a few list
+    comprehensions; anything else takes the slow path, which converts lists and explains errors.
+    """
+    names = ARGUMENTS[function]
+    try:
+        shapes = [a.shape for a in values]
+        kinds = "".join([a.dtype.kind for a in values])
+    except AttributeError:  # a missing array (None), or a list
+        return _converted(function, values, unknown)
+    expected = _EXPECTED.get((function, shapes[0][:1]))
+    if expected is None or shapes != expected or kinds.strip("biuf") or unknown:
+        return _converted(function, values, unknown)
+    if LABELS and TARGET in names and kinds[names.index(TARGET)] not in "iu":
+        return _converted(function, values, unknown)
+    return values
+
+
+def _converted(function, values, unknown):
+    names = ARGUMENTS[function]
+    for name in unknown:
+        if name not in SHAPES:
+            raise ValueError(f"unknown array {name!r}; this network's arrays are {', '.join(SHAPES)}")
     result, n = [], None
-    for name in names:
-        array = np.asarray(arrays[name])
+    for name, array in zip(names, values):
+        if array is None:
+            raise ValueError(f"missing array {name!r}, expected shape {_shape(SHAPES[name], n)}")
+        array = np.asarray(array)
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected a numeric array")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
-        expected = SHAPES[name]
-        if expected and expected[0] == "N":
-            n = array.shape[0] if n is None and array.ndim else n
-            expected = (n,) + expected[1:]
-        if array.shape != expected:
-            raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(expected)}")
+        if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
+            n = array.shape[0]
+        if array.shape != _shape_tuple(SHAPES[name], n):
+            raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
         result.append(array)
+    if len(_EXPECTED) < 64:
+        _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]
     return result
 
 
-def _shape(shape):
+def _shape_tuple(shape, n):
+    return tuple(n if d == "N" else d for d in shape)
+
+
+def _shape(shape, n=None):
+    shape = _shape_tuple(shape, n) if n is not None else shape
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"

@@ -27,11 +27,11 @@ class Elements:
     output: np.ndarray  # yhat, entry by entry
     loss: sp.Expr
 
-    def gradient(self, name: str) -> np.ndarray:
-        """dL/d(entry) for every entry of the named array, by `sympy.diff`."""
+    def gradient(self, name: str, indices=None) -> np.ndarray:
+        """dL/d(entry) for every entry of the named array (or those at `indices`), by `sympy.diff`."""
         entries = self.symbols[name]
         grads = np.empty(entries.shape, dtype=object)
-        for index in np.ndindex(entries.shape):
+        for index in np.ndindex(entries.shape) if indices is None else indices:
             grads[index] = sp.diff(self.loss, entries[index])
         return grads
 

@@ -8,6 +8,7 @@ Notation (used everywhere: derivations, generated code, reports):
 An activation gives `f(z)` as a SymPy expression in the scalar `z`, and `df`: its derivative in
 the cheapest closed form, in terms of the output `a` where that is natural (sigma' = a (1 - a)).
 SymPy computes the derivative itself (`Activation.derivative`); the tests prove `df` equal to it.
+At a kink `df` follows PyTorch: relu'(0) = 0, leaky_relu'(0) = negative_slope.
 Softmax acts on a whole row, so it has no scalar `f`; its rule is the vector-Jacobian product in
 `symbolic.derive`.
 """
@@ -42,11 +43,11 @@ class Activation:
 
 
 def _relu(z):
-    return sp.Piecewise((z, z > 0), (0, True))
+    return sp.Max(z, 0)
 
 
 def _leaky_relu(z):
-    return sp.Piecewise((z, z > 0), (slope * z, True))
+    return sp.Max(z, 0) + slope * sp.Min(z, 0)  # any slope, not only 0 < s < 1
 
 
 ACTIVATIONS = {
