@@ -85,8 +85,8 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     # -- elementwise ---------------------------------------------------------------------------
 
     def _print_Relational(self, expr):
-        op = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
-        return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
+        rhs = "0" if expr.rhs == 0 else self._print(expr.rhs)
+        return f"({self._print(expr.lhs)} {expr.rel_op} {rhs})"
 
     def _print_Piecewise(self, expr):
         if len(expr.args) != 2 or expr.args[1].cond is not sp.true:
@@ -96,6 +96,13 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
             return self._print(cond)
         return f"np.where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
 
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.args
+        if exponent.is_Integer and exponent < 0:  # 1/(1 + np.exp(-z)), not (...)**(-1.0)
+            power = base if exponent == -1 else sp.Pow(base, -exponent, evaluate=False)
+            return "1/" + self.parenthesize(power, PRECEDENCE["Mul"], strict=True)
+        return super()._print_Pow(expr, rational=rational)
+
     def _print_Max(self, expr):
         return self._pairwise("np.maximum", expr.args)
 
@@ -103,6 +110,7 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         return self._pairwise("np.minimum", expr.args)
 
     def _pairwise(self, function, args):
+        args = sorted(args, key=lambda arg: arg.is_Number)  # np.maximum(z1, 0.0): array first
         text = self._print(args[0])
         for arg in args[1:]:
             text = f"{function}({text}, {self._print(arg)})"
@@ -120,6 +128,9 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         if sp.Rational(repr(value)) == expr:  # a short decimal: 0.5, 0.01
             return repr(value)
         return f"{expr.p}/{expr.q}"
+
+    def _print_Zero(self, expr):
+        return "0.0"  # a float: np.maximum(z, 0.0) skips a cast
 
     def _print_Half(self, expr):
         return "0.5"

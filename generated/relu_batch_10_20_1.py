@@ -39,7 +39,7 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = a1 @ W2 + b2
     a2 = z2
     return a2
@@ -50,7 +50,7 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = a1 @ W2 + b2
     a2 = z2
     L = 0.1*np.sum((a2 - y)**2)
@@ -62,7 +62,7 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = a1 @ W2 + b2
     a2 = z2
     delta2 = 0.2*(a2 - y)
@@ -79,7 +79,7 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = a1 @ W2 + b2
     a2 = z2
     t0 = a2 - y

@@ -41,9 +41,9 @@ def forward(*, X=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **u
     if VALIDATE:
         X, W1, B1, W2, B2, W3, B3 = _arrays('forward', (X, W1, B1, W2, B2, W3, B3), unknown)
     z1 = W1 @ X + B1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = W2 @ a1 + B2
-    a2 = np.maximum(0, z2)
+    a2 = np.maximum(z2, 0.0)
     z3 = W3 @ a2 + B3
     a3 = z3
     return a3
@@ -54,9 +54,9 @@ def loss(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('loss', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
     z1 = W1 @ X + B1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = W2 @ a1 + B2
-    a2 = np.maximum(0, z2)
+    a2 = np.maximum(z2, 0.0)
     z3 = W3 @ a2 + B3
     a3 = z3
     L = 0.5*np.sum((a3 - y_true)**2)
@@ -68,9 +68,9 @@ def gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=Non
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
     z1 = W1 @ X + B1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = W2 @ a1 + B2
-    a2 = np.maximum(0, z2)
+    a2 = np.maximum(z2, 0.0)
     z3 = W3 @ a2 + B3
     a3 = z3
     delta3 = a3 - y_true
@@ -90,9 +90,9 @@ def loss_and_gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=Non
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('loss_and_gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
     z1 = W1 @ X + B1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = W2 @ a1 + B2
-    a2 = np.maximum(0, z2)
+    a2 = np.maximum(z2, 0.0)
     z3 = W3 @ a2 + B3
     a3 = z3
     t0 = a3 - y_true

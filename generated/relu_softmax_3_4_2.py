@@ -39,7 +39,7 @@ def forward(*, x=None, W=None, b1=None, U=None, b2=None, **unknown):
     if VALIDATE:
         x, W, b1, U, b2 = _arrays('forward', (x, W, b1, U, b2), unknown)
     z1 = W @ x + b1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = U @ a1 + b2
     a2 = _softmax(z2)
     return a2
@@ -50,7 +50,7 @@ def loss(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('loss', (x, y, W, b1, U, b2), unknown)
     z1 = W @ x + b1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = U @ a1 + b2
     a2 = _softmax(z2)
     L = -np.sum(y*np.log(a2))
@@ -62,7 +62,7 @@ def gradients(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('gradients', (x, y, W, b1, U, b2), unknown)
     z1 = W @ x + b1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = U @ a1 + b2
     a2 = _softmax(z2)
     delta2 = a2*y.sum(axis=-1, keepdims=True) - y
@@ -80,7 +80,7 @@ def loss_and_gradients(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **un
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('loss_and_gradients', (x, y, W, b1, U, b2), unknown)
     z1 = W @ x + b1
-    a1 = np.maximum(0, z1)
+    a1 = np.maximum(z1, 0.0)
     z2 = U @ a1 + b2
     a2 = _softmax(z2)
     L = -np.sum(y*np.log(a2))

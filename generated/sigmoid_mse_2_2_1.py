@@ -39,9 +39,9 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = (1 + np.exp(-z1))**(-1.0)
+    a1 = 1/(1 + np.exp(-z1))
     z2 = a1 @ W2 + b2
-    a2 = (1 + np.exp(-z2))**(-1.0)
+    a2 = 1/(1 + np.exp(-z2))
     return a2
 
 
@@ -51,9 +51,9 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
-    a1 = (1 + np.exp(-z1))**(-1.0)
+    a1 = 1/(1 + np.exp(-z1))
     z2 = a1 @ W2 + b2
-    a2 = (1 + np.exp(-z2))**(-1.0)
+    a2 = 1/(1 + np.exp(-z2))
     L = 0.5*np.sum((a2 - y)**2)/N
     return float(L)
 
@@ -64,9 +64,9 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
-    a1 = (1 + np.exp(-z1))**(-1.0)
+    a1 = 1/(1 + np.exp(-z1))
     z2 = a1 @ W2 + b2
-    a2 = (1 + np.exp(-z2))**(-1.0)
+    a2 = 1/(1 + np.exp(-z2))
     delta2 = a2*(1 - a2)*(a2 - y)/N
     dL_dW2 = a1.T @ delta2
     dL_db2 = delta2.sum(axis=0)
@@ -82,9 +82,9 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
-    a1 = (1 + np.exp(-z1))**(-1.0)
+    a1 = 1/(1 + np.exp(-z1))
     z2 = a1 @ W2 + b2
-    a2 = (1 + np.exp(-z2))**(-1.0)
+    a2 = 1/(1 + np.exp(-z2))
     t0 = a2 - y
     L = 0.5*np.sum(t0**2)/N
     delta2 = a2*t0*(1 - a2)/N

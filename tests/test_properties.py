@@ -1,0 +1,37 @@
+"""Random architectures: generated gradients agree with central differences and the oracle."""
+
+import numpy as np
+from exact import assert_oracle_agrees
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from networks import networks
+
+import symbolic
+from codegen.check import random_values
+from codegen.files import compile_module
+
+
+def relative_error(got, expected) -> float:
+    """max |got - expected| / max |expected|: the array's error relative to its scale."""
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-12)
+    return float(np.max(np.abs(got - expected), initial=0.0)) / scale
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(network=networks(), seed=st.integers(0, 2**16))
+def test_generated_gradients_match_central_differences(network, seed):
+    module = compile_module(network)
+    values = random_values(network, seed=seed, batch=3)
+    loss, grads = module.loss_and_gradients(**values)
+    assert np.isclose(loss, module.loss(**values), rtol=1e-14)
+    assert sorted(grads) == sorted(network.differentiated)
+    numerical = symbolic.numerical_gradients(module.loss, values, network.differentiated)
+    for name in network.differentiated:
+        assert grads[name].shape == np.shape(values[name]), name
+        assert relative_error(grads[name], numerical[name]) < 1e-6, name
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(network=networks(max_depth=3, max_width=3), seed=st.integers(0, 2**16))
+def test_matrix_formulas_equal_the_element_level_oracle(network, seed):
+    assert assert_oracle_agrees(network, batch=2, seed=seed, sample=4) > 0
