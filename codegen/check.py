@@ -79,7 +79,8 @@ def compare(name: str, got, expected, rtol: float = RTOL, worst: int = 3) -> Arr
     scale = float(np.max(np.abs(expected), initial=0.0))
     wrong = diff > rtol * (np.abs(got) + np.abs(expected)) + rtol * scale
     order = np.argsort(-(diff * wrong + rel * ~wrong).ravel(), kind="stable")[:worst]
-    entries = [(np.unravel_index(i, got.shape), got.flat[i], expected.flat[i]) for i in order]
+    entries = [(tuple(int(j) for j in np.unravel_index(i, got.shape)), float(got.flat[i]), float(expected.flat[i]))
+               for i in order]
     return ArrayReport(name, "WRONG" if wrong.any() else "ok", float(diff.max(initial=0.0)),
                        float(rel.max(initial=0.0)), entries,
                        f"{int(wrong.sum())} of {wrong.size} entries wrong" if wrong.any() else "")

@@ -60,7 +60,15 @@ class TextPrinter(ArrayOrder, StrPrinter):
 
     def _print_Piecewise(self, expr):
         (then, cond), (otherwise, _) = expr.args
+        if then == 1 and otherwise == 0:  # a step function: the condition as a 0/1 mask
+            return f"({self._print(cond)})"
         return f"where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
+
+    def _print_Max(self, expr):
+        return f"max({', '.join(self._print(arg) for arg in sorted(expr.args, key=lambda a: a.is_Number))})"
+
+    def _print_Min(self, expr):
+        return f"min({', '.join(self._print(arg) for arg in sorted(expr.args, key=lambda a: a.is_Number))})"
 
 
 _GREEK = {"delta": r"\delta", "alpha": r"\alpha", "theta": r"\theta"}

@@ -11,9 +11,13 @@ from codegen.check import random_values
 from codegen.files import compile_module
 
 
-def relative_error(got, expected) -> float:
-    """max |got - expected| / max |expected|: the array's error relative to its scale."""
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-12)
+def relative_error(got, expected, loss) -> float:
+    """max |got - expected| / max |expected|: the array's error relative to its scale.
+
+    The scale is floored at 1e-9 of the loss, for arrays whose gradient is exactly zero (a
+    shared bias before a softmax): their computed gradient is rounding, 1e-17 say.
+    """
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-9 * max(1.0, abs(loss)))
     return float(np.max(np.abs(got - expected), initial=0.0)) / scale
 
 
@@ -28,10 +32,10 @@ def test_generated_gradients_match_central_differences(network, seed):
     numerical = symbolic.numerical_gradients(module.loss, values, network.differentiated)
     for name in network.differentiated:
         assert grads[name].shape == np.shape(values[name]), name
-        assert relative_error(grads[name], numerical[name]) < 1e-6, name
+        assert relative_error(grads[name], numerical[name], loss) < 1e-6, name
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(network=networks(max_depth=3, max_width=3), seed=st.integers(0, 2**16))
+@given(network=networks(max_depth=4, max_width=4), seed=st.integers(0, 2**16))
 def test_matrix_formulas_equal_the_element_level_oracle(network, seed):
-    assert assert_oracle_agrees(network, batch=2, seed=seed, sample=4) > 0
+    assert assert_oracle_agrees(network, batch=2, seed=seed, sample=3) > 0

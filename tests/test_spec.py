@@ -1,0 +1,112 @@
+"""The spec loader: presets load with the seeds' values; every broken rule is one clear error."""
+
+import numpy as np
+import pytest
+
+import symbolic
+from symbolic import SpecError
+
+GOOD = """
+name = "net"
+inputs = 3
+[[layers]]
+units = 4
+activation = "relu"
+[[layers]]
+units = 2
+activation = "softmax"
+[loss]
+kind = "cross_entropy"
+"""
+
+
+def test_defaults_of_a_minimal_spec():
+    net = symbolic.loads(GOOD)
+    assert (net.layout, net.input, net.target, net.batch, net.wrt_input) == ("row", "x", "y", None, False)
+    assert net.parameters == ("W1", "b1", "W2", "b2")
+    assert net.shapes() == {"x": ("N", 3), "y": ("N", 2), "W1": (3, 4), "b1": (4,), "W2": (4, 2), "b2": (2,)}
+    assert (net.loss.reduction, net.loss.scale, net.loss.l2, net.loss.labels) == ("mean", 1.0, 0.0, False)
+
+
+def test_column_layout_shapes_and_names_of_seed_002():
+    net = symbolic.load("relu_softmax_3_4_2")
+    assert net.shapes() == {"x": (3,), "y": (2,), "W": (4, 3), "b1": (4,), "U": (2, 4), "b2": (2,)}
+    assert net.differentiated == ("W", "b1", "U", "b2", "x")
+
+
+def test_random_presets_hold_numpy_legacy_seed_42_stream():
+    net = symbolic.load("relu_regression_3_4_3_1")
+    np.random.seed(42)
+    for name, shape in [("W1", (4, 3)), ("B1", (4,)), ("W2", (3, 4)), ("B2", (3,)), ("W3", (1, 3)), ("B3", (1,))]:
+        np.testing.assert_array_equal(net.values[name], np.random.randn(*shape))
+    net = symbolic.load("relu_batch_10_20_1")
+    np.random.seed(42)
+    np.testing.assert_array_equal(net.values["W1"], np.random.randn(10, 20) * 0.01)
+    np.testing.assert_array_equal(net.values["W2"], np.random.randn(20, 1) * 0.01)
+    np.testing.assert_array_equal(net.values["x"], np.random.randn(5, 10))
+    np.testing.assert_array_equal(net.values["y"], np.random.randn(5, 1))
+
+
+def test_shared_bias_is_a_scalar():
+    net = symbolic.load("sigmoid_shared_bias_2_2_2")
+    assert net.shapes()["b1"] == () and net.values["b1"].shape == () and net.values["b2"] == 0.79
+
+
+def edit(old, new, text=GOOD):
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+BAD = [
+    # (spec text, key named in the message, words of the rule)
+    ("name = [", "", "invalid TOML"),
+    (edit('inputs = 3', 'inputs = 3\nbatchsize = 2'), "batchsize", "did you mean 'batch'"),
+    (edit('activation = "relu"', 'activation = "relu6"'), "layers[1].activation", "must be one of"),
+    (edit('activation = "relu"', 'activation = "softmax"'), "layers[1].activation", "last layer only"),
+    (edit('activation = "softmax"', 'activation = "sigmoid"'), "loss.kind", "cross_entropy needs a softmax"),
+    (edit('kind = "cross_entropy"', 'kind = "binary_cross_entropy"'), "loss.kind", "needs a sigmoid"),
+    (edit('inputs = 3', 'inputs = 0'), "inputs", "at least 1"),
+    (edit('units = 4', 'units = -1'), "layers[1].units", "at least 1"),
+    (edit('units = 4', 'units = 4.5'), "layers[1].units", "must be an integer"),
+    (edit('units = 4', 'units = true'), "layers[1].units", "must be an integer"),
+    (edit('name = "net"', 'name = "my-net"'), "name", "not a Python identifier"),
+    (edit('name = "net"', 'name = "class"'), "name", "Python keyword"),
+    (edit('name = "net"\n', ''), "name", "required key is missing"),
+    (edit('inputs = 3\n', ''), "inputs", "required key is missing"),
+    (edit('inputs = 3', 'inputs = 3\ninput = "W1"'), "layers[1].weight", "already the name of input"),
+    (edit('inputs = 3', 'inputs = 3\ntarget = "x"'), "target", "already the name of input"),
+    (edit('units = 4', 'units = 4\nweight = "2W"'), "layers[1].weight", "not a Python identifier"),
+    (edit('units = 4', 'units = 4\nbias = "z1"'), "layers[1].bias", "reserved"),
+    (edit('units = 4', 'units = 4\nbias = 3'), "layers[1].bias", "a name or false"),
+    (edit('inputs = 3', 'inputs = 3\nlayout = "diagonal"'), "layout", "must be one of row, column"),
+    (edit('inputs = 3', 'inputs = 3\nlayout = "column"\nbatch = 2'), "batch", "only the row layout"),
+    (edit('kind = "cross_entropy"', 'kind = "cross_entropy"\nreduction = "max"'), "loss.reduction", "must be one of"),
+    (edit('kind = "cross_entropy"', 'kind = "cross_entropy"\nl2 = -1.0'), "loss.l2", "at least 0"),
+    (edit('kind = "cross_entropy"', 'kind = "cross_entropy"\nscale = "big"'), "loss.scale", "must be a number"),
+    (edit('kind = "cross_entropy"\n', ''), "loss.kind", "required key is missing"),
+    (edit('activation = "relu"', 'activation = "relu"\nnegative_slope = 0.1'), "layers[1].negative_slope", "leaky_relu only"),
+    (edit('activation = "relu"', 'activation = "relu"\nbias = false\nshared_bias = true'), "layers[1].shared_bias", "without a bias"),
+    (GOOD + '\n[values]\nx = [[1.0, 2.0]]\n', "values.x", "has shape (1, 2), expected (1, 3)"),
+    (GOOD + '\n[values]\nW9 = [1.0]\n', "values.W9", "unknown key"),
+    (GOOD + '\n[values]\nb1 = ["a", "b", "c", "d"]\n', "values.b1", "numbers"),
+    ('name = "net"\ninputs = 3\nlayers = []\n[loss]\nkind = "squared_error"\n', "layers", "at least one layer"),
+]
+
+
+@pytest.mark.parametrize("text, key, rule", BAD, ids=[f"{i}-{k or 'toml'}" for i, (_, k, _) in enumerate(BAD)])
+def test_bad_spec_is_one_line_naming_file_key_and_rule(text, key, rule):
+    with pytest.raises(SpecError) as error:
+        symbolic.loads(text, source="bad.toml")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"bad.toml: {key}: " if key else "bad.toml: ")
+    assert rule in message
+
+
+def test_spec_error_is_a_value_error():
+    assert issubclass(SpecError, ValueError)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(SpecError, match="no such preset or spec file.*relu_batch_10_20_1"):
+        symbolic.load("no_such_net")
