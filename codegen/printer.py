@@ -53,11 +53,11 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     # -- whole-array operations ----------------------------------------------------------------
 
-    def _print_Dot(self, expr):
+    def _print_Matmul(self, expr):
         left, right = expr.args
         return f"{self._operand(left)} @ {self._operand(right, PRECEDENCE['Mul'] + 1)}"
 
-    def _print_Transpose(self, expr):
+    def _print_Transposed(self, expr):
         return self._method_target(expr.args[0]) + ".T"
 
     def _print_Outer(self, expr):

@@ -35,7 +35,7 @@ class ArrayFunction(sp.Function):
         raise NotImplementedError
 
 
-class Dot(ArrayFunction):
+class Matmul(ArrayFunction):
     """Matrix product A @ B (matrix-vector in the column layout)."""
 
     nargs = 2
@@ -43,7 +43,7 @@ class Dot(ArrayFunction):
     numpy = staticmethod(np.dot)
 
 
-class Transpose(ArrayFunction):
+class Transposed(ArrayFunction):
     """A.T"""
 
     nargs = 1

@@ -4,8 +4,8 @@ How it works
 ------------
 Every array of the network is a SymPy `Symbol` (`x`, `W1`, `z1`, `delta2`, ...), and every step
 is an equation `symbol = expression` over those arrays. Elementwise operations are ordinary SymPy
-algebra (NumPy broadcasting semantics); the operations that are not elementwise (`Dot`,
-`Transpose`, `Outer`, `SumRows`, `Total`, `RowSum`, `Softmax`, `OneHot`) are the opaque
+algebra (NumPy broadcasting semantics); the operations that are not elementwise (`Matmul`,
+`Transposed`, `Outer`, `SumRows`, `Total`, `RowSum`, `Softmax`, `OneHot`) are the opaque
 functions of `symbolic.arrays`. Nothing here depends on the layer widths: the cost of a
 derivation grows with the depth only, and the batch size stays the symbol `N` unless the spec
 fixes it.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import rules
-from .arrays import Dot, OneHot, Outer, RowSum, Softmax, SumRows, Total, Transpose
+from .arrays import Matmul, OneHot, Outer, RowSum, Softmax, SumRows, Total, Transposed
 from .spec import Network
 
 
@@ -52,18 +52,18 @@ def _plus(expr, bias):
 
 LAYOUT_RULES = {
     "row": LayoutRules(
-        affine=lambda prev, W, b: _plus(Dot(prev, W), b),
-        weight_grad=lambda prev, delta: Dot(Transpose(prev), delta),
+        affine=lambda prev, W, b: _plus(Matmul(prev, W), b),
+        weight_grad=lambda prev, delta: Matmul(Transposed(prev), delta),
         bias_grad=SumRows,
-        back=lambda delta, W: Dot(delta, Transpose(W)),
+        back=lambda delta, W: Matmul(delta, Transposed(W)),
         affine_text="Z = A @ W + b, one row per sample",
         weight_text="dL/dW = A^T @ delta, summed over the batch",
     ),
     "column": LayoutRules(
-        affine=lambda prev, W, b: _plus(Dot(W, prev), b),
+        affine=lambda prev, W, b: _plus(Matmul(W, prev), b),
         weight_grad=lambda prev, delta: Outer(delta, prev),
         bias_grad=lambda delta: delta,
-        back=lambda delta, W: Dot(Transpose(W), delta),
+        back=lambda delta, W: Matmul(Transposed(W), delta),
         affine_text="z = W @ a + b, one sample",
         weight_text="dL/dW = delta a^T (outer product)",
     ),

@@ -15,7 +15,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .arrays import Dot, Outer
+from .arrays import Matmul, Outer
 
 STAGES = {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass",
           "gradient": "Backward pass"}
@@ -33,16 +33,16 @@ class ArrayOrder:
 
     def _as_ordered_terms(self, expr, order=None):
         terms = super()._as_ordered_terms(expr, order=order)
-        return sorted(terms, key=lambda term: not term.has(Dot, Outer))
+        return sorted(terms, key=lambda term: not term.has(Matmul, Outer))
 
 
 class TextPrinter(ArrayOrder, StrPrinter):
     """Array expressions in the plain-text notation of the derivation."""
 
-    def _print_Dot(self, expr):
+    def _print_Matmul(self, expr):
         return " @ ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=True) for arg in expr.args)
 
-    def _print_Transpose(self, expr):
+    def _print_Transposed(self, expr):
         return self.parenthesize(expr.args[0], PRECEDENCE["Atom"], strict=True) + ".T"
 
     def _call(name):
@@ -92,10 +92,10 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         return latex_name(expr.name)
 
-    def _print_Dot(self, expr):
+    def _print_Matmul(self, expr):
         return " ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=True) for arg in expr.args)
 
-    def _print_Transpose(self, expr):
+    def _print_Transposed(self, expr):
         return self.parenthesize(expr.args[0], PRECEDENCE["Pow"], strict=True) + r"^{\top}"
 
     def _print_Outer(self, expr):
