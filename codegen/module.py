@@ -138,8 +138,21 @@ def _cse(steps: list[Step]) -> list[tuple[sp.Symbol, sp.Expr]]:
     return lines
 
 
+def steps_source(network: Network) -> str:
+    """`def steps(**arrays)`: every named step of the derivation, by name (for reports).
+
+    Not part of the generated modules; `symprop check` appends it to one compiled in memory.
+    """
+    derivation = symbolic.derive(network)
+    names = (network.input, network.target) + network.parameters
+    result = "{" + ", ".join(f'"{s.name}": {s.name}' for s in derivation.steps) + "}"
+    source, _ = _function(GradientPrinter(), derivation, "steps", names, [s.symbol for s in derivation.steps],
+                          "Every named step of the derivation.", result, validate=False)
+    return source
+
+
 def _function(printer, derivation: Derivation, name: str, arguments: tuple, wanted: list,
-              doc: str, result: str) -> str:
+              doc: str, result: str, validate: bool = True) -> str:
     steps = _needed(derivation.steps, wanted)
     lines = _cse(steps)
     used = set().union(*(expr.free_symbols for _, expr in lines)) if lines else set()
@@ -147,11 +160,9 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     arguments = tuple(a for a in arguments if sp.Symbol(a) in used or a == network.input)
     values = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
     signature = ", ".join(f"{a}=None" for a in arguments)
-    body = [
-        f'{INDENT}"""{doc}"""',
-        f"{INDENT}if VALIDATE:",
-        f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)",
-    ]
+    body = [f'{INDENT}"""{doc}"""']
+    if validate:
+        body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)"]
     if any(s.name == "N" for s in used) and network.batch is None:
         body.append(f"{INDENT}N = {network.input}.shape[0]")
     for symbol, expr in lines:

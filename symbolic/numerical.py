@@ -2,10 +2,11 @@
 
 Each entry v gets its own steps, h = eps * max(1, |v|) and then h/10, h/100, h/1000. At each
 step the five-point formula (f(-2h) - 8 f(-h) + 8 f(h) - f(2h)) / 12h, whose error is of order
-h^4, estimates the derivative. Where f is smooth within 2h, two successive estimates agree to
-rounding and the one from the larger step is kept. Where they do not, a kink (ReLU at 0) lies
-within the larger step, and the step shrinks; an entry whose estimates never settle is reported
-as near a kink, where a finite difference may legitimately differ from the exact derivative.
+h^4, estimates the derivative, and the asymmetry |f(h) - 2 f(v) + f(-h)| / h tells a smooth f
+(where it shrinks with h) from a kink within h (where it is the jump of f'). The estimate is
+taken as soon as two successive steps agree and the asymmetry shrank; an entry for which that
+never happens is reported as near a kink (ReLU at 0), where a finite difference may
+legitimately differ from the exact derivative.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def numerical_gradients(f, arrays: dict, wrt, eps: float = 1e-3) -> dict:
 def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3):
     """(gradients, kinks): kinks maps each name to the indices found near a kink."""
     arrays = {name: _float64(value) for name, value in arrays.items()}
+    centre = float(f(**arrays))
     gradients, kinks = {}, {}
     for name in wrt:
         base = arrays[name]
@@ -37,22 +39,25 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3):
         kinks[name] = []
 
         def estimate(index, value, h):
-            """The five-point derivative estimate with step h, and |f| seen."""
+            """The five-point estimate with step h, and the asymmetry |f(h) - 2 f(0) + f(-h)| / h:
+            about |f''| h where f is smooth (it shrinks with h), the jump of f' at a kink."""
             f_m2, f_m1, f_p1, f_p2 = (_at(f, arrays, base, index, value + k * h) for k in (-2, -1, 1, 2))
-            return (8 * (f_p1 - f_m1) - (f_p2 - f_m2)) / (12 * h), abs(f_p1)
+            return (8 * (f_p1 - f_m1) - (f_p2 - f_m2)) / (12 * h), abs(f_p1 - 2 * centre + f_m1) / h
 
         for index in np.ndindex(base.shape):
             value = float(base[index])
             scale = eps * max(1.0, abs(value))
-            previous, _ = estimate(index, value, scale * SHRINKS[0])
+            previous, previous_asymmetry = estimate(index, value, scale * SHRINKS[0])
             for shrink in SHRINKS[1:]:
                 h = scale * shrink
-                current, size = estimate(index, value, h)
-                tolerance = AGREE_RTOL * (abs(current) + abs(previous)) + ROUNDING * (1 + size) / h
-                if abs(current - previous) <= tolerance:
-                    grad[index] = previous
+                current, asymmetry = estimate(index, value, h)
+                rounding = ROUNDING * (1 + abs(centre)) / h
+                settled = abs(current - previous) <= AGREE_RTOL * (abs(current) + abs(previous)) + rounding
+                smooth = asymmetry <= 0.2 * previous_asymmetry + 4 * rounding
+                if settled and smooth:
+                    grad[index] = current
                     break
-                previous = current
+                previous, previous_asymmetry = current, asymmetry
             else:
                 grad[index] = previous
                 kinks[name].append(index)

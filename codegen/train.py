@@ -1,0 +1,392 @@
+"""`symprop train`: plain gradient descent driven by the generated gradients.
+
+The seeds train their networks with hand-derived (and wrong) gradients; this runs the same
+trainings with the generated ones, or with any other gradient function plugged in.
+
+Python API (for notebooks)::
+
+    from codegen.train import train
+    history = train("sigmoid_shared_bias_2_2_2", lr=0.5, steps=10_000, freeze=("b1", "b2"))
+    history.losses[-1], history.outputs
+    history.plot()                     # matplotlib, optional
+
+Command line: `symprop train NET [--lr F] [--steps N] [--freeze NAME,...] [--every K]
+[--plot FILE.png] [--save FILE.npz] [--seed S]`, added to the `symprop` parser by `register`.
+
+NumPy only at run time; matplotlib is needed for plots only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+import symbolic
+from symbolic.spec import Network
+
+from .check import random_values
+from .files import compile_module
+
+
+@dataclass
+class History:
+    """A training run.
+
+    `steps[i]` is the number of updates done when `losses[i]` was measured: 0, every, 2 * every,
+    ... and finally the total number of steps. With `every=1`, `losses` holds the loss before
+    each update and then the loss after the last one.
+    """
+
+    steps: list[int]
+    losses: list[float]
+    arrays: dict  # name -> the final array: input, target and every (trained or frozen) parameter
+    outputs: np.ndarray  # the network output yhat with the final arrays
+    name: str = ""
+    lr: float = 0.0
+    frozen: tuple[str, ...] = ()
+    trained: tuple[str, ...] = field(default=())
+
+    @property
+    def loss(self) -> float:
+        """The final loss, after the last update."""
+        return self.losses[-1]
+
+    def plot(self, path=None, *, ax=None, title=None):
+        """The loss curve on `ax` (or a new figure), saved to `path` when given; returns the figure."""
+        return plot_losses(self, path, ax=ax, title=title)
+
+
+def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None, seed: int = 0,
+          gradients=None, backward=None, every: int = 1, callback=None, module=None) -> History:
+    """Gradient descent: `steps` updates `p <- p - lr * dL/dp` of every parameter not frozen.
+
+    network   a `Network`, a preset name or a spec path.
+    values    arrays by name that replace the spec's [values]; whatever is still missing gets
+              seeded random values (`seed`), as `symprop check` does. The caller's arrays are
+              never modified: training works on float64 copies.
+    freeze    parameter names held fixed (a list, or one string "b1,b2").
+    gradients a function called with every array by keyword, returning (loss, dict of gradients)
+              like the generated `loss_and_gradients` (the default).
+    backward  instead of `gradients`: a function returning only the dict of gradients (a
+              hand-written backward pass); the loss then comes from the generated `loss`.
+    every     record the loss (and call `callback(step, loss, arrays)`) every `every` steps;
+              the final loss, after the last update, is always recorded.
+    module    the generated module to use (default: compiled in memory from `network`).
+
+    Raises ValueError on a bad argument (unknown frozen names, lr <= 0, steps < 0, ...) and
+    when a gradient function returns a missing gradient or one of the wrong shape.
+    """
+    if isinstance(network, (str, os.PathLike)):
+        network = symbolic.load(network)
+    lr = _check_lr(lr)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    if gradients is not None and backward is not None:
+        raise ValueError("pass either gradients= (returning (loss, gradients)) or backward= "
+                         "(returning the gradients only), not both")
+    frozen = check_freeze(network, freeze)
+    trained = tuple(p for p in network.parameters if p not in frozen)
+    module = compile_module(network) if module is None else module
+    arrays = initial_values(network, values, seed)
+
+    if backward is not None:
+        label = getattr(backward, "__name__", "backward")
+
+        def loss_and_gradients(**kw):
+            return module.loss(**kw), backward(**kw)
+
+        def final_loss(**kw):
+            return module.loss(**kw)
+    else:
+        loss_and_gradients = module.loss_and_gradients if gradients is None else gradients
+        label = getattr(loss_and_gradients, "__name__", "gradients")
+
+        def final_loss(**kw):
+            return _unpack(loss_and_gradients(**kw), label)[0]
+
+    history_steps, losses = [], []
+    for step in range(int(steps)):
+        loss, grads = _unpack(loss_and_gradients(**arrays), label)
+        if step % every == 0:
+            history_steps.append(step)
+            losses.append(loss)
+            if callback is not None:
+                callback(step, loss, arrays)
+        updated = {}
+        for name in trained:
+            updated[name] = arrays[name] - lr * _gradient(grads, name, arrays[name], label)
+        arrays.update(updated)  # only once every gradient is checked
+    loss = float(final_loss(**arrays))
+    history_steps.append(int(steps))
+    losses.append(loss)
+    if callback is not None:
+        callback(int(steps), loss, arrays)
+
+    outputs = np.asarray(module.forward(**{n: arrays[n] for n in (network.input, *network.parameters)}))
+    return History(history_steps, losses, arrays, outputs, network.name, lr, frozen, trained)
+
+
+def check_freeze(network: Network, freeze) -> tuple[str, ...]:
+    """The frozen parameter names, in the network's order; ValueError naming any unknown one."""
+    if freeze is None:
+        return ()
+    if isinstance(freeze, str):
+        freeze = [f for f in freeze.split(",")]
+    names = [str(f).strip() for f in freeze]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in network.parameters]
+    if unknown:
+        what = "parameter" if len(unknown) == 1 else "parameters"
+        raise ValueError(f"cannot freeze {', '.join(unknown)}: no such {what} in {network.name} "
+                         f"(its parameters are {', '.join(network.parameters)})")
+    return tuple(p for p in network.parameters if p in names)
+
+
+def initial_values(network: Network, values=None, seed: int = 0) -> dict:
+    """float64 copies of the starting arrays: `values`, else the spec's, else seeded random ones.
+
+    Integer class labels stay integers. Nothing the caller passed is modified later.
+    """
+    if values:
+        unknown = [n for n in values if n not in network.shapes()]
+        if unknown:
+            raise ValueError(f"unknown array(s) {', '.join(unknown)}; the arrays of {network.name} "
+                             f"are {', '.join(network.shapes())}")
+        network = replace(network, values={**network.values, **values})
+    start = random_values(network, seed)
+    arrays = {}
+    for name in network.shapes():
+        array = np.asarray(start[name])
+        if name == network.target and network.loss.labels:
+            arrays[name] = np.array(array, dtype=np.int64)
+        else:
+            arrays[name] = np.array(array, dtype=np.float64)  # always a copy
+    return arrays
+
+
+def _check_lr(lr) -> float:
+    try:
+        value = float(lr)
+    except (TypeError, ValueError):
+        raise ValueError(f"lr must be a number > 0, got {lr!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    return value
+
+
+def _unpack(result, label):
+    if isinstance(result, dict):
+        raise ValueError(f"{label} returned only a dict of gradients; pass such a function as "
+                         "backward=, or return (loss, gradients)")
+    try:
+        loss, grads = result
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} returned {type(result).__name__}, expected (loss, dict of gradients)") from None
+    if not isinstance(grads, dict):
+        raise ValueError(f"{label} returned {type(grads).__name__} as gradients, expected a dict by name")
+    return float(loss), grads
+
+
+def _gradient(grads: dict, name: str, array: np.ndarray, label: str) -> np.ndarray:
+    if name not in grads:
+        raise ValueError(f"{label} returned no gradient for {name!r}")
+    gradient = np.asarray(grads[name], dtype=np.float64)
+    if gradient.shape != array.shape:
+        raise ValueError(f"{label} returned a gradient for {name!r} of shape {gradient.shape}, "
+                         f"expected {array.shape}")
+    return gradient
+
+
+# -------------------------------------------------------------------------------------------------
+# Pictures and files
+
+
+def plot_losses(history: History, path=None, *, ax=None, title=None):
+    """The loss against the step (log scale when every loss is positive); returns the figure.
+
+    Uses matplotlib's object API with the Agg canvas when it makes its own figure, so it works
+    without a display and leaves pyplot's state alone. Raises ImportError without matplotlib.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install matplotlib") from None
+    if ax is None:
+        figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
+    else:
+        figure = ax.figure
+    losses = np.asarray(history.losses, dtype=float)
+    ax.plot(history.steps, losses, color="C0", linewidth=1.5)
+    if losses.size and np.all(np.isfinite(losses)) and np.all(losses > 0) and losses.max() > 10 * losses.min():
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if title is None:
+        frozen = f", frozen {', '.join(history.frozen)}" if history.frozen else ""
+        title = f"{history.name}: gradient descent, lr {history.lr:g}{frozen}"
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    if path is not None:
+        _atomic(Path(path), lambda handle: figure.savefig(handle, format=_image_format(Path(path)), dpi=100))
+    return figure
+
+
+def save_arrays(history: History, path) -> None:
+    """Every array of the run, by name, in one .npz file (np.load gives them back exactly)."""
+    _atomic(Path(path), lambda handle: np.savez(handle, **history.arrays))
+
+
+def _image_format(path: Path) -> str:
+    return path.suffix[1:].lower() or "png"
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -------------------------------------------------------------------------------------------------
+# Command line
+
+
+def register(commands) -> None:
+    """Add the `train` command to the subparsers object of the `symprop` parser."""
+    p = commands.add_parser("train", help="gradient descent with the generated gradients",
+                            description="Plain gradient descent from the spec's [values] (or seeded "
+                            "random values), with the generated gradients.")
+    p.add_argument("net", help="a preset name or a path to a spec (.toml)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--steps", type=int, default=100, help="number of updates (default 100)")
+    p.add_argument("--freeze", metavar="NAME,...", default="", help="parameters held fixed, comma-separated")
+    p.add_argument("--every", type=int, metavar="K", help="print the loss every K steps (default: about 10 lines)")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="write the loss curve (needs matplotlib)")
+    p.add_argument("--save", type=Path, metavar="FILE.npz", help="write every final array by name (np.savez)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random values the spec lacks (default 0)")
+    p.set_defaults(run=run)
+
+
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def run(args) -> int:
+    """The `train` command: print the loss every K steps, the final loss and outputs; save, plot."""
+    UsageError = _usage_error()
+
+    network = symbolic.load(args.net)
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr {args.lr:g}: the learning rate must be > 0")
+    if args.steps < 0:
+        raise UsageError(f"--steps {args.steps}: must be >= 0")
+    if args.every is not None and args.every < 1:
+        raise UsageError(f"--every {args.every}: must be >= 1")
+    try:
+        frozen = check_freeze(network, args.freeze)
+    except ValueError as error:
+        raise UsageError(f"--freeze {args.freeze}: {error}") from None
+    if args.plot is not None:
+        if _image_format(args.plot) not in PLOT_FORMATS:
+            raise UsageError(f"--plot {args.plot}: expected a .png file (or {', '.join(PLOT_FORMATS[1:])})")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
+    every = args.every or max(1, args.steps // 10)
+
+    source = "the spec's [values]" if set(network.shapes()) <= set(network.values) else \
+        ("the spec's [values] and " if network.values else "") + f"random values (seed {args.seed})"
+    print(f"training {network.name}: {args.steps} step(s) of gradient descent, lr {args.lr:g}, "
+          f"frozen: {', '.join(frozen) or 'none'}; starting from {source}")
+    print(f"{'step':>10}  loss")
+    bar = _ProgressBar(args.steps) if sys.stdout.isatty() and args.steps >= 1000 else None
+
+    def report(step, loss, arrays):
+        if step % every == 0 or step == args.steps:
+            if bar is not None:
+                bar.clear()
+            print(f"{step:>10}  {loss:.10g}", flush=bar is not None)
+        if bar is not None:
+            bar.update(step)
+
+    try:
+        with np.errstate(all="ignore"):  # a diverging run is reported below, not as warnings
+            history = train(network, lr=args.lr, steps=args.steps, freeze=frozen, seed=args.seed,
+                            callback=report)
+    except ValueError as error:  # values that do not fit the network
+        raise UsageError(str(error)) from None
+    finally:
+        if bar is not None:
+            bar.clear()
+
+    print(f"final loss: {history.loss:.10g}")
+    print(f"outputs (yhat, shape {history.outputs.shape}):")
+    print(np.array2string(history.outputs, precision=6, suppress_small=False))
+    if not math.isfinite(history.loss):
+        print("symprop: warning: the loss is not finite: the run diverged; try a smaller --lr",
+              file=sys.stderr)
+    if args.save is not None:
+        save_arrays(history, args.save)
+        print(f"wrote {args.save}")
+    if args.plot is not None:
+        plot_losses(history, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _usage_error() -> type:
+    """codegen.cli.UsageError, the class that the running `symprop` main catches (exit 2).
+
+    Imported here, not at the top: codegen.cli imports this module. Under `python -m codegen.cli`
+    the running main is the module `__main__`, and importing codegen.cli would create a second
+    module with a second, different UsageError class that main would not catch.
+    """
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == "codegen.cli" and hasattr(main, "UsageError"):
+        return main.UsageError
+    from .cli import UsageError
+
+    return UsageError
+
+
+class _ProgressBar:
+    """A carriage-return bar on standard error, redrawn about 100 times in a run."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, stream=None):
+        self.total = max(1, total)
+        self.stream = sys.stderr if stream is None else stream
+        self.stride = max(1, self.total // 100)
+        self.shown = False
+
+    def update(self, step: int) -> None:
+        if step % self.stride and step != self.total:
+            return
+        done = int(self.WIDTH * step / self.total)
+        self.stream.write(f"\r[{'#' * done}{'.' * (self.WIDTH - done)}] {step}/{self.total}")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * (self.WIDTH + 2 * len(str(self.total)) + 4) + "\r")
+            self.stream.flush()
+            self.shown = False
