@@ -17,6 +17,7 @@ from symbolic.spec import SpecError
 
 from . import check as checking
 from . import files
+from . import train as training
 from .reference import TorchMissing
 
 
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random values the spec lacks (default 0)")
     p.add_argument("--torch", action="store_true", help="also compare with PyTorch autograd in float64")
     p.set_defaults(run=_check)
+
+    training.register(commands)
     return parser
 
 
