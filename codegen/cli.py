@@ -17,12 +17,9 @@ from symbolic.spec import SpecError
 
 from . import check as checking
 from . import files
+from .errors import UsageError
 from . import train as training
 from .reference import TorchMissing
-
-
-class UsageError(Exception):
-    """Bad input that is not a spec error: exit 2 with this message."""
 
 
 def main(argv=None) -> int:
@@ -47,8 +44,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("derive", help="the derivation, step by step")
     p.add_argument("net", help="a preset name or a path to a spec (.toml)")
-    p.add_argument("--format", choices=("text", "latex", "markdown"), default="text")
-    p.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
+    p.add_argument("--format", choices=("text", "latex", "markdown"),
+                   help="default: from the -o suffix (.tex, .pdf: latex; .md: markdown), else text")
+    p.add_argument("--elements", action="store_true",
+                   help="also the scalar closed form of every gradient entry (small networks)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="write to FILE (.tex: a complete LaTeX document; .pdf: compiled by pdflatex)")
     p.set_defaults(run=_derive)
 
     p = commands.add_parser("generate", help="write generated/<name>.py for networks")
@@ -74,13 +75,33 @@ def _list(args) -> int:
     return 0
 
 
+_SUFFIX_FORMATS = {".tex": "latex", ".pdf": "latex", ".md": "markdown"}
+
+
 def _derive(args) -> int:
     derivation = symbolic.derive(symbolic.load(args.net))
-    text = {"text": derivation.text, "latex": derivation.latex, "markdown": derivation.markdown}[args.format]()
+    suffix = args.output.suffix.lower() if args.output else ""
+    fmt = args.format or _SUFFIX_FORMATS.get(suffix, "text")
+    if suffix == ".pdf" and fmt != "latex":
+        raise UsageError(f"-o {args.output}: a PDF is made from --format latex, not {fmt}")
+    if args.elements and fmt == "text":
+        raise UsageError("--elements needs --format latex or markdown (or -o FILE.tex, .pdf, .md)")
+    try:
+        text = {"text": derivation.text, "latex": derivation.latex,
+                "markdown": derivation.markdown}[fmt](**({"elements": True} if args.elements else {}))
+    except ValueError as error:  # too large for --elements
+        raise UsageError(f"--elements: {error}") from None
+    text = text if text.endswith("\n") else text + "\n"
     if args.output is None:
-        print(text, end="" if text.endswith("\n") else "\n")
+        print(text, end="")
+    elif suffix == ".pdf":
+        try:
+            files.write_pdf(text, args.output)
+        except files.PdfError as error:
+            raise UsageError(f"-o {args.output}: {error}") from None
+        print(f"wrote {args.output}")
     else:
-        files.write({args.output.name: text if text.endswith("\n") else text + "\n"}, args.output.parent)
+        files.write({args.output.name: text}, args.output.parent)
         print(f"wrote {args.output}")
     return 0
 

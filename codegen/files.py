@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 import types
 from pathlib import Path
@@ -56,3 +58,28 @@ def stale(sources: dict[str, str], out: Path) -> list[tuple[Path, str]]:
         elif path.read_text(encoding="utf-8") != source:
             result.append((path, "differs"))
     return result
+
+
+class PdfError(RuntimeError):
+    """pdflatex is missing or failed."""
+
+
+def write_pdf(tex: str, path: Path) -> None:
+    """Compile a LaTeX document with pdflatex into `path` (atomically)."""
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        raise PdfError("pdflatex is not installed (Debian/Ubuntu: apt-get install texlive-latex-base); "
+                       f"write {path.with_suffix('.tex').name} instead and compile it elsewhere")
+    with tempfile.TemporaryDirectory() as work:
+        source = Path(work) / "derivation.tex"
+        source.write_text(tex, encoding="utf-8")
+        result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", source.name],
+                                cwd=work, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            error = next((line for line in result.stdout.splitlines() if line.startswith("!")), "unknown error")
+            raise PdfError(f"pdflatex failed: {error}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        shutil.copyfile(Path(work) / "derivation.pdf", tmp)
+        os.replace(tmp, path)

@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ import symbolic
 from symbolic.spec import Network
 
 from .check import random_values
+from .errors import UsageError
 from .files import compile_module
 
 
@@ -50,7 +51,7 @@ class History:
     name: str = ""
     lr: float = 0.0
     frozen: tuple[str, ...] = ()
-    trained: tuple[str, ...] = field(default=())
+    trained: tuple[str, ...] = ()
 
     @property
     def loss(self) -> float:
@@ -122,7 +123,7 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
                 callback(step, loss, arrays)
         updated = {}
         for name in trained:
-            updated[name] = arrays[name] - lr * _gradient(grads, name, arrays[name], label)
+            updated[name] = np.asarray(arrays[name] - lr * _gradient(grads, name, arrays[name], label))
         arrays.update(updated)  # only once every gradient is checked
     loss = float(final_loss(**arrays))
     history_steps.append(int(steps))
@@ -289,7 +290,6 @@ PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 
 def run(args) -> int:
     """The `train` command: print the loss every K steps, the final loss and outputs; save, plot."""
-    UsageError = _usage_error()
 
     network = symbolic.load(args.net)
     if not (math.isfinite(args.lr) and args.lr > 0):
@@ -309,7 +309,7 @@ def run(args) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
-    every = args.every or max(1, args.steps // 10)
+    every = args.every or max(1, -(-args.steps // 10))  # about ten lines, and the last
 
     source = "the spec's [values]" if set(network.shapes()) <= set(network.values) else \
         ("the spec's [values] and " if network.values else "") + f"random values (seed {args.seed})"
@@ -338,7 +338,7 @@ def run(args) -> int:
 
     print(f"final loss: {history.loss:.10g}")
     print(f"outputs (yhat, shape {history.outputs.shape}):")
-    print(np.array2string(history.outputs, precision=6, suppress_small=False))
+    print(format_outputs(history.outputs))
     if not math.isfinite(history.loss):
         print("symprop: warning: the loss is not finite: the run diverged; try a smaller --lr",
               file=sys.stderr)
@@ -351,19 +351,9 @@ def run(args) -> int:
     return 0
 
 
-def _usage_error() -> type:
-    """codegen.cli.UsageError, the class that the running `symprop` main catches (exit 2).
-
-    Imported here, not at the top: codegen.cli imports this module. Under `python -m codegen.cli`
-    the running main is the module `__main__`, and importing codegen.cli would create a second
-    module with a second, different UsageError class that main would not catch.
-    """
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "codegen.cli" and hasattr(main, "UsageError"):
-        return main.UsageError
-    from .cli import UsageError
-
-    return UsageError
+def format_outputs(outputs) -> str:
+    """The outputs with six decimals, as NumPy prints arrays."""
+    return np.array2string(np.asarray(outputs), precision=6, floatmode="fixed", suppress_small=False)
 
 
 class _ProgressBar:

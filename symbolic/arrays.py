@@ -24,8 +24,11 @@ class ArrayFunction(sp.Function):
 
     @classmethod
     def eval(cls, *args):
-        if cls.linear:
+        if cls.linear:  # a numeric factor comes out: Total(a/5 - y/5) = Total(a - y)/5
             coeff, rest = args[0].as_coeff_Mul()
+            if rest.is_Add:
+                content, rest = rest.primitive()
+                coeff *= content
             if coeff is not sp.S.One:
                 return coeff * cls(rest, *args[1:])
         return None

@@ -99,20 +99,31 @@ class Derivation:
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
+    def closed_form(self, name: str) -> sp.Expr:
+        """dL/d(name) in terms of the forward pass: every delta substituted by its definition."""
+        deltas = {s.symbol: s.expr for s in self.steps if s.stage == "backward"}
+        expr = self.step(grad_name(name)).expr
+        while expr.free_symbols & deltas.keys():
+            expr = expr.xreplace(deltas)
+        return expr
+
     def text(self) -> str:
         from .notation import text
         return text(self)
 
-    def latex(self) -> str:
-        from .notation import latex
-        return latex(self)
+    def latex(self, elements: bool = False) -> str:
+        """A complete LaTeX document (amsmath, amssymb); `elements`: every entry's closed form."""
+        from .document import element_rows, latex_document
+        return latex_document(self, element_rows(self) if elements else None)
 
-    def markdown(self) -> str:
-        from .notation import markdown
-        return markdown(self)
+    def markdown(self, elements: bool = False) -> str:
+        """Markdown with `$$...$$` blocks, for GitHub and Jupyter."""
+        from .document import element_rows, markdown
+        return markdown(self, element_rows(self) if elements else None)
 
     def _repr_latex_(self) -> str:
-        return "$$" + self.latex() + "$$"
+        from .document import repr_latex
+        return repr_latex(self)
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
@@ -181,12 +192,13 @@ def derive(network: Network) -> Derivation:
         raw = yhat * (g - RowSum(yhat * g))
         expr = sp.factor_terms(c * min((raw, sp.expand(raw)), key=sp.count_ops))
         rule = "chain rule through softmax: delta = yhat * (g - RowSum(yhat * g)), g = d ell/d yhat"
-        notes = {"dell": g}
+        notes = {"activation": "softmax", "scale": c, "dell": g, "unsimplified": c * raw}
     else:
         _, df = rules.ACTIVATIONS[last.activation].at(pre[-1], yhat, last.negative_slope)
         expr = _simplify(c * g * df)
         rule = f"chain rule: delta = d ell/d yhat * {last.activation}'(z)"
-        notes = {"dell": g, "df": df}
+        notes = {"activation": last.activation, "scale": c, "dell": g, "df": df,
+                 "unsimplified": sp.Mul(c, g, df, evaluate=False)}
     delta = add(f"delta{len(network.layers)}", expr, "backward", rule, shape_of(last.units), **notes)
 
     # Backward pass, last layer first.
@@ -210,7 +222,7 @@ def derive(network: Network) -> Derivation:
             _, df = rules.ACTIVATIONS[below.activation].at(pre[i - 2], post[i - 2], below.negative_slope)
             delta = add(f"delta{i - 1}", layout.back(delta, W) * df, "backward",
                         f"chain rule: delta = (back-propagated error) * {below.activation}'(z)",
-                        shape_of(below.units), df=df)
+                        shape_of(below.units), activation=below.activation, df=df)
         elif network.wrt_input:
             gradients[network.input] = add(grad_name(network.input), layout.back(delta, W), "gradient",
                                            "input gradient: the error propagated through W", shapes[network.input])

@@ -26,6 +26,25 @@ class Elements:
     symbols: dict  # array name -> object array of its entries' symbols (labels: integers)
     output: np.ndarray  # yhat, entry by entry
     loss: sp.Expr
+    layers: tuple = ()  # per layer: (z, a), its pre-activations and outputs, entry by entry
+
+    def compact(self, expr: sp.Expr) -> sp.Expr:
+        """`expr` with every pre-activation and activation written as its own symbol (z1_12,
+        a1_12), innermost layer first: the closed form of an entry as one writes it by hand."""
+        stages = []  # the names given so far, in order: each entry is matched written in them
+        for i, (z, a) in enumerate(self.layers, 1):
+            for name, values in ((f"z{i}", z), (f"a{i}", a)):
+                names = {}
+                for index in np.ndindex(values.shape):
+                    value = values[index]
+                    for stage in stages:
+                        value = value.xreplace(stage)
+                    symbol = entry_symbol(name, index)
+                    names[value] = symbol
+                    names[-value] = -symbol  # SymPy distributes the sign: exp(-z)
+                expr = expr.xreplace(names)
+                stages.append(names)
+        return expr
 
     def gradient(self, name: str, indices=None) -> np.ndarray:
         """dL/d(entry) for every entry of the named array (or those at `indices`), by `sympy.diff`."""
@@ -67,12 +86,14 @@ def expand(network: Network, batch: int = 2, labels=None) -> Elements:
 
     row = network.layout == "row"
     a = symbols[network.input]
+    layers = []
     for layer in network.layers:
         W = symbols[layer.weight]
         z = a @ W if row else W @ a
         if layer.bias is not None:
             z = z + symbols[layer.bias]
         a = _activate(layer, z)
+        layers.append((z, a))
 
     y = symbols[network.target]
     if network.loss.labels:
@@ -85,7 +106,7 @@ def expand(network: Network, batch: int = 2, labels=None) -> Elements:
     l2 = sp.Rational(repr(network.loss.l2))
     if l2:
         loss += l2 * sum(w**2 for layer in network.layers for w in symbols[layer.weight].flat)
-    return Elements(network, n, symbols, a, loss)
+    return Elements(network, n, symbols, a, loss, tuple(layers))
 
 
 def _activate(layer, z: np.ndarray) -> np.ndarray:

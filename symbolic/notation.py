@@ -1,4 +1,4 @@
-"""One notation, printed three ways: plain text, LaTeX and Markdown.
+"""One notation, printed as plain text and as LaTeX (see `symbolic.document` for whole documents).
 
 The names are those of the generated code (`z1`, `a1`, `delta2`, `dL_dW2`), so a derivation, a
 generated module and a check report can be read side by side. The array operations print as
@@ -71,6 +71,7 @@ class TextPrinter(ArrayOrder, StrPrinter):
         return f"min({', '.join(self._print(arg) for arg in sorted(expr.args, key=lambda a: a.is_Number))})"
 
 
+_SCALARS = {sp.Symbol("N", integer=True, positive=True)}  # the batch size: a number, not an array
 _GREEK = {"delta": r"\delta", "alpha": r"\alpha", "theta": r"\theta"}
 
 
@@ -93,29 +94,68 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
         return latex_name(expr.name)
 
     def _print_Matmul(self, expr):
-        return " ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=True) for arg in expr.args)
+        return " ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=False) for arg in expr.args)
 
     def _print_Transposed(self, expr):
-        return self.parenthesize(expr.args[0], PRECEDENCE["Pow"], strict=True) + r"^{\top}"
+        return self.parenthesize(expr.args[0], PRECEDENCE["Pow"], strict=False) + r"^{\top}"
 
     def _print_Outer(self, expr):
         u, v = expr.args
-        return self._print(u) + r"\," + self.parenthesize(v, PRECEDENCE["Pow"], strict=True) + r"^{\top}"
+        return (self.parenthesize(u, PRECEDENCE["Mul"], strict=False) + r"\,"
+                + self.parenthesize(v, PRECEDENCE["Pow"], strict=False) + r"^{\top}")
 
     def _print_SumRows(self, expr):
-        return r"\sum_{n} " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=True)
+        return r"\sum_{n} " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=False)
 
     def _print_Total(self, expr):
-        return r"\sum " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=True)
+        return r"\sum " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=False)
 
     def _print_RowSum(self, expr):
-        return r"\sum_{k} " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=True)
+        return r"\sum_{k} " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=False)
 
     def _print_Softmax(self, expr):
         return r"\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"
 
     def _print_OneHot(self, expr):
         return r"\operatorname{onehot}\left(" + self._print(expr.args[0]) + r"\right)"
+
+    def _print_Piecewise(self, expr):
+        (then, cond), (otherwise, _) = expr.args
+        if then == 1 and otherwise == 0:
+            return r"\mathbb{1}\left[" + self._print(cond) + r"\right]"
+        return super()._print_Piecewise(expr)
+
+    def _print_Max(self, expr):
+        args = sorted(expr.args, key=lambda a: a.is_Number)
+        return r"\max\left(" + ", ".join(self._print(a) for a in args) + r"\right)"
+
+    def _print_Min(self, expr):
+        args = sorted(expr.args, key=lambda a: a.is_Number)
+        return r"\min\left(" + ", ".join(self._print(a) for a in args) + r"\right)"
+
+    def _print_Mul(self, expr):
+        """Products of arrays are elementwise: their factors are joined by \\odot, after the scalar
+        coefficient (numbers and powers of the batch size N) as a fraction."""
+        factors = sp.Mul.make_args(expr)
+        scalar = [f for f in factors if not (f.free_symbols - _SCALARS)]
+        arrays = [f for f in factors if f.free_symbols - _SCALARS]
+        if not expr.is_Mul or len(arrays) <= 1:
+            return super()._print_Mul(expr)
+        coefficient = sp.Mul(*scalar)
+        body = r" \odot ".join(self.parenthesize(f, PRECEDENCE["Mul"], strict=False) for f in arrays)
+        if coefficient == 1:
+            return body
+        if coefficient == -1:
+            return "- " + body
+        numerator, denominator = coefficient.as_numer_denom()
+        if numerator == 1 or numerator == -1:
+            sign = "- " if numerator == -1 else ""
+            return sign + r"\frac{1}{" + self._print(denominator) + "} " + self._wrap(body, len(arrays))
+        return self._print(coefficient) + " " + self._wrap(body, len(arrays))
+
+    @staticmethod
+    def _wrap(body, count):
+        return r"\left(" + body + r"\right)" if count > 1 else body
 
 
 def text(derivation) -> str:
@@ -136,33 +176,3 @@ def text(derivation) -> str:
 
 def _shape_text(shape) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _equations(derivation):
-    printer = ArrayLatexPrinter()
-    blocks, stage, rows = [], None, []
-    for step in derivation.steps:
-        if STAGES[step.stage] != stage:
-            if rows:
-                blocks.append((stage, rows))
-            stage, rows = STAGES[step.stage], []
-        rows.append(f"{latex_name(step.name)} &= {printer.doprint(step.expr)}")
-    blocks.append((stage, rows))
-    return blocks
-
-
-def latex(derivation) -> str:
-    """The derivation as one LaTeX `aligned` block (stage names as text rows)."""
-    parts = []
-    for stage, rows in _equations(derivation):
-        parts.append(r"&\text{" + stage + r"}\\")
-        parts.append(r"\\".join(rows) + r"\\")
-    return r"\begin{aligned}" + "\n".join(parts) + r"\end{aligned}"
-
-
-def markdown(derivation) -> str:
-    """The derivation as Markdown: a heading and a `$$...$$` block per stage."""
-    out = [f"**{derivation.network.name}**", ""]
-    for stage, rows in _equations(derivation):
-        out += [f"*{stage}*", "", "$$", r"\begin{aligned}", (r"\\" + "\n").join(rows), r"\end{aligned}", "$$", ""]
-    return "\n".join(out)

@@ -3,10 +3,10 @@
 Each entry v gets its own steps, h = eps * max(1, |v|) and then h/10, h/100, h/1000. At each
 step the five-point formula (f(-2h) - 8 f(-h) + 8 f(h) - f(2h)) / 12h, whose error is of order
 h^4, estimates the derivative, and the asymmetry |f(h) - 2 f(v) + f(-h)| / h tells a smooth f
-(where it shrinks with h) from a kink within h (where it is the jump of f'). The estimate is
-taken as soon as two successive steps agree and the asymmetry shrank; an entry for which that
-never happens is reported as near a kink (ReLU at 0), where a finite difference may
-legitimately differ from the exact derivative.
+(where it shrinks with h) from a kink within h (where it is the jump of f'). As soon as two
+successive steps agree and the asymmetry shrank, the larger step's estimate is taken; an entry
+for which that never happens is reported as near a kink (ReLU at 0), where a finite difference
+may legitimately differ from the exact derivative.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3):
                 rounding = ROUNDING * (1 + abs(centre)) / h
                 settled = abs(current - previous) <= AGREE_RTOL * (abs(current) + abs(previous)) + rounding
                 smooth = asymmetry <= 0.2 * previous_asymmetry + 4 * rounding
-                if settled and smooth:
-                    grad[index] = current
+                if settled and smooth:  # the larger step: as exact, and less rounding
+                    grad[index] = previous
                     break
                 previous, previous_asymmetry = current, asymmetry
             else:

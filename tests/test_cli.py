@@ -30,7 +30,7 @@ def test_derive_prints_forward_loss_and_backward_steps(capsys):
         assert line in out, line
 
 
-@pytest.mark.parametrize("fmt, marker", [("latex", r"\begin{aligned}"), ("markdown", "$$")])
+@pytest.mark.parametrize("fmt, marker", [("latex", r"\begin{align*}"), ("markdown", r"\begin{aligned}")])
 def test_derive_formats(capsys, fmt, marker):
     assert main(["derive", "sigmoid_mse_2_2_1", "--format", fmt]) == 0
     out = capsys.readouterr().out

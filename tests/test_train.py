@@ -243,7 +243,7 @@ def test_command_prints_about_ten_lines_final_loss_and_outputs(capsys, run003):
     steps = [int(line.split()[0]) for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
     assert steps == list(range(0, 10_001, 1000))
     assert f"final loss: {run003.loss:.10g}" in out
-    assert np.array2string(run003.outputs, precision=6) in out
+    assert "[[0.100000 0.890000]]" in out and training.format_outputs(run003.outputs) in out
 
 
 def test_command_every(capsys):
@@ -252,6 +252,20 @@ def test_command_every(capsys):
     out = capsys.readouterr().out
     steps = [int(line.split()[0]) for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
     assert steps == [0, 3, 6, 9, 10]
+
+
+def test_command_default_every_prints_about_ten_lines(capsys):
+    assert symprop_train(["relu_regression_3_4_3_1", "--steps", "15"])[0] == 0
+    out = capsys.readouterr().out
+    steps = [int(line.split()[0]) for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
+    assert steps == [0, 2, 4, 6, 8, 10, 12, 14, 15]
+
+
+def test_command_warns_when_the_run_diverges(capsys):
+    assert symprop_train(["relu_regression_3_4_3_1", "--lr", "1e5", "--steps", "40"])[0] == 0
+    captured = capsys.readouterr()
+    assert "final loss: inf" in captured.out or "final loss: nan" in captured.out
+    assert captured.err.strip() == "symprop: warning: the loss is not finite: the run diverged; try a smaller --lr"
 
 
 def test_save_round_trips(tmp_path, capsys, net003):
