@@ -28,22 +28,31 @@ def render(networks: list[Network]) -> dict[str, str]:
     return {f"{net.name}.py": generate(net) for net in networks}
 
 
+def atomic_write(path: Path, write) -> None:
+    """`write(handle)` into a temporary file beside `path`, then rename it: never half a file.
+    The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write(sources: dict[str, str], out: Path) -> list[Path]:
-    """Write every file atomically (temporary file, then rename); return the changed paths."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write every file atomically; return the paths whose content changed."""
     changed = []
     for name, source in sources.items():
         path = out / name
         if path.exists() and path.read_text(encoding="utf-8") == source:
             continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(source)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda handle, text=source: handle.write(text.encode("utf-8")))
         changed.append(path)
     return changed
 
@@ -78,8 +87,5 @@ def write_pdf(tex: str, path: Path) -> None:
         if result.returncode != 0:
             error = next((line for line in result.stdout.splitlines() if line.startswith("!")), "unknown error")
             raise PdfError(f"pdflatex failed: {error}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        shutil.copyfile(Path(work) / "derivation.pdf", tmp)
-        os.replace(tmp, path)
+        pdf = (Path(work) / "derivation.pdf").read_bytes()
+    atomic_write(path, lambda handle: handle.write(pdf))

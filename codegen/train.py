@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from symbolic.spec import Network
 
 from .check import random_values
 from .errors import UsageError
-from .files import compile_module
+from .files import atomic_write, compile_module
 
 
 @dataclass
@@ -239,30 +238,17 @@ def plot_losses(history: History, path=None, *, ax=None, title=None):
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     if path is not None:
-        _atomic(Path(path), lambda handle: figure.savefig(handle, format=_image_format(Path(path)), dpi=100))
+        atomic_write(Path(path), lambda handle: figure.savefig(handle, format=_image_format(Path(path)), dpi=100))
     return figure
 
 
 def save_arrays(history: History, path) -> None:
     """Every array of the run, by name, in one .npz file (np.load gives them back exactly)."""
-    _atomic(Path(path), lambda handle: np.savez(handle, **history.arrays))
+    atomic_write(Path(path), lambda handle: np.savez(handle, **history.arrays))
 
 
 def _image_format(path: Path) -> str:
     return path.suffix[1:].lower() or "png"
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -------------------------------------------------------------------------------------------------

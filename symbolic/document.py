@@ -86,7 +86,7 @@ def sections(derivation) -> list[Section]:
             forward.rows.append(_eq(latex_name(step.name), p.doprint(step.expr)))
     forward.text.append(r"Sums, products $\odot$, powers and functions of arrays act elementwise; "
                         r"$A B$ is the matrix product, $\sum_n$ sums over the samples, $\sum_k$ over a sample's "
-                        r"classes, $\sum$ over every entry; $\mathbb{1}[z > 0]$ is 1 where $z > 0$, else 0.")
+                        r"classes, $\sum$ over every entry; $\mathbf{1}[z > 0]$ is 1 where $z > 0$, else 0.")
     out.append(forward)
 
     loss = derivation.step("L")

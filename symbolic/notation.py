@@ -122,7 +122,7 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
     def _print_Piecewise(self, expr):
         (then, cond), (otherwise, _) = expr.args
         if then == 1 and otherwise == 0:
-            return r"\mathbb{1}\left[" + self._print(cond) + r"\right]"
+            return r"\mathbf{1}\left[" + self._print(cond) + r"\right]"
         return super()._print_Piecewise(expr)
 
     def _print_Max(self, expr):

@@ -1,0 +1,66 @@
+"""Smoke test of benchmarks/bench.py: a --quick run on one tiny preset finishes and writes its files.
+
+No timing assertions: the numbers depend on the machine. The run is a subprocess (the benchmark
+sets the BLAS thread count and imports PyTorch, which should not leak into the test session).
+"""
+
+import csv
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks" / "bench.py"
+CSV_COLUMNS = ["section", "case", "network", "batch", "impl", "metric", "value", "unit", "note"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    files = {"csv": out / "quick.csv", "plot": out / "quick.png", "md": out / "quick.md"}
+    command = [sys.executable, str(BENCH), "--quick", "--only", "sigmoid_mse_2_2_1",
+               "--csv", str(files["csv"]), "--plot", str(files["plot"]), "--md", str(files["md"])]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return result, files
+
+
+def test_quick_run_prints_every_table(quick_run):
+    result, files = quick_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    stdout = result.stdout
+    for heading in ("## 1. Gradient time per call", "## 2. Derivation + generation",
+                    "## 3. Peak memory", "## 4. Goals"):
+        assert heading in stdout
+    assert "| network | N | hand µs | gen µs (×hand)" in stdout
+    assert "| sigmoid_mse_2_2_1 | 1 |" in stdout             # the one network timed
+    assert "| width | layers |" in stdout and "| depth | layers |" in stdout
+    assert "| goal | measured worst case | status |" in stdout
+    assert "784-256-10 |" not in stdout.split("## 2.")[0]    # --only kept the others out
+    assert files["md"].read_text(encoding="utf-8").startswith("# symprop benchmark")
+
+
+def test_quick_run_writes_the_csv(quick_run):
+    result, files = quick_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(files["csv"], newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == CSV_COLUMNS
+        rows = list(reader)
+    assert {row["section"] for row in rows} >= {"time", "generate", "memory", "goal"}
+    timed = {row["impl"] for row in rows if row["section"] == "time" and row["metric"] == "median" and row["value"]}
+    assert {"hand", "gen", "gen_noval", "loss"} <= timed
+    widths = [row for row in rows if row["section"] == "generate" and row["impl"] == "width"]
+    assert widths and all(float(row["value"]) > 0 for row in widths)
+
+
+def test_quick_run_writes_a_png(quick_run):
+    result, files = quick_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib is not installed: the benchmark writes no figure")
+    data = files["plot"].read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
