@@ -310,13 +310,17 @@ def _check_torch(report, values64, loss, generated):
 # Printing
 
 
+def _figure(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.3e}"
+
+
 def format_report(report: Report) -> str:
     lines = []
     for title, rows in report.sections.items():
         lines.append(title)
         lines.append(f"  {'array':<10} {'max abs err':>12} {'max rel err':>12}  verdict")
         for r in rows:
-            lines.append(f"  {r.name:<10} {r.max_abs:>12.3e} {r.max_rel:>12.3e}  {r.verdict}"
+            lines.append(f"  {r.name:<10} {_figure(r.max_abs):>12} {_figure(r.max_rel):>12}  {r.verdict}"
                          + (f"  ({r.note})" if r.note else ""))
             if r.verdict == "WRONG":
                 for index, got, expected in r.worst:
