@@ -161,7 +161,8 @@ def check(network: Network, against=None, seed: int = 0, values: dict | None = N
         values, used = values_away_from_kinks(network, seed, module.steps)
         drawn = [name for name in values if name not in network.values]
         if drawn:
-            report.notes.append(f"random values (seed {used}) for {', '.join(drawn)}; the rest from the spec")
+            rest = "; the rest from the spec" if network.values else ""
+            report.notes.append(f"random values (seed {used}) for {', '.join(drawn)}{rest}")
     else:
         low = [n for n, v in values.items() if np.asarray(v).dtype in (np.float32, np.float16)]
         if low:

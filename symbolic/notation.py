@@ -27,7 +27,8 @@ class ArrayOrder:
 
     def _print_Add(self, expr, order=None):
         content, primitive = expr.primitive()
-        if content.is_Rational and content != 1 and primitive.is_Add:
+        unit_terms = all(abs(term.as_coeff_Mul()[0]) == 1 for term in sp.Add.make_args(primitive))
+        if content.is_Rational and content != 1 and primitive.is_Add and unit_terms:
             return self._print(sp.Mul(content, primitive, evaluate=False))
         return super()._print_Add(expr, order=order)
 

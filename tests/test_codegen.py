@@ -137,3 +137,12 @@ def test_validation_can_be_switched_off():
         assert module.loss(**values) == pytest.approx(load_generated("relu_batch_10_20_1").loss(**values), rel=0)
     finally:
         module.VALIDATE = True
+
+
+def test_l2_and_labels_print_as_written_by_hand():
+    net = symbolic.loads("""name = "clf"\nlayout = "column"\ninputs = 3\n[[layers]]\nunits = 3
+activation = "softmax"\n[loss]\nkind = "cross_entropy"\nlabels = true\nl2 = 0.01\n""")
+    source = codegen.generate(net)
+    assert "    delta1 = a1 - np.eye(3)[y]\n" in source
+    assert "    dL_dW1 = np.outer(delta1, x) + 0.02*W1\n" in source
+    assert "dL_dW1 = outer(delta1, x) + W1/50" in symbolic.derive(net).text()
