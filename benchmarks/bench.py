@@ -1,31 +1,40 @@
 #!/usr/bin/env python
-"""symprop benchmark: generated gradient modules vs hand-written NumPy backprop, and derivation time.
+"""symprop benchmark: generated gradient modules against hand-written NumPy, PyTorch and SymPy.
 
 Run from the project root:
 
-    python benchmarks/bench.py            # full run (about 100 s)
-    python benchmarks/bench.py --quick    # smoke test (a few seconds)
-    python benchmarks/bench.py --csv results.csv
+    python benchmarks/bench.py                  # full run (about 4 minutes); writes
+                                                # benchmarks/results.{md,csv,png}
+    python benchmarks/bench.py --quick          # smoke run (a few seconds); writes nothing
+    python benchmarks/bench.py --quick --csv out.csv --plot out.png --only sigmoid_mse
 
-1. Gradient time. For each case, three implementations are timed in one process:
-   the generated `gradients` (VALIDATE True, the default), the generated `gradients` with
-   VALIDATE False (a second compiled copy of the module), and a hand-written NumPy backprop
-   defined below (same maths, same loss definition as the spec). Before any timing, the three
-   must agree (np.allclose, rtol 1e-9) and the hand-written loss must equal the generated one.
-   Timing is interleaved: every round runs one block of k calls of each implementation (the
-   order rotated from round to round), k calibrated so that a block lasts a few milliseconds;
-   the garbage collector is off inside the rounds. Per implementation we report the median
-   and the minimum of the per-call times (block time / k), and the ratio of the medians; the
-   bracket holds the 25th-75th percentiles of the per-round ratios (same-round pairs), a
-   measure of how much the noise of the machine moves the ratio.
+Everything is measured in one process:
 
-2. Derivation + generation time: wall time of `codegen.generate(symbolic.load(spec))`, with
-   SymPy's cache cleared before every repetition (so each is a fresh derivation), for every
-   preset, a 784-256-128-10 ReLU/softmax network and a width sweep.
+1. Gradient time per call, for every preset (on its spec values), 784-256-10 and
+   784-512-256-10 ReLU/softmax cross-entropy nets at batch 1, 64 and 1024, and a 10-layer tanh
+   net (64 wide, squared error, batch 64): the generated `gradients` (VALIDATE True, the
+   default, and VALIDATE False), a careful hand-written NumPy backprop (bench_hand.py), the
+   element-level SymPy path (`lambdify(..., cse=True)` of `sympy.diff` of the loss written over
+   scalar symbols; small presets only), PyTorch autograd (float64, one thread) when installed,
+   and the generated `loss` alone. Before any timing every implementation must agree with the
+   hand-written one (np.allclose, rtol 1e-9), which must agree with tests/handwritten.py on the
+   presets; the generated `loss` must equal an independent NumPy loss; no input may be modified.
+   Timing is interleaved: every round runs one block of k calls of each implementation (in a
+   fresh random order each round, so that no implementation always follows the same one; one
+   untimed call before each block; k calibrated so that a block lasts a few milliseconds; the
+   garbage collector off). Reported: medians of the per-call times (block time / k), ratios of
+   medians, and the 25th-75th percentiles of the same-round ratios as a gauge of the noise.
+2. Derivation + generation time, `codegen.generate(symbolic.load(spec))` with SymPy's cache
+   cleared before every repetition, for the networks above and against width (2 to 4096) and
+   depth (1 to 20).
+3. Peak memory (tracemalloc) of one generated `gradients` call against one `forward` call,
+   and of the hand-written backprop.
+4. The goals, met or not, with the measured worst case.
 
 OpenBLAS runs with one thread unless OPENBLAS_NUM_THREADS / OMP_NUM_THREADS is set or
 --blas-threads says otherwise: on a noisy 2-core machine a two-thread GEMM stalls for tens of
-milliseconds whenever the other core is busy. OPENBLAS_CORETYPE is never touched.
+milliseconds whenever the other core is busy. PyTorch is set to one thread too
+(`torch.set_num_threads(1)`); it uses its own BLAS (MKL), not NumPy's OpenBLAS.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import argparse
 import csv
 import ctypes
 import gc
+import importlib.util
 import itertools
 import os
 import platform
@@ -42,118 +52,39 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import sympy
 
-import codegen
-import symbolic
-from codegen.files import compile_module
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import bench_hand  # noqa: E402
+import bench_others  # noqa: E402
+import bench_plot  # noqa: E402
+import codegen  # noqa: E402
+import symbolic  # noqa: E402
+from codegen.files import compile_module  # noqa: E402
+from symbolic import elements  # noqa: E402
 
 SEED = 20240601
+SYMPY_MAX_ENTRIES = 64     # the element-level SymPy path only up to this many gradient entries
+CSV_FIELDS = ("section", "case", "network", "batch", "impl", "metric", "value", "unit", "note")
+IMPLS = ("hand", "gen", "gen_noval", "loss", "torch", "sympy")
+GRADIENT_IMPLS = ("gen", "gen_noval", "sympy", "torch")      # compared with "hand"
+GOAL_GEN_OVER_HAND, GOAL_GRAD_OVER_LOSS, GOAL_MEMORY = 1.05, 3.0, 2.0
+GOAL_PRESET_S, GOAL_BIG_S = 1.0, 3.0
+GOAL_FLAT = 0.05           # |k| of the least-squares fit time ~ width**k: 2**11 wider, at most 1.46x slower
 
 
-# --------------------------------------------------------------------------------------------
-# Hand-written backprop: row layout (x is (N, inputs), W is (inputs, units), b is (units,)).
-# Vectorised; every temporary is a fresh array that is then updated in place (no copies of the
-# inputs, no needless intermediates). relu'(0) = 0, as in the spec.
-# --------------------------------------------------------------------------------------------
+# ================================================================================================
+# Networks and values
 
-def hand_relu_identity_mse(*, x, y, W1, b1, W2, b2):
-    """10-20-1 style: relu / identity, loss 0.5 * mean((yhat - y)^2) over all elements."""
-    a1 = x @ W1
-    a1 += b1
-    np.maximum(a1, 0.0, out=a1)          # a1 = relu(z1); a1 > 0 exactly where z1 > 0
-    d2 = a1 @ W2
-    d2 += b2                             # yhat
-    d2 -= y
-    d2 *= 1.0 / y.size                   # d(0.5 * mean(e^2)) / d yhat = e / size
-    dW2 = a1.T @ d2
-    db2 = d2.sum(axis=0)
-    d1 = d2 @ W2.T
-    d1 *= a1 > 0
-    dW1 = x.T @ d1
-    db1 = d1.sum(axis=0)
-    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
-
-
-def hand_relu_softmax_ce(*, x, y, W1, b1, W2, b2):
-    """relu / softmax, loss mean over samples of -sum_k y_k log p_k (one-hot rows of y)."""
-    a1 = x @ W1
-    a1 += b1
-    np.maximum(a1, 0.0, out=a1)
-    p = a1 @ W2
-    p += b2
-    p -= p.max(axis=1, keepdims=True)
-    np.exp(p, out=p)
-    p /= p.sum(axis=1, keepdims=True)    # softmax
-    p -= y                               # dL/dz2 = (p - y) / N (rows of y sum to 1)
-    p *= 1.0 / len(x)
-    dW2 = a1.T @ p
-    db2 = p.sum(axis=0)
-    d1 = p @ W2.T
-    d1 *= a1 > 0
-    dW1 = x.T @ d1
-    db1 = d1.sum(axis=0)
-    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
-
-
-def hand_relu_relu_softmax_ce(*, x, y, W1, b1, W2, b2, W3, b3):
-    """relu / relu / softmax, mean cross-entropy (one-hot rows of y)."""
-    a1 = x @ W1
-    a1 += b1
-    np.maximum(a1, 0.0, out=a1)
-    a2 = a1 @ W2
-    a2 += b2
-    np.maximum(a2, 0.0, out=a2)
-    p = a2 @ W3
-    p += b3
-    p -= p.max(axis=1, keepdims=True)
-    np.exp(p, out=p)
-    p /= p.sum(axis=1, keepdims=True)
-    p -= y
-    p *= 1.0 / len(x)
-    dW3 = a2.T @ p
-    db3 = p.sum(axis=0)
-    d2 = p @ W3.T
-    d2 *= a2 > 0
-    dW2 = a1.T @ d2
-    db2 = d2.sum(axis=0)
-    d1 = d2 @ W2.T
-    d1 *= a1 > 0
-    dW1 = x.T @ d1
-    db1 = d1.sum(axis=0)
-    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
-
-
-def _hand_forward(arrays, n_layers, last):
-    a = arrays["x"]
-    for i in range(1, n_layers + 1):
-        z = a @ arrays[f"W{i}"] + arrays[f"b{i}"]
-        if i < n_layers:
-            a = np.maximum(z, 0.0)
-        elif last == "softmax":
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            a = e / e.sum(axis=1, keepdims=True)
-        else:
-            a = z
-    return a
-
-
-def hand_loss(arrays, n_layers, kind):
-    """The spec's loss, written out independently: checks the hand-written maths is the spec's."""
-    y = arrays["y"]
-    if kind == "mse":      # 0.5 * mean over all elements of (yhat - y)^2
-        yhat = _hand_forward(arrays, n_layers, "identity")
-        return 0.5 * np.mean((yhat - y) ** 2)
-    p = _hand_forward(arrays, n_layers, "softmax")      # mean over samples of -sum y log p
-    return -np.sum(y * np.log(p)) / len(y)
-
-
-# --------------------------------------------------------------------------------------------
-# Specs
-# --------------------------------------------------------------------------------------------
 
 def mlp_toml(name, inputs, hidden, outputs, batch=None):
     """Row-layout ReLU hidden layers, softmax output, mean cross-entropy."""
@@ -167,48 +98,132 @@ def mlp_toml(name, inputs, hidden, outputs, batch=None):
     return "\n".join(lines)
 
 
+def tanh_toml(name, width, depth, batch):
+    """Row layout, `depth` tanh layers of `width` units, 0.5 * mean squared error."""
+    lines = [f'name = "{name}"', 'layout = "row"', f"inputs = {width}", f"batch = {batch}"]
+    for _ in range(depth):
+        lines += ["", "[[layers]]", f"units = {width}", 'activation = "tanh"']
+    lines += ["", "[loss]", 'kind = "squared_error"', 'reduction = "mean"', "scale = 0.5", ""]
+    return "\n".join(lines)
+
+
 def random_arrays(network, rng):
-    """Seeded float64 values: x ~ N(0, 1), He-scaled weights, small biases, one-hot targets."""
+    """Seeded float64 values: x ~ N(0, 1), He (ReLU) or 1/sqrt(fan-in) (tanh) weights, small
+    biases; one-hot target rows for cross-entropy, uniform in (-0.9, 0.9) for squared error."""
     n = network.batch
     sizes = [network.inputs] + [layer.units for layer in network.layers]
     arrays = {"x": rng.standard_normal((n, sizes[0]))}
     for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
-        arrays[f"W{i}"] = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+        gain = 2.0 if network.layers[i - 1].activation == "relu" else 1.0
+        arrays[f"W{i}"] = rng.standard_normal((fan_in, fan_out)) * np.sqrt(gain / fan_in)
         arrays[f"b{i}"] = rng.standard_normal(fan_out) * 0.1
-    y = np.zeros((n, sizes[-1]))
-    y[np.arange(n), rng.integers(0, sizes[-1], n)] = 1.0
+    if network.loss.kind == "cross_entropy":
+        y = np.zeros((n, sizes[-1]))
+        y[np.arange(n), rng.integers(0, sizes[-1], n)] = 1.0
+    else:
+        y = rng.uniform(-0.9, 0.9, (n, sizes[-1]))
     arrays["y"] = y
     return arrays
 
 
-# --------------------------------------------------------------------------------------------
-# Gradient timing
-# --------------------------------------------------------------------------------------------
+def layers_text(net):
+    sizes = "-".join(str(n) for n in (net.inputs, *(l.units for l in net.layers)))
+    acts = [l.activation for l in net.layers]
+    acts = f"{acts[0]} x{len(acts)}" if len(set(acts)) == 1 and len(acts) > 3 else "/".join(acts)
+    return f"{sizes} {net.layout}, {acts}, {net.loss.kind} {net.loss.reduction}"
 
-IMPLS = ("hand", "gen", "gen_noval")
+
+@dataclass
+class Case:
+    label: str
+    network: object
+    arrays: dict
+    hand: object
+    sympy_note: str = ""            # why the SymPy path is skipped ("" = run it)
+    results: dict = field(default_factory=dict)
+
+    @property
+    def batch(self):
+        return len(self.arrays[self.network.input]) if self.network.layout == "row" else 1
 
 
-def check_agreement(case, impls, arrays, module, n_layers, kind):
-    """Never time wrong code: all implementations agree, the losses agree, inputs untouched."""
+def build_cases(quick, only, sympy_max=SYMPY_MAX_ENTRIES):
+    """The networks of section 1, in order; `only` keeps those whose label contains a pattern."""
+    rng = np.random.default_rng(SEED)
+    cases = []
+    for name in symbolic.presets():
+        net = symbolic.load(name)
+        values = {k: np.asarray(v, dtype=np.float64) for k, v in net.values.items()}
+        cases.append(Case(name, net, values, bench_hand.PRESET_BACKWARD[name]))
+    mlps = [((256,), 1), ((256,), 64)] if quick else \
+        [((256,), 1), ((256,), 64), ((256,), 1024), ((512, 256), 1), ((512, 256), 64), ((512, 256), 1024)]
+    for hidden, batch in mlps:
+        dims = "-".join(map(str, (784, *hidden, 10)))
+        net = symbolic.loads(mlp_toml(f"mlp_{dims.replace('-', '_')}_b{batch}", 784, hidden, 10, batch))
+        hand = bench_hand.hand_relu_softmax_ce if len(hidden) == 1 else bench_hand.hand_relu_relu_softmax_ce
+        cases.append(Case(dims, net, random_arrays(net, rng), hand))
+    net = symbolic.loads(tanh_toml("tanh10_64_b64", 64, 10, 64))
+    cases.append(Case("tanh 10x64", net, random_arrays(net, rng), bench_hand.make_hand_tanh_mse(10)))
+    if only:
+        patterns = [p.strip() for p in only.split(",") if p.strip()]
+        cases = [c for c in cases if any(p in c.label for p in patterns)]
+    for case in cases:
+        entries = bench_others.sympy_entries(case.network, case.arrays)
+        if entries > min(sympy_max, elements.MAX_ENTRIES):
+            case.sympy_note = f"n/a (too large: {entries} entries)"
+        elif quick and entries > 9:
+            case.sympy_note = "n/a (skipped in --quick)"
+    return cases
+
+
+# ================================================================================================
+# Agreement: never time wrong code
+
+
+def _seed_backward():
+    """tests/handwritten.py's BACKWARD (the seed-style hand-written gradients), or {}."""
+    path = ROOT / "tests" / "handwritten.py"
+    if not path.exists():
+        return {}
+    spec = importlib.util.spec_from_file_location("symprop_tests_handwritten", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, "BACKWARD", {})
+
+
+def assert_same_gradients(what, got, want, arrays):
+    assert set(got) == set(want), f"{what} returns {sorted(got)}, hand-written {sorted(want)}"
+    for key, ref in want.items():
+        have = np.asarray(got[key].detach().numpy() if hasattr(got[key], "detach") else got[key])
+        ref = np.asarray(ref)
+        assert have.shape == ref.shape == np.shape(arrays[key]), f"{what}: shape of d{key}"
+        scale = float(np.max(np.abs(ref))) or 1.0
+        assert np.allclose(have, ref, rtol=1e-9, atol=1e-12 * scale), (
+            f"{what}: d{key} differs from hand-written (max abs diff {np.max(np.abs(have - ref)):.3g})")
+
+
+def check_agreement(case, impls, module, seed_backward):
+    arrays, net = case.arrays, case.network
     before = {k: v.copy() for k, v in arrays.items()}
     ref = impls["hand"](**arrays)
-    for name in ("gen", "gen_noval"):
-        got = impls[name](**arrays)
-        assert set(got) == set(ref), f"{case}: {name} returns {sorted(got)}, hand {sorted(ref)}"
-        for key, want in ref.items():
-            have = got[key]
-            assert have.shape == want.shape == arrays[key].shape, f"{case}: shape of d{key}"
-            scale = float(np.max(np.abs(want))) or 1.0
-            assert np.allclose(have, want, rtol=1e-9, atol=1e-12 * scale), (
-                f"{case}: {name} d{key} differs from hand-written "
-                f"(max abs diff {np.max(np.abs(have - want)):.3g})")
-    gen_loss, ref_loss = module.loss(**arrays), hand_loss(arrays, n_layers, kind)
-    assert np.isclose(gen_loss, ref_loss, rtol=1e-9, atol=0), f"{case}: loss {gen_loss} vs {ref_loss}"
+    if case.label in seed_backward:
+        assert_same_gradients(f"{case.label}: tests/handwritten.py", seed_backward[case.label](**arrays),
+                              ref, arrays)
+    for name in GRADIENT_IMPLS:
+        if name in impls:
+            assert_same_gradients(f"{case.label}: {name}", impls[name](**arrays), ref, arrays)
+    gen_loss, ref_loss = module.loss(**arrays), bench_hand.reference_loss(net, arrays)
+    assert np.isclose(gen_loss, ref_loss, rtol=1e-9, atol=0), f"{case.label}: loss {gen_loss} vs {ref_loss}"
     for k, v in arrays.items():
-        assert np.array_equal(v, before[k]), f"{case}: array {k} was modified"
+        assert np.array_equal(v, before[k]), f"{case.label}: array {k} was modified"
+
+
+# ================================================================================================
+# Timing
 
 
 def _block(fn, arrays, k):
+    fn(**arrays)                       # untimed: whatever ran before left caches and the allocator cold
     it = itertools.repeat(None, k)
     t0 = time.perf_counter()
     for _ in it:
@@ -217,6 +232,7 @@ def _block(fn, arrays, k):
 
 
 def time_interleaved(impls, arrays, block_target, budget, min_rounds, max_rounds):
+    """{name: per-call times, one per round}, k calls per block, rounds."""
     for fn in impls.values():          # warm up (also fills the generated module's shape cache)
         for _ in range(3):
             fn(**arrays)
@@ -229,70 +245,105 @@ def time_interleaved(impls, arrays, block_target, budget, min_rounds, max_rounds
     rounds = int(min(max_rounds, max(min_rounds, budget / (len(impls) * max(t, 1e-9)))))
     names = list(impls)
     times = {name: [] for name in names}
+    order = np.random.default_rng(SEED)
     gc.collect()
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for r in range(rounds):
-            s = r % len(names)
-            for name in names[s:] + names[:s]:
-                times[name].append(_block(impls[name], arrays, k) / k)
+        for _ in range(rounds):        # a fresh random order every round: no fixed neighbours
+            for i in order.permutation(len(names)):
+                times[names[i]].append(_block(impls[names[i]], arrays, k) / k)
     finally:
         if enabled:
             gc.enable()
     return times, k, rounds
 
 
-def gradient_cases(quick):
-    """(case label, network, arrays, hand function, layers, loss kind)."""
-    rng = np.random.default_rng(SEED)
-    preset = symbolic.load("relu_batch_10_20_1")
-    loss = preset.loss
-    assert (loss.kind, loss.reduction, loss.scale, loss.l2) == ("squared_error", "mean", 0.5, 0.0)
-    assert [l.activation for l in preset.layers] == ["relu", "identity"] and preset.layout == "row"
-    values = {k: np.asarray(v, dtype=np.float64) for k, v in preset.values.items()}
-    cases = [("relu_batch_10_20_1 (preset values)", preset, values, hand_relu_identity_mse, 2, "mse")]
-    for hidden, batch in (((256,), 64), ((256,), 1), ((256,), 1024), ((512, 256), 64)):
-        dims = "-".join(map(str, (784, *hidden, 10)))
-        net = symbolic.loads(mlp_toml(f"mlp_{dims.replace('-', '_')}_b{batch}", 784, hidden, 10, batch))
-        hand = hand_relu_softmax_ce if len(hidden) == 1 else hand_relu_relu_softmax_ce
-        cases.append((f"{dims} relu/softmax CE", net, random_arrays(net, rng), hand, len(hidden) + 1, "ce"))
-    return cases
+def summarize_times(times, k, rounds):
+    """Medians, minimums and same-round ratios to the hand-written time."""
+    med = {n: statistics.median(ts) for n, ts in times.items()}
+    out = {"median": med, "min": {n: min(ts) for n, ts in times.items()}, "k": k, "rounds": rounds,
+           "over_hand": {}, "over_hand_q": {}}
+    for n in times:
+        if n in ("hand", "loss"):
+            continue
+        paired = [a / b for a, b in zip(times[n], times["hand"])]
+        q = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
+        out["over_hand"][n] = med[n] / med["hand"]
+        out["over_hand_q"][n] = (q[0], q[2])
+    out["grad_over_loss"] = med["gen"] / med["loss"]
+    out["grad_over_loss_q"] = tuple(statistics.quantiles(
+        [a / b for a, b in zip(times["gen"], times["loss"])], n=4)[i] for i in (0, 2)) \
+        if len(times["gen"]) > 1 else (out["grad_over_loss"],) * 2
+    if "torch" in med:
+        out["gen_over_torch"] = med["gen"] / med["torch"]
+    return out
 
 
-def run_gradients(args):
+# ================================================================================================
+# Peak memory (tracemalloc sees NumPy's array buffers)
+
+
+def _nbytes(result):
+    values = result.values() if isinstance(result, dict) else [result]
+    return sum(np.asarray(v).nbytes for v in values)
+
+
+def peak_bytes(fn, arrays):
+    """(peak bytes allocated during one call, bytes of what it returned)."""
+    fn(**arrays)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        result = fn(**arrays)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return peak, _nbytes(result)
+
+
+def measure_memory(case, module):
+    fwd_args = {k: v for k, v in case.arrays.items() if k != case.network.target}
+    fwd, _ = peak_bytes(module.forward, fwd_args)
+    lean, _ = peak_bytes(lambda **a: bench_hand.lean_forward(case.network, a), fwd_args)
+    gen, returned = peak_bytes(module.gradients, case.arrays)
+    hand, hand_returned = peak_bytes(case.hand, case.arrays)
+    args = sum(v.nbytes for v in case.arrays.values())
+    return {"args": args, "forward": fwd, "lean_forward": lean, "lean_ratio": gen / lean, "gen": gen, "returned": returned, "hand": hand,
+            "hand_returned": hand_returned, "ratio": gen / fwd, "scratch_ratio": (gen - returned) / fwd,
+            "footprint_ratio": (args + gen) / (args + fwd)}
+
+
+# ================================================================================================
+# Section 1 (+3): one network
+
+
+def run_case(case, args, torch, seed_backward):
+    module = compile_module(case.network)
+    noval = compile_module(case.network)
+    noval.VALIDATE = False
+    assert module.VALIDATE is True
+    impls = {"hand": case.hand, "gen": module.gradients, "gen_noval": noval.gradients, "loss": module.loss}
+    if torch is not None:
+        impls["torch"] = bench_others.make_torch_gradients(torch, case.network, case.arrays)
+    if not case.sympy_note:
+        impls["sympy"], case.results["sympy_setup"] = bench_others.make_sympy_gradients(
+            case.network, case.arrays)
+    check_agreement(case, impls, module, seed_backward)
     if args.quick:
-        block_target, budget, min_rounds, max_rounds = 0.5e-3, 0.25, 8, 30
+        timing = dict(block_target=0.5e-3, budget=0.15, min_rounds=5, max_rounds=20)
     else:
-        block_target, budget, min_rounds, max_rounds = 4e-3, 20.0, 60, 1000
-    rows = []
-    for case, net, arrays, hand, n_layers, kind in gradient_cases(args.quick):
-        module = compile_module(net)
-        noval = compile_module(net)
-        noval.VALIDATE = False
-        assert module.VALIDATE is True
-        impls = {"hand": hand, "gen": module.gradients, "gen_noval": noval.gradients}
-        check_agreement(case, impls, arrays, module, n_layers, kind)
-        times, k, rounds = time_interleaved(impls, arrays, block_target, budget, min_rounds, max_rounds)
-        med = {n: statistics.median(times[n]) for n in IMPLS}
-        row = {"section": "gradients", "case": case, "batch": len(arrays["x"]),
-               "calls_per_block": k, "rounds": rounds}
-        for n in IMPLS:
-            row[f"{n}_median_us"] = med[n] * 1e6
-            row[f"{n}_min_us"] = min(times[n]) * 1e6
-        for n in ("gen", "gen_noval"):
-            paired = [a / b for a, b in zip(times[n], times["hand"])]
-            q = statistics.quantiles(paired, n=4)
-            row[f"{n}_over_hand"] = med[n] / med["hand"]
-            row[f"{n}_over_hand_p25"], row[f"{n}_over_hand_p75"] = q[0], q[2]
-        rows.append(row)
-        print(f"  done: {case}, batch {row['batch']} ({rounds} rounds x {k} calls)", file=sys.stderr)
-    return rows
+        timing = dict(block_target=4e-3, budget=args.budget, min_rounds=20, max_rounds=400)
+    times, k, rounds = time_interleaved(impls, case.arrays, **timing)
+    case.results["time"] = summarize_times(times, k, rounds)
+    case.results["memory"] = measure_memory(case, module)
+    print(f"  done: {case.label}, batch {case.batch} ({rounds} rounds x {k} calls)", file=sys.stderr)
 
 
-# --------------------------------------------------------------------------------------------
-# Derivation + generation timing
-# --------------------------------------------------------------------------------------------
+# ================================================================================================
+# Section 2: derivation + generation
+
 
 def time_generate(path, repeats):
     times = []
@@ -306,35 +357,243 @@ def time_generate(path, repeats):
     return times
 
 
-def run_generate(args, tmp):
-    repeats = 2 if args.quick else 15
+def generate_jobs(quick, tmp):
+    """(table, key, label, spec path): named networks, then the width and depth sweeps."""
+    def spec(name, text):
+        path = Path(tmp) / f"{name}.toml"
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    jobs = [("networks", name, name, name) for name in symbolic.presets()]
+    jobs.append(("networks", "784-256-10", "784-256-10",
+                 spec("mlp_784_256_10", mlp_toml("mlp_784_256_10", 784, (256,), 10, 64))))
+    jobs.append(("networks", "784-512-256-10", "784-512-256-10",
+                 spec("mlp_784_512_256_10", mlp_toml("mlp_784_512_256_10", 784, (512, 256), 10, 64))))
+    jobs.append(("networks", "tanh 10x64", "tanh 10x64", spec("tanh10", tanh_toml("tanh10", 64, 10, 64))))
+    for w in ((2, 64, 4096) if quick else (2, 8, 32, 128, 512, 2048, 4096)):
+        jobs.append(("width", w, f"w={w}", spec(f"width_{w}", mlp_toml(f"width_{w}", w, (w,), w, 64))))
+    for d in ((1, 5, 20) if quick else (1, 2, 3, 5, 8, 10, 15, 20)):
+        jobs.append(("depth", d, f"d={d}", spec(f"depth_{d}", tanh_toml(f"depth_{d}", 16, d, 64))))
+    return jobs
+
+
+def run_generate(quick):
+    repeats = 1 if quick else 9
     t0 = time.perf_counter()
     codegen.generate(symbolic.load(symbolic.presets()[0]))     # warm-up (lazy imports), untimed
     warm = time.perf_counter() - t0
-    jobs = [(name, "preset", name) for name in symbolic.presets()]
-    spec = Path(tmp) / "mlp_784_256_128_10.toml"
-    spec.write_text(mlp_toml("mlp_784_256_128_10", 784, (256, 128), 10, 64), encoding="utf-8")
-    jobs.append(("mlp_784_256_128_10", "784-256-128-10 relu/softmax CE, batch 64", str(spec)))
-    for w in (2, 64, 4096):
-        spec = Path(tmp) / f"width_{w}.toml"
-        spec.write_text(mlp_toml(f"width_{w}", w, (w,), w, 64), encoding="utf-8")
-        jobs.append((f"width sweep w={w}", f"{w}-{w}-{w} relu/softmax CE, batch 64", str(spec)))
     rows = []
-    for name, what, path in jobs:
-        if what == "preset":
-            net = symbolic.load(path)
-            what = "-".join(str(n) for n in (net.inputs, *(l.units for l in net.layers)))
-            what += f" {net.layout}, " + "/".join(l.activation for l in net.layers) + f", {net.loss.kind}"
-        times = time_generate(path, repeats)
-        rows.append({"section": "generate", "case": name, "network": what, "repeats": repeats,
-                     "median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3})
-        print(f"  done: generate {name}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="symprop-bench-") as tmp:
+        for table, key, label, path in generate_jobs(quick, tmp):
+            times = time_generate(path, repeats)
+            rows.append({"table": table, "key": key, "label": label, "network": layers_text(symbolic.load(path)),
+                         "repeats": repeats, "median": statistics.median(times), "min": min(times)})
+        print(f"  done: derivation + generation ({len(rows)} networks x {repeats})", file=sys.stderr)
     return rows, warm
 
 
-# --------------------------------------------------------------------------------------------
-# Environment and output
-# --------------------------------------------------------------------------------------------
+# ================================================================================================
+# Section 4: goals
+
+
+def _worst(items):
+    """(value, label) of the largest value, or (nan, 'n/a')."""
+    items = [(v, label) for v, label in items if v == v]
+    return max(items) if items else (float("nan"), "n/a")
+
+
+def evaluate_goals(cases, gen_rows):
+    """[(goal, measured worst case, met?, value)]."""
+    goals = []
+    timed = [c for c in cases if "time" in c.results]
+
+    def add(goal, value, where, met, extra=""):
+        goals.append((goal, f"{value:.3g} ({where}){extra}" if value == value else "n/a",
+                      "n/a" if value != value else ("met" if met else "NOT met"), value))
+
+    v, where = _worst((c.results["time"]["over_hand"]["gen"], f"{c.label}, N={c.batch}") for c in timed)
+    v2, where2 = _worst((c.results["time"]["over_hand"]["gen_noval"], f"{c.label}, N={c.batch}") for c in timed)
+    add(f"generated <= {GOAL_GEN_OVER_HAND}x hand-written at every size (VALIDATE True)", v, where,
+        v <= GOAL_GEN_OVER_HAND, f"; VALIDATE False: {v2:.3g} ({where2})")
+    small = [c for c in timed if c.batch < 64 and "gen_over_torch" in c.results["time"]]
+    v, where = _worst((c.results["time"]["gen_over_torch"], f"{c.label}, N={c.batch}") for c in small)
+    add("faster than PyTorch below batch 64 (generated / torch < 1)", v, where, v < 1.0)
+    v, where = _worst((c.results["time"]["grad_over_loss"], f"{c.label}, N={c.batch}") for c in timed)
+    add(f"gradient <= {GOAL_GRAD_OVER_LOSS:g}x loss (generated, time)", v, where, v <= GOAL_GRAD_OVER_LOSS)
+    presets = set(symbolic.presets())
+    named = [r for r in gen_rows if r["table"] == "networks"]
+    v, where = _worst((r["median"], r["label"]) for r in named if r["key"] in presets)
+    add(f"derivation + generation < {GOAL_PRESET_S:g} s per preset (median, s)", v, where, v < GOAL_PRESET_S)
+    v, where = _worst((r["median"], r["label"]) for r in named if r["key"] == "784-512-256-10")
+    add(f"derivation + generation < {GOAL_BIG_S:g} s for 784-512-256-10 (median, s)", v, where, v < GOAL_BIG_S)
+    widths = [r for r in gen_rows if r["table"] == "width"]
+    if len(widths) > 1:
+        hi, lo = max(widths, key=lambda r: r["median"]), min(widths, key=lambda r: r["median"])
+        k = float(np.polyfit(np.log([r["key"] for r in widths]), np.log([r["median"] for r in widths]), 1)[0])
+        add(f"flat in width: exponent k of a fit median time ~ w^k, w = {widths[0]['key']}..{widths[-1]['key']} "
+            f"(abs(k) <= {GOAL_FLAT})", k, f"{len(widths)} widths", abs(k) <= GOAL_FLAT,
+            f"; slowest / fastest median: {hi['median'] / lo['median']:.2f} ({hi['label']} / {lo['label']})")
+    v, where = _worst((c.results["memory"]["ratio"], f"{c.label}, N={c.batch}") for c in timed)
+    v2, where2 = _worst((c.results["memory"]["footprint_ratio"], f"{c.label}, N={c.batch}") for c in timed)
+    v3, where3 = _worst((c.results["memory"]["scratch_ratio"], f"{c.label}, N={c.batch}") for c in timed)
+    v4, where4 = _worst((c.results["memory"]["lean_ratio"], f"{c.label}, N={c.batch}") for c in timed)
+    add(f"peak memory <= {GOAL_MEMORY:g}x forward (tracemalloc peak of the call)", v, where,
+        v <= GOAL_MEMORY, f"; without the returned gradients: {v3:.3g} ({where3}); "
+        f"counting the arguments too: {v2:.3g} ({where2}); against a lean forward: {v4:.3g} ({where4})")
+    return goals
+
+
+# ================================================================================================
+# Output: Markdown tables, CSV rows, the figure
+
+
+class Report:
+    """Prints to stdout and keeps the lines for results.md."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, text=""):
+        print(text, flush=True)
+        self.lines.append(text)
+
+
+def md_table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def fmt_us(seconds):
+    v = seconds * 1e6
+    return f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def fmt_kib(n):
+    return f"{n / 1024:,.1f}" if n < 100 * 1024 else f"{n / 1024:,.0f}"
+
+
+def time_table(cases):
+    header = ["network", "N", "hand µs", "gen µs (×hand) [p25–p75]", "gen noval µs (×hand)",
+              "SymPy µs (×hand)", "torch µs (×hand)", "gen / torch", "loss µs", "gen / loss", "hand / loss",
+              "rounds×calls"]
+    body = []
+    for c in cases:
+        t = c.results["time"]
+        med, over, q = t["median"], t["over_hand"], t["over_hand_q"]
+
+        def cell(n, bracket=False):
+            if n not in med:
+                return c.sympy_note if n == "sympy" else "n/a (torch not installed)"
+            text = f"{fmt_us(med[n])} ({over[n]:.3f})"
+            return text + f" [{q[n][0]:.2f}–{q[n][1]:.2f}]" if bracket else text
+        body.append([c.label, c.batch, fmt_us(med["hand"]), cell("gen", True), cell("gen_noval"),
+                     cell("sympy"), cell("torch"),
+                     f"{t['gen_over_torch']:.2f}" if "gen_over_torch" in t else "n/a",
+                     fmt_us(med["loss"]), f"{t['grad_over_loss']:.2f}",
+                     f"{med['hand'] / med['loss']:.2f}", f"{t['rounds']}×{t['k']}"])
+    return md_table(header, body)
+
+
+def sympy_table(cases):
+    """The small networks only (at most elements.MAX_ENTRIES gradient entries)."""
+    cases = [c for c in cases if bench_others.sympy_entries(c.network, c.arrays) <= elements.MAX_ENTRIES]
+    header = ["network", "gradient entries", "expand s", "diff s", "lambdify s", "diff + lambdify s", "printer"]
+    body = []
+    for c in cases:
+        s = c.results.get("sympy_setup")
+        if s is None:
+            entries = bench_others.sympy_entries(c.network, c.arrays)
+            body.append([c.label, entries, c.sympy_note, "", "", "", ""])
+        else:
+            body.append([c.label, s["entries"], f"{s['expand_s']:.2f}", f"{s['diff_s']:.2f}",
+                         f"{s['lambdify_s']:.2f}", f"{s['diff_s'] + s['lambdify_s']:.2f}", s["modules"]])
+    return md_table(header, body)
+
+
+def memory_table(cases):
+    header = ["network", "N", "arguments KiB", "forward peak KiB", "lean forward peak KiB",
+              "gen gradients peak KiB", "gradients / forward", "gradients / lean forward", "returned gradients KiB", "gen peak − returned KiB",
+              "(gen peak − returned) / forward",
+              "hand peak − returned KiB", "(args + gradients) / (args + forward)"]
+    body = []
+    for c in cases:
+        m = c.results["memory"]
+        body.append([c.label, c.batch, fmt_kib(m["args"]), fmt_kib(m["forward"]), fmt_kib(m["lean_forward"]),
+                     fmt_kib(m["gen"]), f"{m['ratio']:.2f}", f"{m['lean_ratio']:.2f}", fmt_kib(m["returned"]), fmt_kib(m["gen"] - m["returned"]),
+                     f"{m['scratch_ratio']:.2f}",
+                     fmt_kib(m["hand"] - m["hand_returned"]),
+                     f"{m['footprint_ratio']:.2f}"])
+    return md_table(header, body)
+
+
+def generate_table(rows, table):
+    header = ["network" if table == "networks" else table, "layers", "median ms", "min ms", "repeats"]
+    return md_table(header, [[r["label"], r["network"], f"{r['median'] * 1e3:.1f}", f"{r['min'] * 1e3:.1f}",
+                              r["repeats"]] for r in rows if r["table"] == table])
+
+
+def csv_rows(cases, gen_rows, goals):
+    rows = []
+
+    def add(section, case, network, batch, impl, metric, value, unit, note=""):
+        rows.append(dict(zip(CSV_FIELDS, (section, case, network, batch, impl, metric, value, unit, note))))
+
+    for c in cases:
+        net, t, m = layers_text(c.network), c.results["time"], c.results["memory"]
+        for impl in t["median"]:
+            add("time", c.label, net, c.batch, impl, "median", t["median"][impl] * 1e6, "us")
+            add("time", c.label, net, c.batch, impl, "min", t["min"][impl] * 1e6, "us")
+            if impl in t["over_hand"]:
+                add("time", c.label, net, c.batch, impl, "over_hand", t["over_hand"][impl], "ratio")
+                add("time", c.label, net, c.batch, impl, "over_hand_p25", t["over_hand_q"][impl][0], "ratio")
+                add("time", c.label, net, c.batch, impl, "over_hand_p75", t["over_hand_q"][impl][1], "ratio")
+        if "sympy" not in t["median"]:
+            add("time", c.label, net, c.batch, "sympy", "median", "", "us", c.sympy_note)
+        add("time", c.label, net, c.batch, "gen", "over_loss", t["grad_over_loss"], "ratio")
+        add("time", c.label, net, c.batch, "hand", "over_loss", t["median"]["hand"] / t["median"]["loss"], "ratio")
+        if "gen_over_torch" in t:
+            add("time", c.label, net, c.batch, "gen", "over_torch", t["gen_over_torch"], "ratio")
+        add("time", c.label, net, c.batch, "all", "rounds", t["rounds"], "count", f"{t['k']} calls per block")
+        s = c.results.get("sympy_setup")
+        if s:
+            for key in ("expand_s", "diff_s", "lambdify_s"):
+                add("sympy_setup", c.label, net, c.batch, "sympy", key[:-2], s[key], "s", s["modules"])
+        for key, impl in (("forward", "gen_forward"), ("lean_forward", "lean_forward"), ("gen", "gen"),
+                          ("hand", "hand")):
+            add("memory", c.label, net, c.batch, impl, "peak", m[key], "bytes")
+        add("memory", c.label, net, c.batch, "gen", "returned", m["returned"], "bytes")
+        add("memory", c.label, net, c.batch, "all", "arguments", m["args"], "bytes")
+        add("memory", c.label, net, c.batch, "gen", "over_forward", m["ratio"], "ratio")
+        add("memory", c.label, net, c.batch, "gen", "footprint_over_forward", m["footprint_ratio"], "ratio")
+        add("memory", c.label, net, c.batch, "gen", "scratch_over_forward", m["scratch_ratio"], "ratio")
+    for r in gen_rows:
+        for metric in ("median", "min"):
+            add("generate", r["label"], r["network"], "", r["table"], metric, r[metric], "s", f"{r['repeats']} repeats")
+    for goal, measured, status, value in goals:
+        add("goal", goal, "", "", "", "worst", value, "", f"{status}: {measured}")
+    return rows
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_plot(path, cases, gen_rows, title):
+    points = [{"label": f"{c.label} N={c.batch}", "over_hand": c.results["time"]["over_hand"],
+               "grad_over_loss": c.results["time"]["grad_over_loss"],
+               "memory_ratio": c.results["memory"]["ratio"],
+               "footprint_ratio": c.results["memory"]["footprint_ratio"]} for c in cases]
+    sweep = {t: [(r["key"], r["median"], r["min"]) for r in gen_rows if r["table"] == t] for t in ("width", "depth")}
+    return bench_plot.plot(path, points, sweep["width"], sweep["depth"], title)
+
+
+# ================================================================================================
+# Environment
+
 
 def _openblas():
     """(library file name, ctypes handle) of the OpenBLAS that NumPy loaded, or None."""
@@ -378,12 +637,8 @@ def openblas_runtime():
 
 
 def set_blas_threads(requested):
-    """Apply --blas-threads; returns a note for the header.
-
-    Default (None): one thread, unless OPENBLAS_NUM_THREADS or OMP_NUM_THREADS is set, which is
-    then left alone. On a noisy 2-core machine a two-thread GEMM stalls whenever one core is
-    busy (we measured medians of ~48 ms for a ~1.3 ms call), which swamps what we compare.
-    """
+    """Apply --blas-threads; returns a note for the header (default: one thread, unless
+    OPENBLAS_NUM_THREADS or OMP_NUM_THREADS is set, which is then left alone)."""
     if requested is None and (os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")):
         return "BLAS threads: left as the environment sets them"
     if requested == 0:
@@ -398,7 +653,7 @@ def set_blas_threads(requested):
     return f"BLAS threads: set to {threads} for this run (--blas-threads N to change, 0 = library default)"
 
 
-def environment_lines(args):
+def environment_lines(args, torch):
     lines = [f"- python {platform.python_version()}, numpy {np.__version__}, sympy {sympy.__version__}, "
              f"{platform.system()} {platform.machine()}, os.cpu_count() = {os.cpu_count()}"]
     try:
@@ -416,6 +671,12 @@ def environment_lines(args):
         lines.append(f"- BLAS (runtime): {rt.get('lib')}: {rt.get('config', '?')}; core {rt.get('core', '?')}, "
                      f"BLAS threads now: {rt.get('threads', '?')}")
     lines.append(f"- {args.blas_note}")
+    if torch is None:
+        lines.append("- PyTorch: not installed (its columns say n/a)")
+    else:
+        mkl = "MKL" if torch.backends.mkl.is_available() else "its own BLAS"
+        lines.append(f"- PyTorch {torch.__version__} (float64 autograd, {mkl}), "
+                     f"torch.set_num_threads(1): {torch.get_num_threads()} thread")
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                           "MKL_NUM_THREADS")}
     lines.append("- environment: " + ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in env.items()))
@@ -423,76 +684,109 @@ def environment_lines(args):
     return lines
 
 
-def md_table(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    return "\n".join(out)
+# ================================================================================================
+# Main
 
 
-def fmt_us(v):
-    return f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
-
-
-def gradient_table(rows):
-    header = ["case", "N", "hand med µs", "hand min µs", "gen med µs", "gen min µs",
-              "gen/hand [p25–p75]", "gen noval med µs", "gen noval min µs", "noval/hand [p25–p75]",
-              "rounds×calls"]
-    body = []
-    for r in rows:
-        body.append([r["case"], r["batch"], fmt_us(r["hand_median_us"]), fmt_us(r["hand_min_us"]),
-                     fmt_us(r["gen_median_us"]), fmt_us(r["gen_min_us"]),
-                     f"{r['gen_over_hand']:.3f} [{r['gen_over_hand_p25']:.2f}–{r['gen_over_hand_p75']:.2f}]",
-                     fmt_us(r["gen_noval_median_us"]), fmt_us(r["gen_noval_min_us"]),
-                     f"{r['gen_noval_over_hand']:.3f} [{r['gen_noval_over_hand_p25']:.2f}–"
-                     f"{r['gen_noval_over_hand_p75']:.2f}]",
-                     f"{r['rounds']}×{r['calls_per_block']}"])
-    return md_table(header, body)
-
-
-def generate_table(rows):
-    header = ["network", "layers", "median ms", "min ms", "repeats"]
-    return md_table(header, [[r["case"], r["network"], f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}",
-                              r["repeats"]] for r in rows])
-
-
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test of a few seconds")
-    parser.add_argument("--csv", metavar="FILE", help="also write every row to this CSV file")
+    parser.add_argument("--quick", action="store_true", help="few rounds, fewer networks: a smoke run "
+                        "of a few seconds; writes only the files asked for")
+    parser.add_argument("--csv", metavar="FILE", help="write every measurement to this CSV file "
+                        "(default without --quick: benchmarks/results.csv)")
+    parser.add_argument("--plot", metavar="FILE.png", help="write the figure to this PNG file "
+                        "(default without --quick: benchmarks/results.png)")
+    parser.add_argument("--md", metavar="FILE", help="write the printed tables to this Markdown file "
+                        "(default without --quick: benchmarks/results.md)")
+    parser.add_argument("--only", metavar="PATTERNS", help="comma-separated substrings: time only the "
+                        "networks whose label contains one (e.g. sigmoid_mse,784-256-10)")
+    parser.add_argument("--sympy-max", type=int, default=SYMPY_MAX_ENTRIES, metavar="N",
+                        help=f"run the element-level SymPy path on networks with at most N gradient "
+                             f"entries (default {SYMPY_MAX_ENTRIES}; relu_batch_10_20_1 has 241 and takes "
+                             f"about 90 s to build)")
+    parser.add_argument("--budget", type=float, default=16.0, metavar="SECONDS",
+                        help="timing budget per network in a full run (default 16)")
     parser.add_argument("--blas-threads", type=int, metavar="N",
                         help="OpenBLAS threads for the run (default 1 unless OPENBLAS_NUM_THREADS or "
                              "OMP_NUM_THREADS is set; 0 = the library's default)")
     args = parser.parse_args(argv)
+    if not args.quick:
+        args.csv = args.csv or str(HERE / "results.csv")
+        args.plot = args.plot or str(HERE / "results.png")
+        args.md = args.md or str(HERE / "results.md")
+    return args
+
+
+def report_sections(out, args, cases, gen_rows, warm, goals):
+    out("\n## 1. Gradient time per call\n")
+    out("hand = hand-written NumPy backprop (benchmarks/bench_hand.py); gen = generated `gradients` "
+        "(VALIDATE True, the default); gen noval = VALIDATE False; SymPy = element-level "
+        "`lambdify(..., cse=True)`; torch = PyTorch autograd, float64, tensors built once, fresh "
+        "grads each call, one thread; loss = generated `loss` alone. All gradients agree "
+        "(np.allclose, rtol 1e-9) before timing. Medians of per-call times from the same "
+        "interleaved rounds; (×hand) = ratio of medians; [p25–p75] of the per-round ratios. "
+        "gen / loss: the cheap-gradient bound of reverse mode (goal <= 3); hand / loss: the same "
+        "bound for the hand-written backprop, against the same generated `loss`.\n")
+    out(time_table(cases))
+    out("\nSymPy element path, one-off cost of building it (the loss over scalar symbols, "
+        "`sympy.diff` per entry, `lambdify` with cse):\n")
+    out(sympy_table(cases))
+    out(f"\nNot in this table: networks with more than {elements.MAX_ENTRIES} gradient entries, which "
+        f"symbolic.elements refuses to write out; the timed path is limited to {args.sympy_max} "
+        f"(--sympy-max).")
+    out("\n## 2. Derivation + generation: `codegen.generate(symbolic.load(spec))`, fresh\n")
+    out(f"SymPy cache cleared before every repetition; the first generate of the process "
+        f"(imports, untimed warm-up) took {warm * 1e3:.0f} ms.\n")
+    out(generate_table(gen_rows, "networks"))
+    out("\nWidth sweep: w-w-w ReLU/softmax cross-entropy, batch 64.\n")
+    out(generate_table(gen_rows, "width"))
+    out("\nDepth sweep: d tanh layers of width 16, squared error, batch 64.\n")
+    out(generate_table(gen_rows, "depth"))
+    out("\n## 3. Peak memory of one call (tracemalloc; NumPy buffers included, PyTorch's not)\n")
+    out("Peak = the most bytes allocated during the call above what was allocated before it, "
+        "including what the call returns. The gradients are as large as the parameters, so "
+        "'peak − returned' is what the call needs beyond its result. forward = the generated "
+        "`forward`, which keeps every layer's z and a alive until it returns; lean forward = "
+        "bench_hand.lean_forward, one layer's activations at a time, in place.\n")
+    out(memory_table(cases))
+    out("\n## 4. Goals\n")
+    out(md_table(["goal", "measured worst case", "status"], [g[:3] for g in goals]))
+
+
+def main(argv=None):
+    args = parse_args(argv)
     args.blas_note = set_blas_threads(args.blas_threads)
-
+    torch = bench_others.torch_or_none()
     start = time.perf_counter()
-    print("# symprop benchmark\n")
-    print("\n".join(environment_lines(args)))
+    out = Report()
+    out("# symprop benchmark\n")
+    out("\n".join(environment_lines(args, torch)))
 
-    grad_rows = run_gradients(args)
-    print("\n## 1. Gradient time per call: generated `gradients` vs hand-written NumPy backprop\n")
-    print("gen = generated module (VALIDATE True, the default); gen noval = VALIDATE False; "
-          "hand = hand-written in benchmarks/bench.py. All agree (np.allclose, rtol 1e-9) before timing. "
-          "Ratios are ratios of medians of per-block times from the same interleaved rounds; "
-          "[p25–p75] of the per-round ratios.\n")
-    print(gradient_table(grad_rows))
-
-    with tempfile.TemporaryDirectory(prefix="symprop-bench-") as tmp:
-        gen_rows, warm = run_generate(args, tmp)
-    print("\n## 2. Derivation + generation: `codegen.generate(symbolic.load(spec))`, fresh\n")
-    print(f"SymPy cache cleared before every repetition; the first generate of the process "
-          f"(imports, untimed warm-up) took {warm * 1e3:.0f} ms. Width sweep: inputs = hidden = outputs = w.\n")
-    print(generate_table(gen_rows))
-    print(f"\ntotal wall time: {time.perf_counter() - start:.1f} s")
+    cases = build_cases(args.quick, args.only, args.sympy_max)
+    if not cases:
+        print(f"bench.py: --only {args.only!r} matches no network", file=sys.stderr)
+        return 2
+    seed_backward = _seed_backward()
+    for case in cases:
+        run_case(case, args, torch, seed_backward)
+    gen_rows, warm = run_generate(args.quick)
+    goals = evaluate_goals(cases, gen_rows)
+    report_sections(out, args, cases, gen_rows, warm, goals)
+    out(f"\ntotal wall time: {time.perf_counter() - start:.1f} s")
 
     if args.csv:
-        rows = grad_rows + gen_rows
-        fields = list(dict.fromkeys(key for row in rows for key in row))
-        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, csv_rows(cases, gen_rows, goals))
         print(f"rows written to {args.csv}")
+    if args.plot:
+        title = f"symprop benchmark ({'--quick' if args.quick else 'full run'}), {platform.machine()}, " \
+                f"numpy {np.__version__}, {args.blas_note}"
+        if write_plot(args.plot, cases, gen_rows, title):
+            print(f"figure written to {args.plot}")
+        else:
+            print("figure not written: matplotlib is not installed (pip install matplotlib)")
+    if args.md:
+        Path(args.md).write_text("\n".join(out.lines) + "\n", encoding="utf-8")
+        print(f"tables written to {args.md}")
     return 0
 
 
