@@ -21,6 +21,11 @@ HELPERS = {
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 ''',
+    "_log_softmax": '''def _log_softmax(z):
+    """log(softmax(z)) over the last axis, from the shifted logits (finite for any z)."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+''',
 }
 
 
@@ -77,6 +82,10 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     def _print_Softmax(self, expr):
         self.helpers.add("_softmax")
         return f"_softmax({self._print(expr.args[0])})"
+
+    def _print_LogSoftmax(self, expr):
+        self.helpers.add("_log_softmax")
+        return f"_log_softmax({self._print(expr.args[0])})"
 
     def _print_OneHot(self, expr):
         labels, classes = expr.args

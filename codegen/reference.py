@@ -2,7 +2,7 @@
 
 The layers are PyTorch's own functions (`torch.relu`, `F.leaky_relu`, `F.softplus`, ...) and the
 losses its own (`F.cross_entropy` on the logits, with class labels or probability targets,
-`F.binary_cross_entropy`), so nothing here shares code or formulas with the derivation.
+`F.binary_cross_entropy_with_logits`), so nothing here shares code or formulas with the derivation.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def torch_loss_and_gradients(network: Network, values: dict) -> tuple[float, dic
     spec = network.loss
     if spec.kind == "squared_error":
         data = F.mse_loss(a, y, reduction=spec.reduction)
-    elif spec.kind == "binary_cross_entropy":
-        data = F.binary_cross_entropy(a, y, reduction=spec.reduction)
+    elif spec.kind == "binary_cross_entropy":  # on the logits z of the sigmoid layer: stable
+        data = F.binary_cross_entropy_with_logits(z, y, reduction=spec.reduction)
     else:  # cross_entropy, on the logits z of the softmax layer
         logits, target = (z, y) if row else (z.unsqueeze(0), y.reshape(1) if spec.labels else y.unsqueeze(0))
         data = F.cross_entropy(logits, target, reduction=spec.reduction)

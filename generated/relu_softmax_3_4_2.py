@@ -52,8 +52,7 @@ def loss(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **unknown):
     z1 = W @ x + b1
     a1 = np.maximum(z1, 0.0)
     z2 = U @ a1 + b2
-    a2 = _softmax(z2)
-    L = -np.sum(y*np.log(a2))
+    L = -np.sum(y*_log_softmax(z2))
     return float(L)
 
 
@@ -83,7 +82,7 @@ def loss_and_gradients(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **un
     a1 = np.maximum(z1, 0.0)
     z2 = U @ a1 + b2
     a2 = _softmax(z2)
-    L = -np.sum(y*np.log(a2))
+    L = -np.sum(y*_log_softmax(z2))
     delta2 = a2*y.sum(axis=-1, keepdims=True) - y
     dL_dU = np.outer(delta2, a1)
     dL_db2 = delta2
@@ -142,6 +141,12 @@ def _shape_tuple(shape, n):
 def _shape(shape, n=None):
     shape = _shape_tuple(shape, n) if n is not None else shape
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _log_softmax(z):
+    """log(softmax(z)) over the last axis, from the shifted logits (finite for any z)."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def _softmax(z):

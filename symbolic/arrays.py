@@ -111,6 +111,16 @@ class Softmax(ArrayFunction):
         return e / np.sum(e, axis=-1, keepdims=True)
 
 
+class LogSoftmax(ArrayFunction):
+    """log(softmax(z)) = z - log(RowSum(exp(z))), over the last axis."""
+
+    nargs = 1
+
+    @staticmethod
+    def numpy(z):
+        return z - _elementwise(sp.log, np.sum(_elementwise(sp.exp, z), axis=-1, keepdims=True))
+
+
 class OneHot(ArrayFunction):
     """Integer labels as one-hot rows: OneHot(y, K)[i, k] = 1 if y[i] == k else 0."""
 

@@ -177,7 +177,10 @@ def derive(network: Network) -> Derivation:
         count = (n if rows else 1) * per_sample
     c = sp.Rational(repr(network.loss.scale)) / count
     yhat = post[-1]
-    ell = loss_rule.ell.subs({rules.a: yhat, rules.y: target})
+    if loss_rule.logits is not None:  # from the logits: finite where yhat rounds to 0 or 1
+        ell = loss_rule.logits.subs({rules.z: pre[-1], rules.y: target})
+    else:
+        ell = loss_rule.ell.subs({rules.a: yhat, rules.y: target})
     l2 = sp.Rational(repr(network.loss.l2))
     penalty = sum((Total(arrays[layer.weight] ** 2) for layer in network.layers), sp.S.Zero)
     loss = add("L", c * Total(ell) + l2 * penalty, "loss",

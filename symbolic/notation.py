@@ -56,6 +56,7 @@ class TextPrinter(ArrayOrder, StrPrinter):
     _print_Total = _call("sum")
     _print_RowSum = _call("rowsum")
     _print_Softmax = _call("softmax")
+    _print_LogSoftmax = _call("log_softmax")
     _print_OneHot = _call("onehot")
     del _call
 
@@ -116,6 +117,9 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
 
     def _print_Softmax(self, expr):
         return r"\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"
+
+    def _print_LogSoftmax(self, expr):
+        return r"\log\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"
 
     def _print_OneHot(self, expr):
         return r"\operatorname{onehot}\left(" + self._print(expr.args[0]) + r"\right)"

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .arrays import LogSoftmax
+
 z, a, y = sp.symbols("z a y", real=True)
 slope = sp.Symbol("s", positive=True)  # leaky_relu's negative slope
 
@@ -70,11 +72,16 @@ class LossRule:
     latex: str  # the loss's name in LaTeX
     ell: sp.Expr  # per-element loss in terms of yhat (written a) and y
     per: str  # what `reduction = "mean"` averages over: "element" or "sample"
+    logits: sp.Expr | None = None  # the same loss from the last pre-activation z, computed stably
 
 
 LOSSES = {
     "squared_error": LossRule("squared_error", r"\text{squared error}", (a - y) ** 2, "element"),
-    "cross_entropy": LossRule("cross_entropy", r"\text{cross-entropy}", -y * sp.log(a), "sample"),
+    # -y log softmax(z): log-softmax never takes the log of an underflowed 0
+    "cross_entropy": LossRule("cross_entropy", r"\text{cross-entropy}", -y * sp.log(a), "sample",
+                              logits=-y * LogSoftmax(z)),
+    # log sigma(z) = -log(1 + e^{-z}), log(1 - sigma(z)) = -log(1 + e^{z}): no log of 0 either
     "binary_cross_entropy": LossRule("binary_cross_entropy", r"\text{binary cross-entropy}",
-                                     -(y * sp.log(a) + (1 - y) * sp.log(1 - a)), "element"),
+                                     -(y * sp.log(a) + (1 - y) * sp.log(1 - a)), "element",
+                                     logits=y * sp.log(1 + sp.exp(-z)) + (1 - y) * sp.log(1 + sp.exp(z))),
 }

@@ -5,9 +5,9 @@ Both derivations are evaluated at the same random rational point: the element-le
 SymPy numbers (`symbolic.arrays.evaluate`). For networks whose loss is rational in the entries
 (identity, relu and leaky_relu layers with squared error) the values are exact rationals and must
 be identical. Networks with exponentials (sigmoid, tanh, softplus, softmax, logarithms) are
-evaluated at the same rational point in 50-digit arithmetic instead (exact symbolic values nest
-exponentials so deeply that comparing them takes minutes) and must agree to 40 digits: a wrong
-formula differs at the first few.
+evaluated at the same rational point in 60-digit arithmetic instead (exact symbolic values nest
+exponentials so deeply that comparing them takes minutes) and must agree to 35 digits (the
+oracle's unsimplified formulas lose some to cancellation): a wrong formula differs at the first.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from symbolic.arrays import evaluate
 
 
 def random_rational(rng) -> sp.Rational:
-    """A rational in [-2, 2] away from zero, small denominators: no pre-activation at a kink."""
-    numerator = int(rng.integers(1, 40)) * int(rng.choice([-1, 1]))
-    return sp.Rational(numerator, int(rng.integers(5, 23)))
+    """A nonzero rational of magnitude at most 2 with a small denominator."""
+    numerator = int(rng.integers(1, 16)) * int(rng.choice([-1, 1]))
+    return sp.Rational(numerator, int(rng.integers(7, 23)))
 
 
 RATIONAL_ACTIVATIONS = {"identity", "relu", "leaky_relu"}
-DIGITS = 50
+DIGITS = 60  # the oracle's own formulas cancel (1 - sigmoid(z) for large z): digits to spare
+AGREE = 35  # digits that must agree
 
 
 def is_rational(network) -> bool:
@@ -51,6 +52,14 @@ def point_for(expanded: elements.Elements, rng) -> dict:
     return point
 
 
+def at_a_kink(network, expanded, point) -> bool:
+    """Whether a relu or leaky_relu pre-activation is exactly zero at `point`."""
+    for layer, (z, _) in zip(network.layers, expanded.layers):
+        if "relu" in layer.activation and any(entry.xreplace(point) == 0 for entry in z.flat):
+            return True
+    return False
+
+
 def matrix_gradients(derivation, expanded: elements.Elements, point: dict) -> dict:
     """The matrix-level gradients, evaluated exactly at `point`."""
     env = {}
@@ -71,12 +80,12 @@ def matrix_gradients(derivation, expanded: elements.Elements, point: dict) -> di
 
 
 def equal(a, b) -> bool:
-    """Identical if both are rational; else equal to 40 digits."""
+    """Identical if both are rational; else equal to AGREE digits."""
     a, b = sp.sympify(a), sp.sympify(b)
     if a.is_Rational and b.is_Rational:
         return a == b
     a, b = sp.N(a, DIGITS), sp.N(b, DIGITS)
-    return abs(a - b) <= sp.Float(10, DIGITS) ** -40 * max(1, abs(a), abs(b))
+    return abs(a - b) <= sp.Float(10, DIGITS) ** -AGREE * max(1, abs(a), abs(b))
 
 
 def assert_oracle_agrees(network, batch: int = 2, seed: int = 0, sample: int | None = None):
@@ -87,10 +96,13 @@ def assert_oracle_agrees(network, batch: int = 2, seed: int = 0, sample: int | N
         n = network.batch or batch
         labels = rng.integers(0, network.outputs, size=(n,) if network.layout == "row" else ())
     expanded = elements.expand(network, batch=batch, labels=labels)
-    point = point_for(expanded, rng)
-    if not is_rational(network):
-        point = {symbol: sp.Float(value, DIGITS) for symbol, value in point.items()}
     derivation = symbolic.derive(network)
+    for _ in range(20):  # a point where no ReLU pre-activation is exactly at its kink
+        point = point_for(expanded, rng)
+        if not is_rational(network):
+            point = {symbol: sp.Float(value, DIGITS) for symbol, value in point.items()}
+        if not at_a_kink(network, expanded, point):
+            break
     matrix = matrix_gradients(derivation, expanded, point)
     checked = 0
     for name in network.differentiated:
