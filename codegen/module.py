@@ -75,8 +75,8 @@ def spec_path(network: Network) -> str:
 
 
 def _header(net: Network) -> str:
-    layers = "-".join(str(n) for n in (net.inputs, *(l.units for l in net.layers)))
-    acts = "/".join(l.activation for l in net.layers)
+    layers = "-".join(str(n) for n in (net.inputs, *(layer.units for layer in net.layers)))
+    acts = "/".join(layer.activation for layer in net.layers)
     lines = [
         f"Gradients of the network {net.name}: {layers}, {acts}, {net.loss.kind} ({net.layout} layout).",
         "",

@@ -37,20 +37,13 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3):
         base = arrays[name]
         grad = np.zeros(base.shape, dtype=np.float64)
         kinks[name] = []
-
-        def estimate(index, value, h):
-            """The five-point estimate with step h, and the asymmetry |f(h) - 2 f(0) + f(-h)| / h:
-            about |f''| h where f is smooth (it shrinks with h), the jump of f' at a kink."""
-            f_m2, f_m1, f_p1, f_p2 = (_at(f, arrays, base, index, value + k * h) for k in (-2, -1, 1, 2))
-            return (8 * (f_p1 - f_m1) - (f_p2 - f_m2)) / (12 * h), abs(f_p1 - 2 * centre + f_m1) / h
-
         for index in np.ndindex(base.shape):
             value = float(base[index])
             scale = eps * max(1.0, abs(value))
-            previous, previous_asymmetry = estimate(index, value, scale * SHRINKS[0])
+            previous, previous_asymmetry = _estimate(f, arrays, base, index, centre, scale * SHRINKS[0])
             for shrink in SHRINKS[1:]:
                 h = scale * shrink
-                current, asymmetry = estimate(index, value, h)
+                current, asymmetry = _estimate(f, arrays, base, index, centre, h)
                 rounding = ROUNDING * (1 + abs(centre)) / h
                 settled = abs(current - previous) <= AGREE_RTOL * (abs(current) + abs(previous)) + rounding
                 smooth = asymmetry <= 0.2 * previous_asymmetry + 4 * rounding
@@ -64,6 +57,15 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3):
             base[index] = value
         gradients[name] = grad
     return gradients, kinks
+
+
+def _estimate(f, arrays, base, index, centre, h):
+    """The five-point estimate with step h, and the asymmetry |f(h) - 2 f(0) + f(-h)| / h: about
+    |f''| h where f is smooth (it shrinks with h), the jump of f' at a kink. Restores the entry."""
+    value = float(base[index])
+    f_m2, f_m1, f_p1, f_p2 = (_at(f, arrays, base, index, value + k * h) for k in (-2, -1, 1, 2))
+    base[index] = value
+    return (8 * (f_p1 - f_m1) - (f_p2 - f_m2)) / (12 * h), abs(f_p1 - 2 * centre + f_m1) / h
 
 
 def _at(f, arrays, base, index, value):

@@ -17,7 +17,7 @@ def specs(draw, max_depth: int = 4, max_width: int = 6) -> str:
     layout = draw(st.sampled_from(["row", "column"]))
     kind = draw(st.sampled_from(["squared_error", "cross_entropy", "binary_cross_entropy"]))
     widths = [draw(st.integers(1, max_width)) for _ in range(depth + 1)]
-    lines = [f'name = "random_net"', f'layout = "{layout}"', f"inputs = {widths[0]}",
+    lines = ['name = "random_net"', f'layout = "{layout}"', f"inputs = {widths[0]}",
              f"wrt_input = {str(draw(st.booleans())).lower()}"]
     if layout == "row" and draw(st.booleans()):
         lines.append(f"batch = {draw(st.integers(1, 3))}")
