@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("nets", nargs="*", metavar="NET", help="presets or spec paths (default: every preset)")
     p.add_argument("--out", type=Path, default=Path("generated"), help="output directory (default: generated)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file is missing or differs")
+    p.add_argument("--force", action="store_true", help="overwrite modules that were edited by hand")
     p.set_defaults(run=_generate)
 
     p = commands.add_parser("check", help="generated vs numerical gradients (and a hand-written backward)")
@@ -119,7 +120,10 @@ def _generate(args) -> int:
         if not problems:
             print(f"{len(sources)} generated module(s) in {args.out} are up to date")
         return 1 if problems else 0
-    changed = files.write(sources, args.out)
+    try:
+        changed = files.write(sources, args.out, force=args.force)
+    except files.EditedFiles as error:
+        raise UsageError(str(error)) from None
     for name in sources:
         state = "wrote" if args.out / name in changed else "unchanged"
         print(f"{state} {args.out / name}")

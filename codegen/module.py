@@ -48,7 +48,7 @@ def generate(network: Network) -> str:
     shapes = net.shapes("N")
     arguments = {name: args for name, (_, args) in zip(_FUNCTIONS, functions)}
     parts = [
-        _header(net),
+        _header(net) + "\n" + HASH_PREFIX + HASH_BLANK,
         "import numpy as np\n",
         f"PARAMETERS = {tuple(net.parameters)!r}\n"
         f"DIFFERENTIATED = {tuple(net.differentiated)!r}\n"
@@ -62,7 +62,29 @@ def generate(network: Network) -> str:
         _VALIDATION,
         *(HELPERS[name] for name in sorted(printer.helpers)),
     ]
-    return "\n\n".join(part.rstrip("\n") + "\n" for part in parts).replace("\n\n\n\n", "\n\n\n")
+    source = "\n\n".join(part.rstrip("\n") + "\n" for part in parts).replace("\n\n\n\n", "\n\n\n")
+    return source.replace(HASH_PREFIX + HASH_BLANK, HASH_PREFIX + content_hash(source), 1)
+
+
+HASH_PREFIX = "# symprop content hash: "
+HASH_BLANK = "-" * 64
+
+
+def content_hash(source: str) -> str:
+    """sha256 of a module's text with its hash line blanked: what the header records."""
+    import hashlib
+    import re
+
+    blanked = re.sub("^" + re.escape(HASH_PREFIX) + ".*$", HASH_PREFIX + HASH_BLANK, source, count=1, flags=re.M)
+    return hashlib.sha256(blanked.encode("utf-8")).hexdigest()
+
+
+def recorded_hash(source: str) -> str | None:
+    """The hash a module's header records, or None when it has no hash line."""
+    for line in source.splitlines()[:40]:
+        if line.startswith(HASH_PREFIX):
+            return line[len(HASH_PREFIX):].strip()
+    return None
 
 
 def spec_path(network: Network) -> str:

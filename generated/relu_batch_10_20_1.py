@@ -7,6 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
+# symprop content hash: db02c6efae971a9595db88a2d71de41e974dc56c5388551296d93d37d63bedb2
 
 
 import numpy as np

@@ -7,6 +7,7 @@ Seed 001: a 3-4-3-1 ReLU regression on one column sample, loss (y_pred - y_true)
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
+# symprop content hash: 3201e33b6ec1a8787a1a25f5815efc2d19a35e927255253de0a5bf189bc71d8b
 
 
 import numpy as np

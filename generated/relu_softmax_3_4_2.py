@@ -7,6 +7,7 @@ Seed 002: a 3-4-2 ReLU/softmax classifier on one column sample, cross-entropy
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
+# symprop content hash: 22c254f337045be8e348a97d0b60c93750d550231e2aa65fc2b1b3027389120e
 
 
 import numpy as np

@@ -7,6 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
+# symprop content hash: 3ceb509b8056498d1e9fed1ed5dcce04083291854c992d759c679f123f73da81
 
 
 import numpy as np

@@ -7,6 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
+# symprop content hash: 716f64dbd09c1673a08da400be49066eadb5ec70e08413d177fc932914c004bc
 
 
 import numpy as np

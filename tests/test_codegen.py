@@ -146,3 +146,55 @@ activation = "softmax"\n[loss]\nkind = "cross_entropy"\nlabels = true\nl2 = 0.01
     assert "    delta1 = a1 - np.eye(3)[y]\n" in source
     assert "    dL_dW1 = np.outer(delta1, x) + 0.02*W1\n" in source
     assert "dL_dW1 = outer(delta1, x) + W1/50" in symbolic.derive(net).text()
+
+
+def snapshot(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_hand_edited_module_is_not_overwritten_without_force(tmp_path, capsys):
+    assert main(["generate", "sigmoid_mse_2_2_1", "relu_softmax_3_4_2", "--out", str(tmp_path)]) == 0
+    (tmp_path / "notes.txt").write_text("mine")  # not symprop's: never touched
+    edited = tmp_path / "sigmoid_mse_2_2_1.py"
+    edited.write_text(edited.read_text().replace("0.5*np.sum", "0.25*np.sum"))
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    # regenerating over it is refused, and nothing is written
+    assert main(["generate", "sigmoid_mse_2_2_1", "relu_softmax_3_4_2", "--out", str(tmp_path)]) == 2
+    assert "sigmoid_mse_2_2_1.py: edited by hand" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+    assert main(["generate", "sigmoid_mse_2_2_1", "--out", str(tmp_path), "--force"]) == 0
+    assert edited.read_text() == (ROOT / "generated" / "sigmoid_mse_2_2_1.py").read_text()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_module_from_an_older_generator_is_regenerated(tmp_path):
+    from codegen.module import HASH_BLANK, HASH_PREFIX, content_hash
+    assert main(["generate", "sigmoid_mse_2_2_1", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "sigmoid_mse_2_2_1.py"
+    older = path.read_text().replace("Each line below", "Every line below")  # as an older symprop wrote
+    older = older.replace(HASH_PREFIX + content_hash(path.read_text()), HASH_PREFIX + HASH_BLANK)
+    older = older.replace(HASH_PREFIX + HASH_BLANK, HASH_PREFIX + content_hash(older))
+    path.write_text(older)
+    assert main(["generate", "sigmoid_mse_2_2_1", "--out", str(tmp_path)]) == 0
+    assert path.read_text() == (ROOT / "generated" / "sigmoid_mse_2_2_1.py").read_text()
+
+
+def test_failing_generation_leaves_the_directory_as_it_was(tmp_path, monkeypatch):
+    assert main(["generate", "--out", str(tmp_path)]) == 0
+    before = snapshot(tmp_path)
+    from codegen import files as files_module
+    real = files_module._temporary
+    calls = []
+
+    def failing(path, write):  # the third file cannot be written: a full disk, say
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(path, write)
+
+    monkeypatch.setattr(files_module, "_temporary", failing)
+    monkeypatch.setattr(files_module, "generate", lambda net: codegen.generate(net).replace("Each line", "A line"))
+    with pytest.raises(OSError):
+        files_module.write(files_module.render([symbolic.load(n) for n in PRESETS]), tmp_path)
+    assert snapshot(tmp_path) == before  # no module changed, no temporary file left
