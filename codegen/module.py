@@ -108,7 +108,12 @@ def _header(net: Network) -> str:
     if net.description:
         lines += ["", net.description]
     lines += ["", f"Each line below is a step of `symprop derive {net.name}`."]
-    return '"""' + "\n".join(lines) + '\n"""'
+    return '"""' + _docstring_safe("\n".join(lines)) + '\n"""'
+
+
+def _docstring_safe(text: str) -> str:
+    """Free text (a spec's description or path) that cannot end the docstring it stands in."""
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
 def _needed(steps: tuple[Step, ...], wanted: list) -> list[Step]:

@@ -110,3 +110,45 @@ def test_spec_error_is_a_value_error():
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(SpecError, match="no such preset or spec file.*relu_batch_10_20_1"):
         symbolic.load("no_such_net")
+
+
+PAYLOAD = '"""\nimport builtins; builtins.SYMPROP_INJECTED = True\n"""'
+STRING_KEYS = ["name", "description", "layout", "input", "target", "layers[1].activation",
+               "layers[1].weight", "layers[1].bias", "loss.kind", "loss.reduction"]
+
+
+@pytest.mark.parametrize("key", STRING_KEYS)
+def test_no_code_runs_from_any_string_key(key):
+    import builtins
+
+    import codegen
+    from codegen.files import compile_module
+
+    table, _, field = key.rpartition(".")
+    doc = {"name": "net", "inputs": 3, "layers": [{"units": 2, "activation": "sigmoid"}],
+           "loss": {"kind": "squared_error"}}
+    target = doc if not table else doc["loss"] if table == "loss" else doc["layers"][0]
+    target[field] = PAYLOAD
+    text = _toml(doc)
+    try:
+        network = symbolic.loads(text, source="evil.toml")
+    except SpecError as error:
+        assert str(error).startswith(f"evil.toml: {key}: ")
+        return
+    assert key == "description"  # the only free-text key
+    module = compile_module(network, codegen.generate(network))
+    assert not hasattr(builtins, "SYMPROP_INJECTED")
+    assert "builtins.SYMPROP_INJECTED = True" in module.__doc__  # kept as text, inert
+
+
+def _toml(doc):
+    import json
+
+    def value(v):
+        return json.dumps(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in doc.items() if not isinstance(v, (dict, list))]
+    for layer in doc["layers"]:
+        lines += ["[[layers]]"] + [f"{k} = {value(v)}" for k, v in layer.items()]
+    lines += ["[loss]"] + [f"{k} = {value(v)}" for k, v in doc["loss"].items()]
+    return "\n".join(lines) + "\n"
