@@ -41,10 +41,6 @@ class Section:
     boxed: bool = False
 
 
-def _printer():
-    return ArrayLatexPrinter()
-
-
 def _eq(lhs: str, *rhs: str, note: str = "") -> str:
     row = lhs + " &= " + " = ".join(rhs)
     return row + (r" && \text{" + escape(note) + "}" if note else "")
@@ -52,7 +48,7 @@ def _eq(lhs: str, *rhs: str, note: str = "") -> str:
 
 def sections(derivation) -> list[Section]:
     net = derivation.network
-    p = _printer()
+    p = ArrayLatexPrinter()
     out = []
 
     shapes = net.shapes(derivation.batch)
@@ -208,7 +204,7 @@ def repr_latex(derivation) -> str:
     rows = []
     for section in sections(derivation):
         rows.append(r"&\textbf{" + section.title + r"}")
-        rows += [r.replace(" &= ", " &= ") if not section.boxed else "&" + r for r in section.rows]
+        rows += ["&" + r if section.boxed else r for r in section.rows]
     return "$$\\begin{aligned}" + "\\\\\n".join(rows) + "\\end{aligned}$$"
 
 
