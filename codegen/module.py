@@ -224,9 +224,12 @@ def _converted(function, values, unknown):
     for name, array in zip(names, values):
         if array is None:
             raise ValueError(f"missing array {name!r}, expected shape {_shape(SHAPES[name], n)}")
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"array {name!r} is not rectangular, expected shape {_shape(SHAPES[name], n)}") from None
         if array.dtype.kind not in "biuf":
-            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected a numeric array")
+            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:

@@ -7,7 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: db02c6efae971a9595db88a2d71de41e974dc56c5388551296d93d37d63bedb2
+# symprop content hash: 5defb42c619f3f2163397630803df4ca54489a9f85511b34779ca1864be5e07a
 
 
 import numpy as np
@@ -120,9 +120,12 @@ def _converted(function, values, unknown):
     for name, array in zip(names, values):
         if array is None:
             raise ValueError(f"missing array {name!r}, expected shape {_shape(SHAPES[name], n)}")
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"array {name!r} is not rectangular, expected shape {_shape(SHAPES[name], n)}") from None
         if array.dtype.kind not in "biuf":
-            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected a numeric array")
+            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:

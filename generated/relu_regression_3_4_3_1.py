@@ -7,7 +7,7 @@ Seed 001: a 3-4-3-1 ReLU regression on one column sample, loss (y_pred - y_true)
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 3201e33b6ec1a8787a1a25f5815efc2d19a35e927255253de0a5bf189bc71d8b
+# symprop content hash: adea1a386c5f8dfa7de4f17ba2895ddb7c07ab7da1ab5ca73f45dd90328429b6
 
 
 import numpy as np
@@ -136,9 +136,12 @@ def _converted(function, values, unknown):
     for name, array in zip(names, values):
         if array is None:
             raise ValueError(f"missing array {name!r}, expected shape {_shape(SHAPES[name], n)}")
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"array {name!r} is not rectangular, expected shape {_shape(SHAPES[name], n)}") from None
         if array.dtype.kind not in "biuf":
-            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected a numeric array")
+            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:

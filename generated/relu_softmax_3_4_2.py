@@ -7,7 +7,7 @@ Seed 002: a 3-4-2 ReLU/softmax classifier on one column sample, cross-entropy
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: 22c254f337045be8e348a97d0b60c93750d550231e2aa65fc2b1b3027389120e
+# symprop content hash: 2511cd4fcd6ad85010af9907a2247da0a4a6c68533218dccc4d88001b7b791d7
 
 
 import numpy as np
@@ -120,9 +120,12 @@ def _converted(function, values, unknown):
     for name, array in zip(names, values):
         if array is None:
             raise ValueError(f"missing array {name!r}, expected shape {_shape(SHAPES[name], n)}")
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"array {name!r} is not rectangular, expected shape {_shape(SHAPES[name], n)}") from None
         if array.dtype.kind not in "biuf":
-            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected a numeric array")
+            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:

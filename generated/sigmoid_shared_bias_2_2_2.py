@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: 716f64dbd09c1673a08da400be49066eadb5ec70e08413d177fc932914c004bc
+# symprop content hash: bb3577093a0d3585a66b4c630cda6533fc2b4b661455db687983f2565f21a560
 
 
 import numpy as np
@@ -120,9 +120,12 @@ def _converted(function, values, unknown):
     for name, array in zip(names, values):
         if array is None:
             raise ValueError(f"missing array {name!r}, expected shape {_shape(SHAPES[name], n)}")
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"array {name!r} is not rectangular, expected shape {_shape(SHAPES[name], n)}") from None
         if array.dtype.kind not in "biuf":
-            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected a numeric array")
+            raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:

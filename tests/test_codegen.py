@@ -96,6 +96,17 @@ def bad_calls():
     yield "batch", {**base, "x": base["x"][:3]}, "array 'x' has shape (3, 10), expected (5, 10)"
     yield "dtype", {**base, "y": base["y"].astype(str)}, "array 'y' has dtype <U"
     yield "objects", {**base, "W2": np.array([[None]] * 20)}, "array 'W2' has dtype object"
+    yield "complex", {**base, "b2": base["b2"] + 0j}, "array 'b2' has dtype complex128, expected real numbers"
+    yield "none", {**base, "b1": None}, "missing array 'b1', expected shape (20,)"
+    yield "scalar", {**base, "W1": 0.5}, "array 'W1' has shape (), expected (10, 20)"
+    yield "3-d input", {**base, "x": base["x"][None]}, "array 'x' has shape (1, 5, 10), expected (5, 10)"
+    yield "flat input", {**base, "x": base["x"].ravel()}, "array 'x' has shape (50,), expected (5, 10)"
+    yield "target width", {**base, "y": np.zeros((5, 2))}, "array 'y' has shape (5, 2), expected (5, 1)"
+    yield "2-d bias", {**base, "b1": base["b1"][None]}, "array 'b1' has shape (1, 20), expected (20,)"
+    yield "short list", {**base, "b2": []}, "array 'b2' has shape (0,), expected (1,)"
+    yield "ragged list", {**base, "x": [[1.0] * 10] * 4 + [[1.0] * 9]}, "array 'x' is not rectangular, expected shape"
+    yield "text", {**base, "W2": "0.5"}, "array 'W2' has dtype <U3, expected real numbers"
+    yield "misspelt", {**{k: v for k, v in base.items() if k != "W2"}, "w2": base["W2"]}, "unknown array 'w2'"
 
 
 @pytest.mark.parametrize("what, arrays, message", list(bad_calls()), ids=[c[0] for c in bad_calls()])
