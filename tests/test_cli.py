@@ -57,24 +57,16 @@ def test_check_passes_on_every_preset():
         assert "all gradients agree" in result.stdout
 
 
-BUGGY = '''
-import numpy as np
+def buggy_module_source() -> str:
+    """Seed 001's backward pass (with its W1 bug) as a module file, from tests/test_check.py."""
+    import inspect
 
-def backward(X, y_true, W1, B1, W2, B2, W3, B3):
-    """Seed 001's backward pass, with its W1 bug."""
-    Z1 = W1 @ X + B1; H1 = np.maximum(0, Z1)
-    Z2 = W2 @ H1 + B2; H2 = np.maximum(0, Z2)
-    y_diff = W3 @ H2 + B3 - y_true
-    B2_grad = (y_diff * W3 * (Z2 > 0)).flatten()
-    B1_grad = (y_diff * ((W3 * (Z2 > 0)) @ W2) * (Z1 > 0)).flatten()
-    W1_grad = y_diff * W3 * (Z2 > 0) * W2.T * (np.reshape(Z1, (4, 1)) > 0) * X
-    return {"B3": y_diff, "W3": y_diff * H2[None, :], "B2": B2_grad, "W2": np.outer(B2_grad, H1),
-            "B1": B1_grad, "W1": W1_grad}
-'''
+    from test_check import seed001_backward
+    return "import numpy as np\n\n\n" + inspect.getsource(seed001_backward).replace("seed001_backward", "backward")
 
 
 def test_check_against_a_buggy_backward_names_the_wrong_array(tmp_path):
-    (tmp_path / "seed001.py").write_text(BUGGY)
+    (tmp_path / "seed001.py").write_text(buggy_module_source())
     result = run("check", "relu_regression_3_4_3_1", "--against", "seed001:backward", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     table = result.stdout.split("backward vs generated")[1]
