@@ -16,7 +16,7 @@ import symbolic
 from symbolic.derive import Derivation, Step
 from symbolic.spec import PRESETS_DIR, Network
 
-from .printer import HELPERS, GradientPrinter
+from .printer import HELPERS, GradientPrinter, stable_forms
 
 INDENT = "    "
 _FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
@@ -137,7 +137,7 @@ def _worth_naming(expr: sp.Expr) -> bool:
 
 def _cse(steps: list[Step]) -> list[tuple[sp.Symbol, sp.Expr]]:
     """(symbol, expression) lines: the steps with common subexpressions named t0, t1, ..."""
-    temps, reduced = sp.cse([s.expr for s in steps], symbols=sp.numbered_symbols("t"), order="none")
+    temps, reduced = sp.cse([stable_forms(s.expr) for s in steps], symbols=sp.numbered_symbols("t"), order="none")
     inline = {}
     named = []
     for symbol, expr in temps:
@@ -210,7 +210,8 @@ _VALIDATION = '''def _arrays(function, values, unknown):
         return _converted(function, values, unknown)
     if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1]))
             or np.result_type(*values).kind not in "biuf"
-            or LABELS and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
+            or LABELS and function != "forward"
+            and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
     return values
 

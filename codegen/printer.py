@@ -16,6 +16,11 @@ from symbolic.notation import ArrayOrder
 
 # Helpers a generated module defines when its code uses them.
 HELPERS = {
+    "_sigmoid": '''def _sigmoid(z):
+    """1 / (1 + exp(-z)); where exp(-z) overflows to inf, the result is 0, as it should be."""
+    with np.errstate(over="ignore"):
+        return 1/(1 + np.exp(-z))
+''',
     "_softmax": '''def _softmax(z):
     """exp(z) / sum(exp(z)) over the last axis, shifted by the row maximum (no overflow)."""
     e = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -29,6 +34,35 @@ HELPERS = {
 }
 
 
+class _Sigmoid(sp.Function):
+    """1/(1 + exp(-u)), printed as `_sigmoid(u)`: no overflow warning for u < -709."""
+
+
+class _Softplus(sp.Function):
+    """log(1 + exp(u)), printed as `np.logaddexp(0, u)`: finite for any u."""
+
+
+def _one_plus_exp(expr):
+    """u when `expr` is 1 + exp(u), else None."""
+    if expr.is_Add and len(expr.args) == 2 and 1 in expr.args:
+        (other,) = set(expr.args) - {1}
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+def stable_forms(expr: sp.Expr) -> sp.Expr:
+    """`expr` with the logistic sigmoid and softplus marked, to be printed in their stable forms.
+
+    Applied before common-subexpression elimination, which would otherwise name 1 + exp(-z)
+    and leave np.log(t0) and 1/t0 behind.
+    """
+    expr = expr.replace(lambda e: isinstance(e, sp.log) and _one_plus_exp(e.args[0]) is not None,
+                        lambda e: _Softplus(_one_plus_exp(e.args[0])))
+    return expr.replace(lambda e: e.is_Pow and e.exp == -1 and _one_plus_exp(e.base) is not None,
+                        lambda e: _Sigmoid(-_one_plus_exp(e.base)))
+
+
 class GradientPrinter(ArrayOrder, NumPyPrinter):
     """Prints array expressions as the lines of careful hand-written NumPy backprop."""
 
@@ -37,6 +71,9 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     def __init__(self):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
         self.helpers: set[str] = set()
+
+    def doprint(self, expr, assign_to=None):
+        return super().doprint(stable_forms(expr), assign_to)
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -79,6 +116,10 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     def _print_RowSum(self, expr):
         return self._method_target(expr.args[0]) + ".sum(axis=-1, keepdims=True)"
 
+    def _print__Sigmoid(self, expr):
+        self.helpers.add("_sigmoid")
+        return f"_sigmoid({self._print(expr.args[0])})"
+
     def _print_Softmax(self, expr):
         self.helpers.add("_softmax")
         return f"_softmax({self._print(expr.args[0])})"
@@ -88,8 +129,8 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         return f"_log_softmax({self._print(expr.args[0])})"
 
     def _print_OneHot(self, expr):
-        labels, classes = expr.args
-        return f"np.eye({self._print(classes)})[{self._print(labels)}]"
+        labels, classes = expr.args  # a 0/1 (boolean) mask: keeps the logits' dtype
+        return f"np.eye({self._print(classes)}, dtype=bool)[{self._print(labels)}]"
 
     # -- elementwise ---------------------------------------------------------------------------
 
@@ -103,7 +144,10 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         (then, cond), (otherwise, _) = expr.args
         if then == 1 and otherwise == 0:  # a step: the condition itself, as a 0/1 mask
             return self._print(cond)
-        return f"np.where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
+        text = f"np.where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
+        if then.is_Number and otherwise.is_Number and cond.lhs.is_Symbol:  # in the array's dtype
+            return f"{text}.astype({self._print(cond.lhs)}.dtype)"
+        return text
 
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.args
@@ -125,12 +169,8 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
             text = f"{function}({text}, {self._print(arg)})"
         return text
 
-    def _print_log(self, expr):
-        arg = expr.args[0]
-        exps = [t for t in sp.Add.make_args(arg) if isinstance(t, sp.exp)]
-        if arg.is_Add and len(arg.args) == 2 and 1 in arg.args and exps:  # log(1 + exp(u))
-            return f"np.logaddexp(0, {self._print(exps[0].args[0])})"
-        return f"np.log({self._print(arg)})"
+    def _print__Softplus(self, expr):
+        return f"np.logaddexp(0, {self._print(expr.args[0])})"
 
     def _print_Rational(self, expr):
         value = float(expr)

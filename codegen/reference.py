@@ -24,9 +24,10 @@ def _torch():
     return torch
 
 
-def torch_loss_and_gradients(network: Network, values: dict) -> tuple[float, dict]:
-    """(loss, gradients by name) of `network` at `values`, by PyTorch autograd in float64."""
+def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float64") -> tuple[float, dict]:
+    """(loss, gradients by name) of `network` at `values`, by PyTorch autograd in `dtype`."""
     torch = _torch()
+    dtype = getattr(torch, dtype)
     F = torch.nn.functional
     tensors = {}
     for name, value in values.items():
@@ -34,7 +35,7 @@ def torch_loss_and_gradients(network: Network, values: dict) -> tuple[float, dic
         if array.dtype.kind in "iu":
             tensors[name] = torch.tensor(array, dtype=torch.long)
         else:
-            tensors[name] = torch.tensor(array, dtype=torch.float64,
+            tensors[name] = torch.tensor(array, dtype=dtype,
                                          requires_grad=name in network.differentiated)
     activations = {
         "identity": lambda z, layer: z,

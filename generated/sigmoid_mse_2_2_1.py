@@ -7,7 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: f363b6385e7f819bf9f75905a743d68bcfaf8750b96df270ea834937536e5bdd
+# symprop content hash: ddb20d3b455b403ba54af3387fe305a51d618faed591483ab6d330c189cf5297
 
 
 import numpy as np
@@ -40,9 +40,9 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = 1/(1 + np.exp(-z1))
+    a1 = _sigmoid(z1)
     z2 = a1 @ W2 + b2
-    a2 = 1/(1 + np.exp(-z2))
+    a2 = _sigmoid(z2)
     return a2
 
 
@@ -52,9 +52,9 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
-    a1 = 1/(1 + np.exp(-z1))
+    a1 = _sigmoid(z1)
     z2 = a1 @ W2 + b2
-    a2 = 1/(1 + np.exp(-z2))
+    a2 = _sigmoid(z2)
     L = 0.5*np.sum((a2 - y)**2)/N
     return float(L)
 
@@ -65,9 +65,9 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
-    a1 = 1/(1 + np.exp(-z1))
+    a1 = _sigmoid(z1)
     z2 = a1 @ W2 + b2
-    a2 = 1/(1 + np.exp(-z2))
+    a2 = _sigmoid(z2)
     delta2 = a2*(1 - a2)*(a2 - y)/N
     dL_dW2 = a1.T @ delta2
     dL_db2 = delta2.sum(axis=0)
@@ -83,9 +83,9 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
     z1 = x @ W1 + b1
-    a1 = 1/(1 + np.exp(-z1))
+    a1 = _sigmoid(z1)
     z2 = a1 @ W2 + b2
-    a2 = 1/(1 + np.exp(-z2))
+    a2 = _sigmoid(z2)
     t0 = a2 - y
     L = 0.5*np.sum(t0**2)/N
     delta2 = a2*t0*(1 - a2)/N
@@ -109,7 +109,8 @@ def _arrays(function, values, unknown):
         return _converted(function, values, unknown)
     if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1]))
             or np.result_type(*values).kind not in "biuf"
-            or LABELS and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
+            or LABELS and function != "forward"
+            and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
     return values
 
@@ -148,3 +149,9 @@ def _shape_tuple(shape, n):
 def _shape(shape, n=None):
     shape = _shape_tuple(shape, n) if n is not None else shape
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _sigmoid(z):
+    """1 / (1 + exp(-z)); where exp(-z) overflows to inf, the result is 0, as it should be."""
+    with np.errstate(over="ignore"):
+        return 1/(1 + np.exp(-z))

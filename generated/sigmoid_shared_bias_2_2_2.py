@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: bb3577093a0d3585a66b4c630cda6533fc2b4b661455db687983f2565f21a560
+# symprop content hash: 19381cd3756b353d1ab3ff2c4f876415336dac6fe75ea54d654b00125b8b1161
 
 
 import numpy as np
@@ -40,9 +40,9 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = 1/(1 + np.exp(-z1))
+    a1 = _sigmoid(z1)
     z2 = a1 @ W2 + b2
-    a2 = 1/(1 + np.exp(-z2))
+    a2 = _sigmoid(z2)
     return a2
 
 
@@ -51,9 +51,9 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = 1/(1 + np.exp(-z1))
+    a1 = _sigmoid(z1)
     z2 = a1 @ W2 + b2
-    a2 = 1/(1 + np.exp(-z2))
+    a2 = _sigmoid(z2)
     L = 0.5*np.sum((a2 - y)**2)
     return float(L)
 
@@ -63,9 +63,9 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = 1/(1 + np.exp(-z1))
+    a1 = _sigmoid(z1)
     z2 = a1 @ W2 + b2
-    a2 = 1/(1 + np.exp(-z2))
+    a2 = _sigmoid(z2)
     delta2 = a2*(1 - a2)*(a2 - y)
     dL_dW2 = a1.T @ delta2
     dL_db2 = delta2.sum()
@@ -80,9 +80,9 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
     z1 = x @ W1 + b1
-    a1 = 1/(1 + np.exp(-z1))
+    a1 = _sigmoid(z1)
     z2 = a1 @ W2 + b2
-    a2 = 1/(1 + np.exp(-z2))
+    a2 = _sigmoid(z2)
     t0 = a2 - y
     L = 0.5*np.sum(t0**2)
     delta2 = a2*t0*(1 - a2)
@@ -106,7 +106,8 @@ def _arrays(function, values, unknown):
         return _converted(function, values, unknown)
     if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1]))
             or np.result_type(*values).kind not in "biuf"
-            or LABELS and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
+            or LABELS and function != "forward"
+            and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
     return values
 
@@ -145,3 +146,9 @@ def _shape_tuple(shape, n):
 def _shape(shape, n=None):
     shape = _shape_tuple(shape, n) if n is not None else shape
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _sigmoid(z):
+    """1 / (1 + exp(-z)); where exp(-z) overflows to inf, the result is 0, as it should be."""
+    with np.errstate(over="ignore"):
+        return 1/(1 + np.exp(-z))

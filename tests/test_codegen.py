@@ -11,6 +11,7 @@ from conftest import ROOT, load_generated
 import codegen
 import symbolic
 from codegen.cli import main
+from codegen.files import compile_module
 
 PRESETS = symbolic.presets()
 
@@ -154,7 +155,7 @@ def test_l2_and_labels_print_as_written_by_hand():
     net = symbolic.loads("""name = "clf"\nlayout = "column"\ninputs = 3\n[[layers]]\nunits = 3
 activation = "softmax"\n[loss]\nkind = "cross_entropy"\nlabels = true\nl2 = 0.01\n""")
     source = codegen.generate(net)
-    assert "    delta1 = a1 - np.eye(3)[y]\n" in source
+    assert "    delta1 = a1 - np.eye(3, dtype=bool)[y]\n" in source
     assert "    dL_dW1 = np.outer(delta1, x) + 0.02*W1\n" in source
     assert "dL_dW1 = outer(delta1, x) + W1/50" in symbolic.derive(net).text()
 
@@ -209,3 +210,17 @@ def test_failing_generation_leaves_the_directory_as_it_was(tmp_path, monkeypatch
     with pytest.raises(OSError):
         files_module.write(files_module.render([symbolic.load(n) for n in PRESETS]), tmp_path)
     assert snapshot(tmp_path) == before  # no module changed, no temporary file left
+
+
+def test_labels_network_validates_every_call_not_only_the_first():
+    # the fast path of the argument check once looked for the labels in `forward`, which has none
+    net = symbolic.loads('name = "lab"\ninputs = 2\n[[layers]]\nunits = 3\nactivation = "softmax"\n'
+                         '[loss]\nkind = "cross_entropy"\nlabels = true\n')
+    module = compile_module(net)
+    values = {"x": np.ones((2, 2)), "W1": np.eye(2, 3), "b1": np.zeros(3)}
+    first, second = module.forward(**values), module.forward(**values)
+    np.testing.assert_array_equal(first, second)
+    assert module.loss(**values, y=np.array([0, 2])) == pytest.approx(-np.log(first[[0, 1], [0, 2]]).mean())
+    for _ in range(2):  # the slow path (first call) and the fast path (second)
+        with pytest.raises(ValueError, match="array 'y' holds class labels: expected integers, not float64"):
+            module.loss(**values, y=np.array([0.0, 2.0]))

@@ -60,6 +60,8 @@ def edit(old, new, text=GOOD):
 BAD = [
     # (spec text, key named in the message, words of the rule)
     ("name = [", "", "invalid TOML"),
+    (edit('[[layers]]', '[[layers]'), "", "(at line 4, column 9)"),
+    (edit('units = 4', 'units = '), "", "invalid TOML: Invalid value (at line 5, column 9)"),
     (edit('inputs = 3', 'inputs = 3\nbatchsize = 2'), "batchsize", "did you mean 'batch'"),
     (edit('activation = "relu"', 'activation = "relu6"'), "layers[1].activation", "must be one of"),
     (edit('activation = "relu"', 'activation = "softmax"'), "layers[1].activation", "last layer only"),

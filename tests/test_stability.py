@@ -1,5 +1,12 @@
-"""Losses computed from the logits: finite where the probabilities round to 0 or 1."""
+"""Extreme values: losses from the logits, finite where the probabilities round to 0 or 1.
 
+The extreme-value table runs the generated code under `np.errstate(over=, divide=, invalid=
+"raise")`: no overflow, no division by zero, no NaN. Underflow is left at NumPy's default
+(ignored): exp(-1000) rounding to 0 is the correctly rounded result, and no exp-based formula
+avoids it (even `np.logaddexp(0, -1000)` raises under `all="raise"`); PyTorch ignores it too.
+"""
+
+import functools
 import warnings
 
 import numpy as np
@@ -51,3 +58,63 @@ def test_large_logits_agree_with_pytorch(kind, activation, scale):
     torch_loss, torch_grads = torch_loss_and_gradients(net, values)
     assert loss == pytest.approx(torch_loss, rel=1e-12)
     np.testing.assert_allclose(grads["W1"], torch_grads["W1"], rtol=1e-10, atol=1e-14)
+
+
+# Logits of +-1000 in float64 and +-100 in float32: exp overflows at 709.8 and 88.7.
+LIMITS = {"float64": 1000.0, "float32": 100.0}
+HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"]
+OUTPUTS = [  # (output activation, loss kind, labels)
+    ("identity", "squared_error", False), ("sigmoid", "squared_error", False),
+    ("tanh", "squared_error", False), ("softplus", "squared_error", False),
+    ("sigmoid", "binary_cross_entropy", False), ("softmax", "cross_entropy", False),
+    ("softmax", "cross_entropy", True),
+]
+XE = np.array([[1.0, -1.0], [0.5, 0.25]])
+P1 = np.array([[0.5, -0.5, 0.25], [-0.5, 0.5, 1.0]])  # z1 = limit * [[1, -1, -0.75], [0.125, -0.125, 0.375]]
+P2 = np.array([[1.0, -1.0, 0.5], [-0.5, 1.0, -1.0], [0.25, 0.5, 1.0]])
+TARGETS = {
+    "squared_error": np.array([[0.5, -2.0, 1.0], [0.0, 3.0, -1.0]]),
+    "binary_cross_entropy": np.array([[0.0, 1.0, 0.5], [1.0, 0.0, 1.0]]),
+    "cross_entropy": np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def extreme_module(hidden, output, kind, labels):
+    net = symbolic.loads(f'name = "extreme"\ninputs = 2\n[[layers]]\nunits = 3\nactivation = "{hidden}"\n'
+                         f'[[layers]]\nunits = 3\nactivation = "{output}"\n'
+                         f'[loss]\nkind = "{kind}"\nlabels = {str(labels).lower()}\n')
+    return net, compile_module(net)
+
+
+def extreme_values(hidden, kind, labels, dtype):
+    """Hidden pre-activations of +-limit; output logits of +-limit (bounded hidden outputs scaled up)."""
+    limit = LIMITS[dtype]
+    scale = limit if hidden in ("sigmoid", "tanh") else 1.0
+    y = np.array([1, 2]) if labels else TARGETS[kind].astype(dtype)
+    return {"x": XE.astype(dtype), "y": y, "W1": (limit * P1).astype(dtype), "b1": np.array([0.5, 0.0, -0.5], dtype),
+            "W2": (scale * P2).astype(dtype), "b2": np.array([0.25, -0.25, 0.0], dtype)}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("output, kind, labels", OUTPUTS, ids=[f"{o}-{k}{'-labels' * l}" for o, k, l in OUTPUTS])
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_extreme_logits_are_finite_warning_free_and_agree_with_pytorch(hidden, output, kind, labels, dtype):
+    from codegen.reference import torch_loss_and_gradients
+    net, module = extreme_module(hidden, output, kind, labels)
+    values = extreme_values(hidden, kind, labels, dtype)
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        loss, grads = module.loss_and_gradients(**values)
+        assert module.loss(**values) == loss
+        yhat = module.forward(**{k: v for k, v in values.items() if k != "y"})
+    assert np.isfinite(loss) and np.all(np.isfinite(yhat))
+    torch_loss, torch_grads = torch_loss_and_gradients(net, values, dtype=dtype)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    assert loss == pytest.approx(torch_loss, rel=rtol, abs=rtol)
+    for name, expected in torch_grads.items():
+        assert grads[name].dtype == np.dtype(dtype), name
+        assert np.all(np.isfinite(grads[name])), name
+        # entrywise, with an absolute floor relative to the largest entry of the array (float32
+        # and float64 round the saturated entries differently near 0)
+        np.testing.assert_allclose(grads[name], expected, rtol=100 * rtol,
+                                   atol=100 * rtol * max(1.0, np.abs(expected).max()), err_msg=name)
