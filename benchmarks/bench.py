@@ -12,8 +12,8 @@ Everything is measured in one process:
 
 1. Gradient time per call, for every preset (on its spec values), 784-256-10 and
    784-512-256-10 ReLU/softmax cross-entropy nets at batch 1, 64 and 1024, and a 10-layer tanh
-   net (64 wide, squared error, batch 64): the generated `gradients` (VALIDATE True, the
-   default, and VALIDATE False), a careful hand-written NumPy backprop (bench_hand.py), the
+   net (64 wide, squared error, batch 64): the generated `gradients` (the defaults, with
+   CHECK_FINITE False, and with VALIDATE False), a careful hand-written NumPy backprop (bench_hand.py), the
    element-level SymPy path (`lambdify(..., cse=True)` of `sympy.diff` of the loss written over
    scalar symbols; small presets only), PyTorch autograd (float64, one thread) when installed,
    and the generated `loss` alone. Before any timing every implementation must agree with the
@@ -75,8 +75,8 @@ from symbolic import elements  # noqa: E402
 SEED = 20240601
 SYMPY_MAX_ENTRIES = 64     # the element-level SymPy path only up to this many gradient entries
 CSV_FIELDS = ("section", "case", "network", "batch", "impl", "metric", "value", "unit", "note")
-IMPLS = ("hand", "gen", "gen_noval", "loss", "torch", "sympy")
-GRADIENT_IMPLS = ("gen", "gen_noval", "sympy", "torch")      # compared with "hand"
+IMPLS = ("hand", "gen", "gen_nofinite", "gen_noval", "loss", "torch", "sympy")
+GRADIENT_IMPLS = ("gen", "gen_nofinite", "gen_noval", "sympy", "torch")      # compared with "hand"
 GOAL_GEN_OVER_HAND, GOAL_GRAD_OVER_LOSS, GOAL_MEMORY = 1.05, 3.0, 2.0
 GOAL_PRESET_S, GOAL_BIG_S = 1.0, 3.0
 GOAL_FLAT = 0.05           # |k| of the least-squares fit time ~ width**k: 2**11 wider, at most 1.46x slower
@@ -323,8 +323,11 @@ def run_case(case, args, torch, seed_backward):
     module = compile_module(case.network)
     noval = compile_module(case.network)
     noval.VALIDATE = False
-    assert module.VALIDATE is True
-    impls = {"hand": case.hand, "gen": module.gradients, "gen_noval": noval.gradients, "loss": module.loss}
+    nofinite = compile_module(case.network)
+    nofinite.CHECK_FINITE = False
+    assert module.VALIDATE is True and module.CHECK_FINITE is True
+    impls = {"hand": case.hand, "gen": module.gradients, "gen_nofinite": nofinite.gradients,
+             "gen_noval": noval.gradients, "loss": module.loss}
     if torch is not None:
         impls["torch"] = bench_others.make_torch_gradients(torch, case.network, case.arrays)
     if not case.sympy_note:
@@ -474,7 +477,7 @@ def fmt_kib(n):
 
 
 def time_table(cases):
-    header = ["network", "N", "hand µs", "gen µs (×hand) [p25–p75]", "gen noval µs (×hand)",
+    header = ["network", "N", "hand µs", "gen µs (×hand) [p25–p75]", "gen nofinite µs (×hand)", "gen noval µs (×hand)",
               "SymPy µs (×hand)", "torch µs (×hand)", "gen / torch", "loss µs", "gen / loss", "hand / loss",
               "rounds×calls"]
     body = []
@@ -487,7 +490,7 @@ def time_table(cases):
                 return c.sympy_note if n == "sympy" else "n/a (torch not installed)"
             text = f"{fmt_us(med[n])} ({over[n]:.3f})"
             return text + f" [{q[n][0]:.2f}–{q[n][1]:.2f}]" if bracket else text
-        body.append([c.label, c.batch, fmt_us(med["hand"]), cell("gen", True), cell("gen_noval"),
+        body.append([c.label, c.batch, fmt_us(med["hand"]), cell("gen", True), cell("gen_nofinite"), cell("gen_noval"),
                      cell("sympy"), cell("torch"),
                      f"{t['gen_over_torch']:.2f}" if "gen_over_torch" in t else "n/a",
                      fmt_us(med["loss"]), f"{t['grad_over_loss']:.2f}",
@@ -720,7 +723,8 @@ def parse_args(argv):
 def report_sections(out, args, cases, gen_rows, warm, goals):
     out("\n## 1. Gradient time per call\n")
     out("hand = hand-written NumPy backprop (benchmarks/bench_hand.py); gen = generated `gradients` "
-        "(VALIDATE True, the default); gen noval = VALIDATE False; SymPy = element-level "
+        "(VALIDATE and CHECK_FINITE True, the defaults); gen nofinite = CHECK_FINITE False (shapes "
+        "and dtypes still checked); gen noval = VALIDATE False (no checks); SymPy = element-level "
         "`lambdify(..., cse=True)`; torch = PyTorch autograd, float64, tensors built once, fresh "
         "grads each call, one thread; loss = generated `loss` alone. All gradients agree "
         "(np.allclose, rtol 1e-9) before timing. Medians of per-call times from the same "

@@ -15,6 +15,7 @@ def matplotlib_or_none():
 
 IMPL_STYLE = {  # label, colour
     "gen": ("generated", "tab:blue"),
+    "gen_nofinite": ("generated, CHECK_FINITE False", "tab:green"),
     "gen_noval": ("generated, VALIDATE False", "tab:cyan"),
     "torch": ("PyTorch autograd", "tab:red"),
     "sympy": ("SymPy lambdify (elements)", "tab:purple"),

@@ -56,6 +56,7 @@ def generate(network: Network) -> str:
         f"INPUT, TARGET = {net.input!r}, {net.target!r}\n"
         f"LABELS = {net.loss.labels!r}\n"
         "VALIDATE = True  # False skips the argument checks of every function\n"
+        "CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf\n"
         "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n"
         "_EXPECTED = {}  # (function, input length) -> the shapes of its arguments\n",
         *(source for source, _ in functions),
@@ -201,8 +202,9 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
 _VALIDATION = '''def _arrays(function, values, unknown):
     \"\"\"The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (NumPy arrays of the expected shapes and a numeric dtype) costs about two
-    microseconds; anything else takes the slow path, which converts lists and explains errors.
+    The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
+    few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
+    path, which converts lists and explains errors.
     \"\"\"
     try:
         shapes = [a.shape for a in values]
@@ -213,7 +215,16 @@ _VALIDATION = '''def _arrays(function, values, unknown):
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
+    if CHECK_FINITE and not _finite(values):
+        return _converted(function, values, unknown)
     return values
+
+
+def _finite(values):
+    """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    small = [a for a in values if a.size <= 4096]
+    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
+            and all(np.isfinite(a).all() for a in values if a.size > 4096))
 
 
 def _converted(function, values, unknown):
@@ -237,6 +248,10 @@ def _converted(function, values, unknown):
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
+        if CHECK_FINITE and not np.isfinite(array).all():
+            where = np.argwhere(~np.isfinite(array))[0]
+            raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
+                             f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]

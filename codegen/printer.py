@@ -12,6 +12,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from symbolic.arrays import Matmul
 from symbolic.notation import ArrayOrder
 
 # Helpers a generated module defines when its code uses them.
@@ -83,10 +84,9 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     def parenthesize(self, item, level, strict=False):
         if isinstance(item, sp.Rational) and item >= 0 and "/" not in self._print(item):
             return self._print(item)  # a decimal literal needs no parentheses
+        if isinstance(item, Matmul):
+            return self._print(item)  # np.dot(...): a call
         return super().parenthesize(item, level, strict)
-
-    def _operand(self, expr, precedence=PRECEDENCE["Mul"]):
-        return self.parenthesize(expr, precedence, strict=False)
 
     def _method_target(self, expr):
         """`expr` as the object of a method call or attribute: parenthesized unless atomic."""
@@ -96,8 +96,11 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     # -- whole-array operations ----------------------------------------------------------------
 
     def _print_Matmul(self, expr):
+        # np.dot, not @: the same product with less call overhead on small arrays, and when the
+        # inner dimension is one (x.T @ delta1 at batch 1) np.dot takes BLAS's outer-product route
+        # while @ calls a general matrix multiply several times slower (benchmarks/README.md)
         left, right = expr.args
-        return f"{self._operand(left)} @ {self._operand(right, PRECEDENCE['Mul'] + 1)}"
+        return f"np.dot({self._print(left)}, {self._print(right)})"
 
     def _print_Transposed(self, expr):
         return self._method_target(expr.args[0]) + ".T"

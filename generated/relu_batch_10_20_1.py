@@ -7,7 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: fb3a042f5f103c3e36dd17038e795703d5ffa2c364b31ab0aae534cccf7fa566
+# symprop content hash: cfb50bb3bb63c22aa4643b989d012eebe3685eb56ac9bb4c215961c9ed37d444
 
 
 import numpy as np
@@ -26,6 +26,7 @@ SHAPES = {
 INPUT, TARGET = 'x', 'y'
 LABELS = False
 VALIDATE = True  # False skips the argument checks of every function
+CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
 ARGUMENTS = {
     'forward': ('x', 'W1', 'b1', 'W2', 'b2'),
     'loss': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
@@ -39,9 +40,9 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The network output yhat = a2, from the input and the parameters."""
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = np.maximum(z1, 0.0)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = z2
     return a2
 
@@ -50,9 +51,9 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The loss L, from the input, the target and the parameters."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = np.maximum(z1, 0.0)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = z2
     L = 0.1*np.sum((a2 - y)**2)
     return float(L)
@@ -62,15 +63,15 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """dL/d(array) for every parameter, by name."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = np.maximum(z1, 0.0)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = z2
     delta2 = 0.2*(a2 - y)
-    dL_dW2 = a1.T @ delta2
+    dL_dW2 = np.dot(a1.T, delta2)
     dL_db2 = delta2.sum(axis=0)
-    delta1 = (z1 > 0)*(delta2 @ W2.T)
-    dL_dW1 = x.T @ delta1
+    delta1 = (z1 > 0)*np.dot(delta2, W2.T)
+    dL_dW1 = np.dot(x.T, delta1)
     dL_db1 = delta1.sum(axis=0)
     return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -79,17 +80,17 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     """The loss and the gradients, from one forward pass."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = np.maximum(z1, 0.0)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = z2
     t0 = a2 - y
     L = 0.1*np.sum(t0**2)
     delta2 = 0.2*t0
-    dL_dW2 = a1.T @ delta2
+    dL_dW2 = np.dot(a1.T, delta2)
     dL_db2 = delta2.sum(axis=0)
-    delta1 = (z1 > 0)*(delta2 @ W2.T)
-    dL_dW1 = x.T @ delta1
+    delta1 = (z1 > 0)*np.dot(delta2, W2.T)
+    dL_dW1 = np.dot(x.T, delta1)
     dL_db1 = delta1.sum(axis=0)
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -97,8 +98,9 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
 def _arrays(function, values, unknown):
     """The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (NumPy arrays of the expected shapes and a numeric dtype) costs about two
-    microseconds; anything else takes the slow path, which converts lists and explains errors.
+    The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
+    few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
+    path, which converts lists and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
@@ -109,7 +111,16 @@ def _arrays(function, values, unknown):
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
+    if CHECK_FINITE and not _finite(values):
+        return _converted(function, values, unknown)
     return values
+
+
+def _finite(values):
+    """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    small = [a for a in values if a.size <= 4096]
+    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
+            and all(np.isfinite(a).all() for a in values if a.size > 4096))
 
 
 def _converted(function, values, unknown):
@@ -133,6 +144,10 @@ def _converted(function, values, unknown):
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
+        if CHECK_FINITE and not np.isfinite(array).all():
+            where = np.argwhere(~np.isfinite(array))[0]
+            raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
+                             f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]

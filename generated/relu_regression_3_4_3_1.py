@@ -7,7 +7,7 @@ Seed 001: a 3-4-3-1 ReLU regression on one column sample, loss (y_pred - y_true)
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 980eb8e96d88c3d3c9dfce5ff4bed352d7bb7b2250733b9d843bfd63f0942834
+# symprop content hash: 5271e1e343ec51cc631a62a194be43e1b7c66d29539a6e1e6c94e7a0a1f00a00
 
 
 import numpy as np
@@ -28,6 +28,7 @@ SHAPES = {
 INPUT, TARGET = 'X', 'y_true'
 LABELS = False
 VALIDATE = True  # False skips the argument checks of every function
+CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
 ARGUMENTS = {
     'forward': ('X', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
     'loss': ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
@@ -41,11 +42,11 @@ def forward(*, X=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **u
     """The network output yhat = a3, from the input and the parameters."""
     if VALIDATE:
         X, W1, B1, W2, B2, W3, B3 = _arrays('forward', (X, W1, B1, W2, B2, W3, B3), unknown)
-    z1 = W1 @ X + B1
+    z1 = np.dot(W1, X) + B1
     a1 = np.maximum(z1, 0.0)
-    z2 = W2 @ a1 + B2
+    z2 = np.dot(W2, a1) + B2
     a2 = np.maximum(z2, 0.0)
-    z3 = W3 @ a2 + B3
+    z3 = np.dot(W3, a2) + B3
     a3 = z3
     return a3
 
@@ -54,11 +55,11 @@ def loss(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3
     """The loss L, from the input, the target and the parameters."""
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('loss', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
-    z1 = W1 @ X + B1
+    z1 = np.dot(W1, X) + B1
     a1 = np.maximum(z1, 0.0)
-    z2 = W2 @ a1 + B2
+    z2 = np.dot(W2, a1) + B2
     a2 = np.maximum(z2, 0.0)
-    z3 = W3 @ a2 + B3
+    z3 = np.dot(W3, a2) + B3
     a3 = z3
     L = 0.5*np.sum((a3 - y_true)**2)
     return float(L)
@@ -68,19 +69,19 @@ def gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=Non
     """dL/d(array) for every parameter, by name."""
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
-    z1 = W1 @ X + B1
+    z1 = np.dot(W1, X) + B1
     a1 = np.maximum(z1, 0.0)
-    z2 = W2 @ a1 + B2
+    z2 = np.dot(W2, a1) + B2
     a2 = np.maximum(z2, 0.0)
-    z3 = W3 @ a2 + B3
+    z3 = np.dot(W3, a2) + B3
     a3 = z3
     delta3 = a3 - y_true
     dL_dW3 = np.outer(delta3, a2)
     dL_dB3 = delta3
-    delta2 = (z2 > 0)*(W3.T @ delta3)
+    delta2 = (z2 > 0)*np.dot(W3.T, delta3)
     dL_dW2 = np.outer(delta2, a1)
     dL_dB2 = delta2
-    delta1 = (z1 > 0)*(W2.T @ delta2)
+    delta1 = (z1 > 0)*np.dot(W2.T, delta2)
     dL_dW1 = np.outer(delta1, X)
     dL_dB1 = delta1
     return {"W1": dL_dW1, "B1": dL_dB1, "W2": dL_dW2, "B2": dL_dB2, "W3": dL_dW3, "B3": dL_dB3}
@@ -90,21 +91,21 @@ def loss_and_gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=Non
     """The loss and the gradients, from one forward pass."""
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('loss_and_gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
-    z1 = W1 @ X + B1
+    z1 = np.dot(W1, X) + B1
     a1 = np.maximum(z1, 0.0)
-    z2 = W2 @ a1 + B2
+    z2 = np.dot(W2, a1) + B2
     a2 = np.maximum(z2, 0.0)
-    z3 = W3 @ a2 + B3
+    z3 = np.dot(W3, a2) + B3
     a3 = z3
     t0 = a3 - y_true
     L = 0.5*np.sum(t0**2)
     delta3 = t0
     dL_dW3 = np.outer(delta3, a2)
     dL_dB3 = delta3
-    delta2 = (z2 > 0)*(W3.T @ delta3)
+    delta2 = (z2 > 0)*np.dot(W3.T, delta3)
     dL_dW2 = np.outer(delta2, a1)
     dL_dB2 = delta2
-    delta1 = (z1 > 0)*(W2.T @ delta2)
+    delta1 = (z1 > 0)*np.dot(W2.T, delta2)
     dL_dW1 = np.outer(delta1, X)
     dL_dB1 = delta1
     return float(L), {"W1": dL_dW1, "B1": dL_dB1, "W2": dL_dW2, "B2": dL_dB2, "W3": dL_dW3, "B3": dL_dB3}
@@ -113,8 +114,9 @@ def loss_and_gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=Non
 def _arrays(function, values, unknown):
     """The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (NumPy arrays of the expected shapes and a numeric dtype) costs about two
-    microseconds; anything else takes the slow path, which converts lists and explains errors.
+    The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
+    few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
+    path, which converts lists and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
@@ -125,7 +127,16 @@ def _arrays(function, values, unknown):
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
+    if CHECK_FINITE and not _finite(values):
+        return _converted(function, values, unknown)
     return values
+
+
+def _finite(values):
+    """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    small = [a for a in values if a.size <= 4096]
+    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
+            and all(np.isfinite(a).all() for a in values if a.size > 4096))
 
 
 def _converted(function, values, unknown):
@@ -149,6 +160,10 @@ def _converted(function, values, unknown):
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
+        if CHECK_FINITE and not np.isfinite(array).all():
+            where = np.argwhere(~np.isfinite(array))[0]
+            raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
+                             f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]

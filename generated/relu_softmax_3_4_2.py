@@ -7,7 +7,7 @@ Seed 002: a 3-4-2 ReLU/softmax classifier on one column sample, cross-entropy
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: 8afe7b16c9c964d360a457e93d857dd9fe37b7a824134c0d88db51659a2d33d7
+# symprop content hash: 7155fec69a2355f2f0e9d0310a0c842d867f4ce672058c9a9f76464866a2d495
 
 
 import numpy as np
@@ -26,6 +26,7 @@ SHAPES = {
 INPUT, TARGET = 'x', 'y'
 LABELS = False
 VALIDATE = True  # False skips the argument checks of every function
+CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
 ARGUMENTS = {
     'forward': ('x', 'W', 'b1', 'U', 'b2'),
     'loss': ('x', 'y', 'W', 'b1', 'U', 'b2'),
@@ -39,9 +40,9 @@ def forward(*, x=None, W=None, b1=None, U=None, b2=None, **unknown):
     """The network output yhat = a2, from the input and the parameters."""
     if VALIDATE:
         x, W, b1, U, b2 = _arrays('forward', (x, W, b1, U, b2), unknown)
-    z1 = W @ x + b1
+    z1 = np.dot(W, x) + b1
     a1 = np.maximum(z1, 0.0)
-    z2 = U @ a1 + b2
+    z2 = np.dot(U, a1) + b2
     a2 = _softmax(z2)
     return a2
 
@@ -50,9 +51,9 @@ def loss(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **unknown):
     """The loss L, from the input, the target and the parameters."""
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('loss', (x, y, W, b1, U, b2), unknown)
-    z1 = W @ x + b1
+    z1 = np.dot(W, x) + b1
     a1 = np.maximum(z1, 0.0)
-    z2 = U @ a1 + b2
+    z2 = np.dot(U, a1) + b2
     L = -np.sum(y*_log_softmax(z2))
     return float(L)
 
@@ -61,17 +62,17 @@ def gradients(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **unknown):
     """dL/d(array) for every parameter and the input, by name."""
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('gradients', (x, y, W, b1, U, b2), unknown)
-    z1 = W @ x + b1
+    z1 = np.dot(W, x) + b1
     a1 = np.maximum(z1, 0.0)
-    z2 = U @ a1 + b2
+    z2 = np.dot(U, a1) + b2
     a2 = _softmax(z2)
     delta2 = a2*y.sum(axis=-1, keepdims=True) - y
     dL_dU = np.outer(delta2, a1)
     dL_db2 = delta2
-    delta1 = (z1 > 0)*(U.T @ delta2)
+    delta1 = (z1 > 0)*np.dot(U.T, delta2)
     dL_dW = np.outer(delta1, x)
     dL_db1 = delta1
-    dL_dx = W.T @ delta1
+    dL_dx = np.dot(W.T, delta1)
     return {"W": dL_dW, "b1": dL_db1, "U": dL_dU, "b2": dL_db2, "x": dL_dx}
 
 
@@ -79,26 +80,27 @@ def loss_and_gradients(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **un
     """The loss and the gradients, from one forward pass."""
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('loss_and_gradients', (x, y, W, b1, U, b2), unknown)
-    z1 = W @ x + b1
+    z1 = np.dot(W, x) + b1
     a1 = np.maximum(z1, 0.0)
-    z2 = U @ a1 + b2
+    z2 = np.dot(U, a1) + b2
     a2 = _softmax(z2)
     L = -np.sum(y*_log_softmax(z2))
     delta2 = a2*y.sum(axis=-1, keepdims=True) - y
     dL_dU = np.outer(delta2, a1)
     dL_db2 = delta2
-    delta1 = (z1 > 0)*(U.T @ delta2)
+    delta1 = (z1 > 0)*np.dot(U.T, delta2)
     dL_dW = np.outer(delta1, x)
     dL_db1 = delta1
-    dL_dx = W.T @ delta1
+    dL_dx = np.dot(W.T, delta1)
     return float(L), {"W": dL_dW, "b1": dL_db1, "U": dL_dU, "b2": dL_db2, "x": dL_dx}
 
 
 def _arrays(function, values, unknown):
     """The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (NumPy arrays of the expected shapes and a numeric dtype) costs about two
-    microseconds; anything else takes the slow path, which converts lists and explains errors.
+    The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
+    few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
+    path, which converts lists and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
@@ -109,7 +111,16 @@ def _arrays(function, values, unknown):
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
+    if CHECK_FINITE and not _finite(values):
+        return _converted(function, values, unknown)
     return values
+
+
+def _finite(values):
+    """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    small = [a for a in values if a.size <= 4096]
+    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
+            and all(np.isfinite(a).all() for a in values if a.size > 4096))
 
 
 def _converted(function, values, unknown):
@@ -133,6 +144,10 @@ def _converted(function, values, unknown):
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
+        if CHECK_FINITE and not np.isfinite(array).all():
+            where = np.argwhere(~np.isfinite(array))[0]
+            raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
+                             f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]

@@ -7,7 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: ddb20d3b455b403ba54af3387fe305a51d618faed591483ab6d330c189cf5297
+# symprop content hash: e7887bd577a44d3ed533807d2e38969945f7f74774057d9fa7d8bf1d1a6fc687
 
 
 import numpy as np
@@ -26,6 +26,7 @@ SHAPES = {
 INPUT, TARGET = 'x', 'y'
 LABELS = False
 VALIDATE = True  # False skips the argument checks of every function
+CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
 ARGUMENTS = {
     'forward': ('x', 'W1', 'b1', 'W2', 'b2'),
     'loss': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
@@ -39,9 +40,9 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The network output yhat = a2, from the input and the parameters."""
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = _sigmoid(z1)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     return a2
 
@@ -51,9 +52,9 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = _sigmoid(z1)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     L = 0.5*np.sum((a2 - y)**2)/N
     return float(L)
@@ -64,15 +65,15 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = _sigmoid(z1)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     delta2 = a2*(1 - a2)*(a2 - y)/N
-    dL_dW2 = a1.T @ delta2
+    dL_dW2 = np.dot(a1.T, delta2)
     dL_db2 = delta2.sum(axis=0)
-    delta1 = a1*(1 - a1)*(delta2 @ W2.T)
-    dL_dW1 = x.T @ delta1
+    delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
+    dL_dW1 = np.dot(x.T, delta1)
     dL_db1 = delta1.sum(axis=0)
     return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -82,17 +83,17 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = _sigmoid(z1)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     t0 = a2 - y
     L = 0.5*np.sum(t0**2)/N
     delta2 = a2*t0*(1 - a2)/N
-    dL_dW2 = a1.T @ delta2
+    dL_dW2 = np.dot(a1.T, delta2)
     dL_db2 = delta2.sum(axis=0)
-    delta1 = a1*(1 - a1)*(delta2 @ W2.T)
-    dL_dW1 = x.T @ delta1
+    delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
+    dL_dW1 = np.dot(x.T, delta1)
     dL_db1 = delta1.sum(axis=0)
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -100,8 +101,9 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
 def _arrays(function, values, unknown):
     """The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (NumPy arrays of the expected shapes and a numeric dtype) costs about two
-    microseconds; anything else takes the slow path, which converts lists and explains errors.
+    The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
+    few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
+    path, which converts lists and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
@@ -112,7 +114,16 @@ def _arrays(function, values, unknown):
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
+    if CHECK_FINITE and not _finite(values):
+        return _converted(function, values, unknown)
     return values
+
+
+def _finite(values):
+    """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    small = [a for a in values if a.size <= 4096]
+    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
+            and all(np.isfinite(a).all() for a in values if a.size > 4096))
 
 
 def _converted(function, values, unknown):
@@ -136,6 +147,10 @@ def _converted(function, values, unknown):
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
+        if CHECK_FINITE and not np.isfinite(array).all():
+            where = np.argwhere(~np.isfinite(array))[0]
+            raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
+                             f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]

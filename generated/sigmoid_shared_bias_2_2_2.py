@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: 19381cd3756b353d1ab3ff2c4f876415336dac6fe75ea54d654b00125b8b1161
+# symprop content hash: fdb04012344ea5102cdb5802727fd8696b9a67a2f4c5d339a5d6ad447a092f0e
 
 
 import numpy as np
@@ -26,6 +26,7 @@ SHAPES = {
 INPUT, TARGET = 'x', 'y'
 LABELS = False
 VALIDATE = True  # False skips the argument checks of every function
+CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
 ARGUMENTS = {
     'forward': ('x', 'W1', 'b1', 'W2', 'b2'),
     'loss': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
@@ -39,9 +40,9 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The network output yhat = a2, from the input and the parameters."""
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = _sigmoid(z1)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     return a2
 
@@ -50,9 +51,9 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The loss L, from the input, the target and the parameters."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = _sigmoid(z1)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     L = 0.5*np.sum((a2 - y)**2)
     return float(L)
@@ -62,15 +63,15 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """dL/d(array) for every parameter, by name."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = _sigmoid(z1)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     delta2 = a2*(1 - a2)*(a2 - y)
-    dL_dW2 = a1.T @ delta2
+    dL_dW2 = np.dot(a1.T, delta2)
     dL_db2 = delta2.sum()
-    delta1 = a1*(1 - a1)*(delta2 @ W2.T)
-    dL_dW1 = x.T @ delta1
+    delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
+    dL_dW1 = np.dot(x.T, delta1)
     dL_db1 = delta1.sum()
     return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -79,17 +80,17 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     """The loss and the gradients, from one forward pass."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
-    z1 = x @ W1 + b1
+    z1 = np.dot(x, W1) + b1
     a1 = _sigmoid(z1)
-    z2 = a1 @ W2 + b2
+    z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     t0 = a2 - y
     L = 0.5*np.sum(t0**2)
     delta2 = a2*t0*(1 - a2)
-    dL_dW2 = a1.T @ delta2
+    dL_dW2 = np.dot(a1.T, delta2)
     dL_db2 = delta2.sum()
-    delta1 = a1*(1 - a1)*(delta2 @ W2.T)
-    dL_dW1 = x.T @ delta1
+    delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
+    dL_dW1 = np.dot(x.T, delta1)
     dL_db1 = delta1.sum()
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -97,8 +98,9 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
 def _arrays(function, values, unknown):
     """The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (NumPy arrays of the expected shapes and a numeric dtype) costs about two
-    microseconds; anything else takes the slow path, which converts lists and explains errors.
+    The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
+    few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
+    path, which converts lists and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
@@ -109,7 +111,16 @@ def _arrays(function, values, unknown):
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
+    if CHECK_FINITE and not _finite(values):
+        return _converted(function, values, unknown)
     return values
+
+
+def _finite(values):
+    """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    small = [a for a in values if a.size <= 4096]
+    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
+            and all(np.isfinite(a).all() for a in values if a.size > 4096))
 
 
 def _converted(function, values, unknown):
@@ -133,6 +144,10 @@ def _converted(function, values, unknown):
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
+        if CHECK_FINITE and not np.isfinite(array).all():
+            where = np.argwhere(~np.isfinite(array))[0]
+            raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
+                             f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]

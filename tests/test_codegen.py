@@ -88,6 +88,12 @@ def test_loss_accepts_nested_lists_like_the_seeds():
         **symbolic.load("sigmoid_mse_2_2_1").values), rel=1e-15)
 
 
+def _with(array, index, value):
+    array = array.copy()
+    array[index] = value
+    return array
+
+
 def bad_calls():
     base = symbolic.load("relu_batch_10_20_1").values
     yield "missing", {k: v for k, v in base.items() if k != "W2"}, "missing array 'W2', expected shape (20, 1)"
@@ -107,6 +113,12 @@ def bad_calls():
     yield "short list", {**base, "b2": []}, "array 'b2' has shape (0,), expected (1,)"
     yield "ragged list", {**base, "x": [[1.0] * 10] * 4 + [[1.0] * 9]}, "array 'x' is not rectangular, expected shape"
     yield "text", {**base, "W2": "0.5"}, "array 'W2' has dtype <U3, expected real numbers"
+    yield "nan weight", {**base, "W1": _with(base["W1"], (3, 4), np.nan)}, \
+        "array 'W1' of shape (10, 20) holds nan at [3, 4], expected finite numbers"
+    yield "inf input", {**base, "x": _with(base["x"], (4, 9), np.inf)}, "array 'x' of shape (5, 10) holds inf at [4, 9]"
+    yield "-inf bias", {**base, "b2": _with(base["b2"], (0,), -np.inf)}, "array 'b2' of shape (1,) holds -inf at [0]"
+    yield "nan target", {**base, "y": _with(base["y"], (2, 0), np.nan)}, "array 'y' of shape (5, 1) holds nan at [2, 0]"
+    yield "nan in a list", {**base, "b1": [0.0] * 19 + [float("nan")]}, "array 'b1' of shape (20,) holds nan at [19]"
     yield "misspelt", {**{k: v for k, v in base.items() if k != "W2"}, "w2": base["W2"]}, "unknown array 'w2'"
 
 
@@ -224,3 +236,14 @@ def test_labels_network_validates_every_call_not_only_the_first():
     for _ in range(2):  # the slow path (first call) and the fast path (second)
         with pytest.raises(ValueError, match="array 'y' holds class labels: expected integers, not float64"):
             module.loss(**values, y=np.array([0.0, 2.0]))
+
+
+def test_finite_check_runs_on_every_call_and_can_be_switched_off():
+    module = compile_module(symbolic.load("relu_batch_10_20_1"))
+    values = dict(symbolic.load("relu_batch_10_20_1").values)
+    module.loss(**values)  # the fast path knows these shapes now
+    values["W2"] = _with(values["W2"], (7, 0), np.nan)
+    with pytest.raises(ValueError, match=r"array 'W2' of shape \(20, 1\) holds nan at \[7, 0\]"):
+        module.loss(**values)
+    module.CHECK_FINITE = False
+    assert np.isnan(module.loss(**values))  # unchecked: NaN propagates into the loss
