@@ -222,9 +222,11 @@ _VALIDATION = '''def _arrays(function, values, unknown):
 
 def _finite(values):
     """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    arrays = [a for a in values if a.size > 4096]
     small = [a for a in values if a.size <= 4096]
-    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
-            and all(np.isfinite(a).all() for a in values if a.size > 4096))
+    if small:
+        arrays.append(np.concatenate(small, axis=None))
+    return all(np.count_nonzero(np.isfinite(a)) == a.size for a in arrays)
 
 
 def _converted(function, values, unknown):

@@ -7,7 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: cfb50bb3bb63c22aa4643b989d012eebe3685eb56ac9bb4c215961c9ed37d444
+# symprop content hash: 307eca0bfd4d83b8364d326cee4da4bd482bd39fb76dbdb565ab7b5f5417860b
 
 
 import numpy as np
@@ -118,9 +118,11 @@ def _arrays(function, values, unknown):
 
 def _finite(values):
     """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    arrays = [a for a in values if a.size > 4096]
     small = [a for a in values if a.size <= 4096]
-    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
-            and all(np.isfinite(a).all() for a in values if a.size > 4096))
+    if small:
+        arrays.append(np.concatenate(small, axis=None))
+    return all(np.count_nonzero(np.isfinite(a)) == a.size for a in arrays)
 
 
 def _converted(function, values, unknown):

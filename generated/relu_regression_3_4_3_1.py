@@ -7,7 +7,7 @@ Seed 001: a 3-4-3-1 ReLU regression on one column sample, loss (y_pred - y_true)
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 5271e1e343ec51cc631a62a194be43e1b7c66d29539a6e1e6c94e7a0a1f00a00
+# symprop content hash: 3d4cfa3e85c4a9fd58ef96e9d86a904dbf4b8e2291071da3c3ee93e86c7f81f3
 
 
 import numpy as np
@@ -134,9 +134,11 @@ def _arrays(function, values, unknown):
 
 def _finite(values):
     """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    arrays = [a for a in values if a.size > 4096]
     small = [a for a in values if a.size <= 4096]
-    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
-            and all(np.isfinite(a).all() for a in values if a.size > 4096))
+    if small:
+        arrays.append(np.concatenate(small, axis=None))
+    return all(np.count_nonzero(np.isfinite(a)) == a.size for a in arrays)
 
 
 def _converted(function, values, unknown):

@@ -7,7 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: e7887bd577a44d3ed533807d2e38969945f7f74774057d9fa7d8bf1d1a6fc687
+# symprop content hash: 0b12d8ec8750a8297f947f059e9c426644f28c0878a758eeec24b28a0ec432fa
 
 
 import numpy as np
@@ -121,9 +121,11 @@ def _arrays(function, values, unknown):
 
 def _finite(values):
     """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    arrays = [a for a in values if a.size > 4096]
     small = [a for a in values if a.size <= 4096]
-    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
-            and all(np.isfinite(a).all() for a in values if a.size > 4096))
+    if small:
+        arrays.append(np.concatenate(small, axis=None))
+    return all(np.count_nonzero(np.isfinite(a)) == a.size for a in arrays)
 
 
 def _converted(function, values, unknown):

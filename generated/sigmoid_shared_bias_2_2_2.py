@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: fdb04012344ea5102cdb5802727fd8696b9a67a2f4c5d339a5d6ad447a092f0e
+# symprop content hash: e6e2b44f623cd22742b3d4c6af91fd0f4075af3f6e26639983ee9b3dd2df1e19
 
 
 import numpy as np
@@ -118,9 +118,11 @@ def _arrays(function, values, unknown):
 
 def _finite(values):
     """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
+    arrays = [a for a in values if a.size > 4096]
     small = [a for a in values if a.size <= 4096]
-    return ((not small or np.isfinite(np.concatenate(small, axis=None)).all())
-            and all(np.isfinite(a).all() for a in values if a.size > 4096))
+    if small:
+        arrays.append(np.concatenate(small, axis=None))
+    return all(np.count_nonzero(np.isfinite(a)) == a.size for a in arrays)
 
 
 def _converted(function, values, unknown):

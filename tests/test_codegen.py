@@ -247,3 +247,10 @@ def test_finite_check_runs_on_every_call_and_can_be_switched_off():
         module.loss(**values)
     module.CHECK_FINITE = False
     assert np.isnan(module.loss(**values))  # unchecked: NaN propagates into the loss
+
+
+def test_readme_shows_the_generated_code_as_it_is():
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert shown.startswith("def gradients(")
+    assert shown in (ROOT / "generated" / "relu_softmax_3_4_2.py").read_text()
