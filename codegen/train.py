@@ -94,8 +94,12 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
                          "(returning the gradients only), not both")
     frozen = check_freeze(network, freeze)
     trained = tuple(p for p in network.parameters if p not in frozen)
-    module = compile_module(network) if module is None else module
     arrays = initial_values(network, values, seed)
+    if module is None:
+        module = compile_module(network)
+        # the starting values are checked (initial_values); the later ones come from the updates,
+        # and a run that diverges to inf or NaN is reported by its loss, not as bad input
+        module.CHECK_FINITE = False
 
     if backward is not None:
         label = getattr(backward, "__name__", "backward")
@@ -169,6 +173,8 @@ def initial_values(network: Network, values=None, seed: int = 0) -> dict:
             arrays[name] = np.array(array, dtype=np.int64)
         else:
             arrays[name] = np.array(array, dtype=np.float64)  # always a copy
+            if not np.isfinite(arrays[name]).all():
+                raise ValueError(f"array {name!r} holds NaN or inf: the starting values must be finite")
     return arrays
 
 

@@ -376,3 +376,19 @@ def test_symprop_train_command_line(tmp_path):
                           "--freeze", "B9"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "B9" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert "Traceback" not in bad.stderr
+
+
+def test_command_reports_a_run_whose_parameters_overflow_as_diverged(capsys):
+    # lr 1e200: the first update sends the weights to inf and the next forward pass to NaN
+    assert symprop_train(["relu_regression_3_4_3_1", "--lr", "1e200", "--steps", "20"])[0] == 0
+    captured = capsys.readouterr()
+    assert "final loss: nan" in captured.out
+    assert captured.err.strip() == "symprop: warning: the loss is not finite: the run diverged; try a smaller --lr"
+
+
+def test_starting_values_must_be_finite():
+    network = symbolic.load("sigmoid_mse_2_2_1")
+    W1 = np.array(network.values["W1"], dtype=float)
+    W1[1, 0] = np.inf
+    with pytest.raises(ValueError, match="array 'W1' holds NaN or inf: the starting values must be finite"):
+        train(network, lr=0.1, steps=1, values={"W1": W1})
