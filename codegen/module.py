@@ -25,7 +25,7 @@ _FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
 def generate(network: Network) -> str:
     """The module source that `symprop generate` writes for `network`."""
     derivation = symbolic.derive(network)
-    printer = GradientPrinter()
+    printer = GradientPrinter(layout=network.layout)
     net = network
     forward_names = (net.input,) + net.parameters
     all_names = (net.input, net.target) + net.parameters
@@ -174,7 +174,7 @@ def steps_source(network: Network) -> str:
     derivation = symbolic.derive(network)
     names = (network.input, network.target) + network.parameters
     result = "{" + ", ".join(f'"{s.name}": {s.name}' for s in derivation.steps) + "}"
-    source, _ = _function(GradientPrinter(), derivation, "steps", names, [s.symbol for s in derivation.steps],
+    source, _ = _function(GradientPrinter(layout=network.layout), derivation, "steps", names, [s.symbol for s in derivation.steps],
                           "Every named step of the derivation.", result, validate=False)
     return source
 

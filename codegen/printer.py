@@ -12,7 +12,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from symbolic.arrays import Matmul
+from symbolic.arrays import Matmul, Transposed
 from symbolic.notation import ArrayOrder
 
 # Helpers a generated module defines when its code uses them.
@@ -21,6 +21,13 @@ HELPERS = {
     """1 / (1 + exp(-z)); where exp(-z) overflows to inf, the result is 0, as it should be."""
     with np.errstate(over="ignore"):
         return 1/(1 + np.exp(-z))
+''',
+    "_weight_gradient": '''def _weight_gradient(a, delta):
+    """a.T @ delta, the sum over the batch of outer products; at batch 1 the outer product itself
+    (np.dot and @ hand a product with an inner dimension of one to a slow general multiply)."""
+    if a.shape[0] == 1:
+        return a.T * delta
+    return np.dot(a.T, delta)
 ''',
     "_softmax": '''def _softmax(z):
     """exp(z) / sum(exp(z)) over the last axis, shifted by the row maximum (no overflow)."""
@@ -69,9 +76,10 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     printmethod = "_symprop_numpy"
 
-    def __init__(self):
+    def __init__(self, layout: str = "row"):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
         self.helpers: set[str] = set()
+        self.layout = layout  # in the row layout, A.T @ delta is a weight gradient
 
     def doprint(self, expr, assign_to=None):
         return super().doprint(stable_forms(expr), assign_to)
@@ -100,6 +108,9 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         # inner dimension is one (x.T @ delta1 at batch 1) np.dot takes BLAS's outer-product route
         # while @ calls a general matrix multiply several times slower (benchmarks/README.md)
         left, right = expr.args
+        if self.layout == "row" and isinstance(left, Transposed):
+            self.helpers.add("_weight_gradient")
+            return f"_weight_gradient({self._print(left.args[0])}, {self._print(right)})"
         return f"np.dot({self._print(left)}, {self._print(right)})"
 
     def _print_Transposed(self, expr):

@@ -7,7 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: 307eca0bfd4d83b8364d326cee4da4bd482bd39fb76dbdb565ab7b5f5417860b
+# symprop content hash: cc149ea7361b40d924d07cec23ab29871fc639239cb69da7ec85689455c5d771
 
 
 import numpy as np
@@ -68,10 +68,10 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     z2 = np.dot(a1, W2) + b2
     a2 = z2
     delta2 = 0.2*(a2 - y)
-    dL_dW2 = np.dot(a1.T, delta2)
+    dL_dW2 = _weight_gradient(a1, delta2)
     dL_db2 = delta2.sum(axis=0)
     delta1 = (z1 > 0)*np.dot(delta2, W2.T)
-    dL_dW1 = np.dot(x.T, delta1)
+    dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum(axis=0)
     return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -87,10 +87,10 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     t0 = a2 - y
     L = 0.1*np.sum(t0**2)
     delta2 = 0.2*t0
-    dL_dW2 = np.dot(a1.T, delta2)
+    dL_dW2 = _weight_gradient(a1, delta2)
     dL_db2 = delta2.sum(axis=0)
     delta1 = (z1 > 0)*np.dot(delta2, W2.T)
-    dL_dW1 = np.dot(x.T, delta1)
+    dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum(axis=0)
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -163,3 +163,11 @@ def _shape_tuple(shape, n):
 def _shape(shape, n=None):
     shape = _shape_tuple(shape, n) if n is not None else shape
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _weight_gradient(a, delta):
+    """a.T @ delta, the sum over the batch of outer products; at batch 1 the outer product itself
+    (np.dot and @ hand a product with an inner dimension of one to a slow general multiply)."""
+    if a.shape[0] == 1:
+        return a.T * delta
+    return np.dot(a.T, delta)

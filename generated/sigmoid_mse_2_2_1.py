@@ -7,7 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: 0b12d8ec8750a8297f947f059e9c426644f28c0878a758eeec24b28a0ec432fa
+# symprop content hash: 328f714bc290a67919fd32bf0dff271b641cf7788e10900b8eec659fe30aaaea
 
 
 import numpy as np
@@ -70,10 +70,10 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     delta2 = a2*(1 - a2)*(a2 - y)/N
-    dL_dW2 = np.dot(a1.T, delta2)
+    dL_dW2 = _weight_gradient(a1, delta2)
     dL_db2 = delta2.sum(axis=0)
     delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
-    dL_dW1 = np.dot(x.T, delta1)
+    dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum(axis=0)
     return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -90,10 +90,10 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     t0 = a2 - y
     L = 0.5*np.sum(t0**2)/N
     delta2 = a2*t0*(1 - a2)/N
-    dL_dW2 = np.dot(a1.T, delta2)
+    dL_dW2 = _weight_gradient(a1, delta2)
     dL_db2 = delta2.sum(axis=0)
     delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
-    dL_dW1 = np.dot(x.T, delta1)
+    dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum(axis=0)
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -172,3 +172,11 @@ def _sigmoid(z):
     """1 / (1 + exp(-z)); where exp(-z) overflows to inf, the result is 0, as it should be."""
     with np.errstate(over="ignore"):
         return 1/(1 + np.exp(-z))
+
+
+def _weight_gradient(a, delta):
+    """a.T @ delta, the sum over the batch of outer products; at batch 1 the outer product itself
+    (np.dot and @ hand a product with an inner dimension of one to a slow general multiply)."""
+    if a.shape[0] == 1:
+        return a.T * delta
+    return np.dot(a.T, delta)

@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: e6e2b44f623cd22742b3d4c6af91fd0f4075af3f6e26639983ee9b3dd2df1e19
+# symprop content hash: 42ec4b877f16a04bb7d2d7e110139643d05fa58e511c53a890b8102416db36bb
 
 
 import numpy as np
@@ -68,10 +68,10 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     z2 = np.dot(a1, W2) + b2
     a2 = _sigmoid(z2)
     delta2 = a2*(1 - a2)*(a2 - y)
-    dL_dW2 = np.dot(a1.T, delta2)
+    dL_dW2 = _weight_gradient(a1, delta2)
     dL_db2 = delta2.sum()
     delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
-    dL_dW1 = np.dot(x.T, delta1)
+    dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum()
     return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -87,10 +87,10 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     t0 = a2 - y
     L = 0.5*np.sum(t0**2)
     delta2 = a2*t0*(1 - a2)
-    dL_dW2 = np.dot(a1.T, delta2)
+    dL_dW2 = _weight_gradient(a1, delta2)
     dL_db2 = delta2.sum()
     delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
-    dL_dW1 = np.dot(x.T, delta1)
+    dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum()
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
@@ -169,3 +169,11 @@ def _sigmoid(z):
     """1 / (1 + exp(-z)); where exp(-z) overflows to inf, the result is 0, as it should be."""
     with np.errstate(over="ignore"):
         return 1/(1 + np.exp(-z))
+
+
+def _weight_gradient(a, delta):
+    """a.T @ delta, the sum over the batch of outer products; at batch 1 the outer product itself
+    (np.dot and @ hand a product with an inner dimension of one to a slow general multiply)."""
+    if a.shape[0] == 1:
+        return a.T * delta
+    return np.dot(a.T, delta)
