@@ -221,12 +221,22 @@ _VALIDATION = '''def _arrays(function, values, unknown):
 
 
 def _finite(values):
-    """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
-    arrays = [a for a in values if a.size > 4096]
+    """True when no array holds NaN or inf.
+
+    The small arrays are joined and checked in one pass; each large one by its sum of squares
+    (BLAS dot, faster than np.isfinite), where False may also mean that the sum overflowed
+    (entries beyond 1e154): the slow path then checks entry by entry.
+    """
     small = [a for a in values if a.size <= 4096]
     if small:
-        arrays.append(np.concatenate(small, axis=None))
-    return all(np.count_nonzero(np.isfinite(a)) == a.size for a in arrays)
+        joined = np.concatenate(small, axis=None)
+        if np.count_nonzero(np.isfinite(joined)) != joined.size:
+            return False
+    large = [a.reshape(-1) for a in values if a.size > 4096]
+    if not large:
+        return True
+    with np.errstate(all="ignore"):
+        return all(np.isfinite(np.dot(a, a)) for a in large)
 
 
 def _converted(function, values, unknown):

@@ -7,7 +7,7 @@ Seed 002: a 3-4-2 ReLU/softmax classifier on one column sample, cross-entropy
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: b5b8065de281cdd9f2ff7b1c5178cc219fda00d6ea5658846165325ba942cbe7
+# symprop content hash: 2983b19dbeac77262f207bd327b862c774e7d65d8332cb46fc428c0898aef311
 
 
 import numpy as np
@@ -117,12 +117,22 @@ def _arrays(function, values, unknown):
 
 
 def _finite(values):
-    """True when no array holds NaN or inf: the small arrays in one pass, the large one by one."""
-    arrays = [a for a in values if a.size > 4096]
+    """True when no array holds NaN or inf.
+
+    The small arrays are joined and checked in one pass; each large one by its sum of squares
+    (BLAS dot, faster than np.isfinite), where False may also mean that the sum overflowed
+    (entries beyond 1e154): the slow path then checks entry by entry.
+    """
     small = [a for a in values if a.size <= 4096]
     if small:
-        arrays.append(np.concatenate(small, axis=None))
-    return all(np.count_nonzero(np.isfinite(a)) == a.size for a in arrays)
+        joined = np.concatenate(small, axis=None)
+        if np.count_nonzero(np.isfinite(joined)) != joined.size:
+            return False
+    large = [a.reshape(-1) for a in values if a.size > 4096]
+    if not large:
+        return True
+    with np.errstate(all="ignore"):
+        return all(np.isfinite(np.dot(a, a)) for a in large)
 
 
 def _converted(function, values, unknown):

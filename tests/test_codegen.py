@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -254,3 +255,32 @@ def test_readme_shows_the_generated_code_as_it_is():
     shown = readme.split("```python\n", 1)[1].split("```", 1)[0]
     assert shown.startswith("def gradients(")
     assert shown in (ROOT / "generated" / "relu_softmax_3_4_2.py").read_text()
+
+
+def test_huge_finite_values_pass_the_finite_check(recwarn):
+    # 1e200 squared overflows the fast check's sum of squares; the entry-by-entry check accepts it
+    module = compile_module(symbolic.load("relu_batch_10_20_1"))
+    values = {k: v for k, v in symbolic.load("relu_batch_10_20_1").values.items() if k != "y"}
+    values["b2"] = np.array([1e200])
+    first, second = module.forward(**values), module.forward(**values)  # slow path, then fast
+    np.testing.assert_array_equal(first, second)
+    assert np.all(first == 1e200)  # the network's output (~1) is lost in 1e200
+    assert not recwarn.list
+
+
+def test_finite_check_of_large_arrays():
+    # W1 has 4800 entries: checked by its sum of squares, which 1e200 overflows (then entry by entry)
+    net = symbolic.loads('name = "wide"\ninputs = 80\n[[layers]]\nunits = 60\nactivation = "relu"\n'
+                         '[[layers]]\nunits = 1\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
+    module = compile_module(net)
+    rng = np.random.default_rng(5)
+    values = {"x": rng.normal(size=(3, 80)), "W1": rng.normal(size=(80, 60)), "b1": np.zeros(60),
+              "W2": rng.normal(size=(60, 1)), "b2": np.zeros(1)}
+    expected = module.forward(**values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.all(np.isfinite(module.forward(**{**values, "W1": _with(values["W1"], (0, 0), 1e200)})))
+    np.testing.assert_array_equal(module.forward(**values), expected)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match=rf"array 'W1' of shape \(80, 60\) holds {bad} at \[79, 59\]"):
+            module.forward(**{**values, "W1": _with(values["W1"], (79, 59), bad)})
