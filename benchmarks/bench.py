@@ -277,6 +277,7 @@ def summarize_times(times, k, rounds):
         if len(times["gen"]) > 1 else (out["grad_over_loss"],) * 2
     if "torch" in med:
         out["gen_over_torch"] = med["gen"] / med["torch"]
+        out["nofinite_over_torch"] = med["gen_nofinite"] / med["torch"]
     return out
 
 
@@ -340,7 +341,7 @@ def run_case(case, args, torch, seed_backward):
         timing = dict(block_target=4e-3, budget=args.budget, min_rounds=20, max_rounds=400)
     times, k, rounds = time_interleaved(impls, case.arrays, **timing)
     case.results["time"] = summarize_times(times, k, rounds)
-    case.results["memory"] = measure_memory(case, module)
+    case.results["memory"] = measure_memory(case, noval)  # the computation's memory, not the checks'
     print(f"  done: {case.label}, batch {case.batch} ({rounds} rounds x {k} calls)", file=sys.stderr)
 
 
@@ -422,9 +423,12 @@ def evaluate_goals(cases, gen_rows):
     add(f"generated <= {GOAL_GEN_OVER_HAND}x hand-written at every size (like for like: VALIDATE False)", v, where,
         v <= GOAL_GEN_OVER_HAND, f"; with the default checks: {v2:.3g} ({where2}); "
         f"shapes and dtypes only (CHECK_FINITE False): {v3:.3g} ({where3})")
+    # Like for like again: PyTorch checks shapes and dtypes, not values for NaN and inf.
     small = [c for c in timed if c.batch < 64 and "gen_over_torch" in c.results["time"]]
-    v, where = _worst((c.results["time"]["gen_over_torch"], f"{c.label}, N={c.batch}") for c in small)
-    add("faster than PyTorch below batch 64 (generated / torch < 1)", v, where, v < 1.0)
+    v, where = _worst((c.results["time"]["nofinite_over_torch"], f"{c.label}, N={c.batch}") for c in small)
+    v2, where2 = _worst((c.results["time"]["gen_over_torch"], f"{c.label}, N={c.batch}") for c in small)
+    add("faster than PyTorch below batch 64 (generated / torch < 1; like for like: CHECK_FINITE False)",
+        v, where, v < 1.0, f"; with the default checks: {v2:.3g} ({where2})")
     v, where = _worst((c.results["time"]["grad_over_loss"], f"{c.label}, N={c.batch}") for c in timed)
     add(f"gradient <= {GOAL_GRAD_OVER_LOSS:g}x loss (generated, time)", v, where, v <= GOAL_GRAD_OVER_LOSS)
     presets = set(symbolic.presets())
@@ -758,7 +762,9 @@ def report_sections(out, args, cases, gen_rows, warm, goals):
         "including what the call returns. The gradients are as large as the parameters, so "
         "'peak − returned' is what the call needs beyond its result. forward = the generated "
         "`forward`, which keeps every layer's z and a alive until it returns; lean forward = "
-        "bench_hand.lean_forward, one layer's activations at a time, in place.\n")
+        "bench_hand.lean_forward, one layer's activations at a time, in place. The generated "
+        "functions are measured with VALIDATE = False: this is the computation's memory; the "
+        "checks add the NaN/inf pass's copy of the small arrays (at most 4096 entries each).\n")
     out(memory_table(cases))
     out("\n## 4. Goals\n")
     out(md_table(["goal", "measured worst case", "status"], [g[:3] for g in goals]))
