@@ -104,9 +104,10 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     # -- whole-array operations ----------------------------------------------------------------
 
     def _print_Matmul(self, expr):
-        # np.dot, not @: the same product with less call overhead on small arrays, and when the
-        # inner dimension is one (x.T @ delta1 at batch 1) np.dot takes BLAS's outer-product route
-        # while @ calls a general matrix multiply several times slower (benchmarks/README.md)
+        # np.dot, not @: the same product with less call overhead on small arrays. Row-layout
+        # weight gradients go through _weight_gradient, which multiplies by broadcasting at
+        # batch 1: np.dot and @ send a product with an inner dimension of one to a general matrix
+        # multiply, up to 3x slower (benchmarks/README.md)
         left, right = expr.args
         if self.layout == "row" and isinstance(left, Transposed):
             self.helpers.add("_weight_gradient")
@@ -159,8 +160,9 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         if then == 1 and otherwise == 0:  # a step: the condition itself, as a 0/1 mask
             return self._print(cond)
         text = f"np.where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
-        if then.is_Number and otherwise.is_Number and cond.lhs.is_Symbol:  # in the array's dtype
-            return f"{text}.astype({self._print(cond.lhs)}.dtype)"
+        if then.is_Number and otherwise.is_Number and cond.lhs.is_Symbol:
+            # in the array's float dtype: float32 stays float32, integers become float64
+            return f"{text}.astype(np.result_type({self._print(cond.lhs)}, 1.0))"
         return text
 
     def _print_Pow(self, expr, rational=False):

@@ -284,3 +284,19 @@ def test_finite_check_of_large_arrays():
     for bad in (np.nan, np.inf):
         with pytest.raises(ValueError, match=rf"array 'W1' of shape \(80, 60\) holds {bad} at \[79, 59\]"):
             module.forward(**{**values, "W1": _with(values["W1"], (79, 59), bad)})
+
+
+@pytest.mark.parametrize("activation", ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"])
+def test_integer_arrays_give_the_gradients_of_their_float_values(activation):
+    # a leaky_relu mask once took the integer dtype of z and rounded the slope 0.01 to 0
+    net = symbolic.loads(f'name = "ints"\ninputs = 2\n[[layers]]\nunits = 3\nactivation = "{activation}"\n'
+                         '[[layers]]\nunits = 1\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
+    module = compile_module(net)
+    ints = {"x": np.array([[1, -2], [3, 0]]), "y": np.array([[1], [-1]]), "W1": np.array([[1, 0, -1], [0, 1, 2]]),
+            "b1": np.array([0, -1, 1]), "W2": np.array([[1], [2], [-1]]), "b2": np.array([0])}
+    floats = {k: v.astype(float) for k, v in ints.items()}
+    got, want = module.gradients(**ints), module.gradients(**floats)
+    assert any(np.any(g != 0) for g in want.values())
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+        assert got[name].dtype == np.float64, name
