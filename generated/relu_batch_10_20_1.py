@@ -7,7 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: e0894c929a7d6109e5d4ebafbb4f9ad13191b5509abf77e1c150e5412d7ef43a
+# symprop content hash: cce0ce885dc731448071e2006521564dfca0ae03c52c82a86a3a4418612d1b31
 
 
 import numpy as np
@@ -100,14 +100,14 @@ def _arrays(function, values, unknown):
 
     The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
     few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
-    path, which converts lists and explains errors.
+    path, which converts lists and booleans, and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
+        kinds = {a.dtype.kind for a in values}
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
-    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1]))
-            or np.result_type(*values).kind not in "biuf"
+    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1])) or not kinds <= {"i", "u", "f"}
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
@@ -152,6 +152,8 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
+        if array.dtype.kind == "b":  # True and False as 1.0 and 0.0 (np.dot of booleans is logical)
+            array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):

@@ -7,7 +7,7 @@ Seed 001: a 3-4-3-1 ReLU regression on one column sample, loss (y_pred - y_true)
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 847043f641a9fec9d9f85476ca2c8f66738052ebc45d279d68b75f0dbc769404
+# symprop content hash: e7160bad5a8f2bcd2c2182afb312996a5f8e22d810e64d125043c2db490e3232
 
 
 import numpy as np
@@ -116,14 +116,14 @@ def _arrays(function, values, unknown):
 
     The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
     few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
-    path, which converts lists and explains errors.
+    path, which converts lists and booleans, and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
+        kinds = {a.dtype.kind for a in values}
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
-    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1]))
-            or np.result_type(*values).kind not in "biuf"
+    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1])) or not kinds <= {"i", "u", "f"}
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
@@ -168,6 +168,8 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
+        if array.dtype.kind == "b":  # True and False as 1.0 and 0.0 (np.dot of booleans is logical)
+            array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):

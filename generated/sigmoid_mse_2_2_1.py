@@ -7,7 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: 09e264be62af1323b5426e062aa7e0f9da10e14aa12d2ae1e7dfc5508fac5916
+# symprop content hash: 1cfff0d91f3caaeede30781a431041852ed54effcef68a331e5805bc5a92b5bd
 
 
 import numpy as np
@@ -103,14 +103,14 @@ def _arrays(function, values, unknown):
 
     The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
     few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
-    path, which converts lists and explains errors.
+    path, which converts lists and booleans, and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
+        kinds = {a.dtype.kind for a in values}
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
-    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1]))
-            or np.result_type(*values).kind not in "biuf"
+    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1])) or not kinds <= {"i", "u", "f"}
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
@@ -155,6 +155,8 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
+        if array.dtype.kind == "b":  # True and False as 1.0 and 0.0 (np.dot of booleans is logical)
+            array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):

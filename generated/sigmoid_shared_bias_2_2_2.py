@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: 4d90f5ec8161dee23ab9ece3e3419681b02a19b3fddf1de970313ae1cc32b21e
+# symprop content hash: 0cee03948c3c522b69227d97eabe4626e07f1f25de82da779a094a3707f208db
 
 
 import numpy as np
@@ -100,14 +100,14 @@ def _arrays(function, values, unknown):
 
     The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
     few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
-    path, which converts lists and explains errors.
+    path, which converts lists and booleans, and explains errors.
     """
     try:
         shapes = [a.shape for a in values]
+        kinds = {a.dtype.kind for a in values}
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
-    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1]))
-            or np.result_type(*values).kind not in "biuf"
+    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1])) or not kinds <= {"i", "u", "f"}
             or LABELS and function != "forward"
             and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
         return _converted(function, values, unknown)
@@ -152,6 +152,8 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         if LABELS and name == TARGET and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
+        if array.dtype.kind == "b":  # True and False as 1.0 and 0.0 (np.dot of booleans is logical)
+            array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
         if array.shape != _shape_tuple(SHAPES[name], n):

@@ -300,3 +300,19 @@ def test_integer_arrays_give_the_gradients_of_their_float_values(activation):
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
         assert got[name].dtype == np.float64, name
+
+
+@pytest.mark.parametrize("activation", ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"])
+def test_boolean_arrays_count_as_zeros_and_ones(activation):
+    # np.dot of two boolean arrays is a logical or of ands (True @ [True, True] is True, not 2)
+    net = symbolic.loads(f'name = "bools"\ninputs = 2\n[[layers]]\nunits = 2\nactivation = "{activation}"\n'
+                         '[[layers]]\nunits = 1\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
+    module = compile_module(net)
+    bools = {"x": np.array([[True, True]]), "y": np.array([[False]]), "W1": np.array([[True, False], [True, True]]),
+             "b1": np.array([False, True]), "W2": np.array([[True], [True]]), "b2": np.array([True])}
+    floats = {k: v.astype(float) for k, v in bools.items()}
+    for _ in range(2):  # the slow path, then the fast path
+        got, want = module.loss_and_gradients(**bools), module.loss_and_gradients(**floats)
+        assert got[0] == want[0] and want[0] > 0
+        for name in want[1]:
+            np.testing.assert_array_equal(got[1][name], want[1][name], err_msg=name)
