@@ -7,7 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: cce0ce885dc731448071e2006521564dfca0ae03c52c82a86a3a4418612d1b31
+# symprop content hash: ca6de53b3fbe816e50a042a57f3302ba2a68a6ddc05ddc381748eb905d62e467
 
 
 import numpy as np
@@ -156,6 +156,9 @@ def _converted(function, values, unknown):
             array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
+            if n == 0:
+                raise ValueError(f"array {name!r} has shape {_shape(array.shape)}: no samples, "
+                                 f"expected {_shape(SHAPES[name])} with N >= 1")
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
         if CHECK_FINITE and not np.isfinite(array).all():

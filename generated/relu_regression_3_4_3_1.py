@@ -7,7 +7,7 @@ Seed 001: a 3-4-3-1 ReLU regression on one column sample, loss (y_pred - y_true)
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: e7160bad5a8f2bcd2c2182afb312996a5f8e22d810e64d125043c2db490e3232
+# symprop content hash: 6c714e9692d772b3c1a6f6a0ff00ef8b13744c89bd00a74ccaf1a85fb89717d4
 
 
 import numpy as np
@@ -172,6 +172,9 @@ def _converted(function, values, unknown):
             array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
+            if n == 0:
+                raise ValueError(f"array {name!r} has shape {_shape(array.shape)}: no samples, "
+                                 f"expected {_shape(SHAPES[name])} with N >= 1")
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
         if CHECK_FINITE and not np.isfinite(array).all():

@@ -7,7 +7,7 @@ Seed 002: a 3-4-2 ReLU/softmax classifier on one column sample, cross-entropy
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: 49995b3c8e712fb93476d7face189ad3e88fbee904e2e23f0c99db0b25cc474a
+# symprop content hash: c3eff5dba049e918fb105f34a55a4d5424c26563a75ab9d48f3ae30d9f330500
 
 
 import numpy as np
@@ -156,6 +156,9 @@ def _converted(function, values, unknown):
             array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
+            if n == 0:
+                raise ValueError(f"array {name!r} has shape {_shape(array.shape)}: no samples, "
+                                 f"expected {_shape(SHAPES[name])} with N >= 1")
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
         if CHECK_FINITE and not np.isfinite(array).all():

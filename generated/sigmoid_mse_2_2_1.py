@@ -7,7 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: 1cfff0d91f3caaeede30781a431041852ed54effcef68a331e5805bc5a92b5bd
+# symprop content hash: 5a06101025b899447d2d050380f07e6e295f80ea41ded8a20c4aef2a2dddb3b3
 
 
 import numpy as np
@@ -159,6 +159,9 @@ def _converted(function, values, unknown):
             array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
+            if n == 0:
+                raise ValueError(f"array {name!r} has shape {_shape(array.shape)}: no samples, "
+                                 f"expected {_shape(SHAPES[name])} with N >= 1")
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
         if CHECK_FINITE and not np.isfinite(array).all():

@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: 0cee03948c3c522b69227d97eabe4626e07f1f25de82da779a094a3707f208db
+# symprop content hash: a772b19357498b715d7e1045ae00650e8f0022881730a6e0d76e39f1fb59081b
 
 
 import numpy as np
@@ -156,6 +156,9 @@ def _converted(function, values, unknown):
             array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
+            if n == 0:
+                raise ValueError(f"array {name!r} has shape {_shape(array.shape)}: no samples, "
+                                 f"expected {_shape(SHAPES[name])} with N >= 1")
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
         if CHECK_FINITE and not np.isfinite(array).all():

@@ -120,6 +120,7 @@ def bad_calls():
     yield "-inf bias", {**base, "b2": _with(base["b2"], (0,), -np.inf)}, "array 'b2' of shape (1,) holds -inf at [0]"
     yield "nan target", {**base, "y": _with(base["y"], (2, 0), np.nan)}, "array 'y' of shape (5, 1) holds nan at [2, 0]"
     yield "nan in a list", {**base, "b1": [0.0] * 19 + [float("nan")]}, "array 'b1' of shape (20,) holds nan at [19]"
+    yield "empty batch", {**base, "x": base["x"][:0]}, "array 'x' has shape (0, 10), expected (5, 10)"
     yield "misspelt", {**{k: v for k, v in base.items() if k != "W2"}, "w2": base["W2"]}, "unknown array 'w2'"
 
 
@@ -316,3 +317,11 @@ def test_boolean_arrays_count_as_zeros_and_ones(activation):
         assert got[0] == want[0] and want[0] > 0
         for name in want[1]:
             np.testing.assert_array_equal(got[1][name], want[1][name], err_msg=name)
+
+
+def test_empty_batch_is_refused_not_a_nan_loss():
+    module = load_generated("sigmoid_mse_2_2_1")
+    values = {**symbolic.load("sigmoid_mse_2_2_1").values, "x": np.zeros((0, 2)), "y": np.zeros((0, 1))}
+    for function in (module.loss, module.gradients):
+        with pytest.raises(ValueError, match=r"array 'x' has shape \(0, 2\): no samples, expected \(N, 2\) with N >= 1"):
+            function(**values)
