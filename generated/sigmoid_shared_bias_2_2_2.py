@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: a772b19357498b715d7e1045ae00650e8f0022881730a6e0d76e39f1fb59081b
+# symprop content hash: 457302b011deef8ce4fe8a5da5bad186fe6bc8a81aafc67b50cf19ca06e33d9b
 
 
 import numpy as np
@@ -24,7 +24,7 @@ SHAPES = {
     'b2': (),
 }
 INPUT, TARGET = 'x', 'y'
-LABELS = False
+CLASSES = None  # the target holds values, not class labels
 VALIDATE = True  # False skips the argument checks of every function
 CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
 ARGUMENTS = {
@@ -33,7 +33,7 @@ ARGUMENTS = {
     'gradients': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
     'loss_and_gradients': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
 }
-_EXPECTED = {}  # (function, input length) -> the shapes of its arguments
+_EXPECTED = {}  # (function, input length) -> (type, shape, dtype kind) of each argument
 
 
 def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
@@ -98,22 +98,24 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
 def _arrays(function, values, unknown):
     """The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (NumPy arrays of the expected shapes, a numeric dtype, finite values) costs a
-    few microseconds and one pass over the arrays (CHECK_FINITE); anything else takes the slow
-    path, which converts lists and booleans, and explains errors.
+    The common case (the NumPy float arrays of an earlier call's shapes, labels in range, finite
+    values) costs a few microseconds and one pass over the arrays (CHECK_FINITE); anything else
+    takes the slow path, which converts lists, integers and booleans, and explains errors.
     """
     try:
-        shapes = [a.shape for a in values]
-        kinds = {a.dtype.kind for a in values}
+        signature = [(type(a), a.shape, a.dtype.kind) for a in values]
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
-    if (unknown or shapes != _EXPECTED.get((function, shapes[0][:1])) or not kinds <= {"i", "u", "f"}
-            or LABELS and function != "forward"
-            and values[ARGUMENTS[function].index(TARGET)].dtype.kind not in "iu"):
-        return _converted(function, values, unknown)
-    if CHECK_FINITE and not _finite(values):
+    if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
+            or CLASSES and function != "forward"
+            and not _labels_in_range(values[ARGUMENTS[function].index(TARGET)])
+            or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
+
+
+def _labels_in_range(labels):
+    return labels.min() >= 0 and labels.max() < CLASSES
 
 
 def _finite(values):
@@ -150,9 +152,10 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} is not rectangular, expected shape {_shape(SHAPES[name], n)}") from None
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
-        if LABELS and name == TARGET and array.dtype.kind not in "iu":
+        labels = CLASSES and name == TARGET
+        if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
-        if array.dtype.kind == "b":  # True and False as 1.0 and 0.0 (np.dot of booleans is logical)
+        if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
             array = array.astype(np.float64)
         if name == INPUT and SHAPES[name][:1] == ("N",) and array.ndim:
             n = array.shape[0]
@@ -161,13 +164,16 @@ def _converted(function, values, unknown):
                                  f"expected {_shape(SHAPES[name])} with N >= 1")
         if array.shape != _shape_tuple(SHAPES[name], n):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_shape(SHAPES[name], n)}")
+        if labels and not _labels_in_range(array):
+            raise ValueError(f"array {name!r} holds class labels from {array.min()} to {array.max()}, "
+                             f"expected labels from 0 to {CLASSES - 1}")
         if CHECK_FINITE and not np.isfinite(array).all():
             where = np.argwhere(~np.isfinite(array))[0]
             raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
-        _EXPECTED[(function, result[0].shape[:1])] = [a.shape for a in result]
+        _EXPECTED[(function, result[0].shape[:1])] = [(type(a), a.shape, a.dtype.kind) for a in result]
     return result
 
 

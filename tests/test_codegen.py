@@ -325,3 +325,54 @@ def test_empty_batch_is_refused_not_a_nan_loss():
     for function in (module.loss, module.gradients):
         with pytest.raises(ValueError, match=r"array 'x' has shape \(0, 2\): no samples, expected \(N, 2\) with N >= 1"):
             function(**values)
+
+
+LABELS_NET = {layout: symbolic.loads(f'name = "lab"\nlayout = "{layout}"\ninputs = 2\n[[layers]]\nunits = 3\n'
+                                     'activation = "softmax"\n[loss]\nkind = "cross_entropy"\nlabels = true\n')
+              for layout in ("row", "column")}
+
+
+@pytest.mark.parametrize("layout, labels, found", [
+    ("row", np.array([0, -1]), "from -1 to 0"), ("row", np.array([0, 3]), "from 0 to 3"),
+    ("row", np.array([255, 1], dtype=np.uint8), "from 1 to 255"), ("column", np.array(-1), "from -1 to -1"),
+    ("column", np.array(3, dtype=np.int32), "from 3 to 3")])
+def test_labels_out_of_range_are_a_value_error(layout, labels, found):
+    # -1 once picked the last class silently, and 3 raised an IndexError
+    module = compile_module(LABELS_NET[layout])
+    x = np.ones((2, 2)) if layout == "row" else np.ones(2)
+    W1 = np.zeros((2, 3)) if layout == "row" else np.zeros((3, 2))
+    good = np.array([0, 2]) if layout == "row" else np.array(2)
+    for function in (module.loss, module.gradients, module.loss_and_gradients):
+        function(x=x, y=good, W1=W1, b1=np.zeros(3))  # the next call takes the fast path
+        with pytest.raises(ValueError, match=f"array 'y' holds class labels {found}, expected labels from 0 to 2"):
+            function(x=x, y=labels, W1=W1, b1=np.zeros(3))
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix's own
+def test_array_subclasses_are_plain_arrays_on_every_call():
+    # np.matrix's * is a matrix product: passed through on a second call it gave wrong gradients
+    net = symbolic.loads('name = "m"\ninputs = 2\n[[layers]]\nunits = 2\nactivation = "relu"\n'
+                         '[loss]\nkind = "squared_error"\n')
+    module = compile_module(net)
+    plain = {"x": np.array([[1.0, 2.0], [3.0, -4.0]]), "y": np.array([[0.0, 1.0], [1.0, 0.0]]),
+             "W1": np.array([[1.0, -1.0], [2.0, 0.5]]), "b1": np.zeros(2)}
+    matrices = {k: (np.matrix(v) if v.ndim == 2 else v) for k, v in plain.items()}
+    want = module.gradients(**plain)
+    for _ in range(3):
+        got = module.gradients(**matrices)
+        for name in want:
+            assert type(got[name]) is np.ndarray
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
+def test_small_integer_dtypes_do_not_wrap_around(dtype):
+    net = symbolic.loads('name = "small"\ninputs = 2\n[[layers]]\nunits = 1\nactivation = "identity"\n'
+                         '[loss]\nkind = "squared_error"\n')
+    module = compile_module(net)
+    ints = {"x": np.array([[100, 100]], dtype), "W1": np.array([[1], [1]], dtype), "b1": np.array([0], dtype),
+            "y": np.array([[5]], dtype)}
+    for _ in range(2):
+        # by hand: yhat = 200, loss = (200 - 5)^2 = 38025, dL/dW1 = 2 * 195 * x = 39000
+        assert module.loss(**ints) == 38025.0
+        np.testing.assert_array_equal(module.gradients(**ints)["W1"], [[39000.0], [39000.0]])
