@@ -29,7 +29,9 @@ def generate(network: Network) -> str:
     net = network
     forward_names = (net.input,) + net.parameters
     all_names = (net.input, net.target) + net.parameters
-    returns = "{" + ", ".join(f'"{name}": {sym.name}' for name, sym in derivation.gradients.items()) + "}"
+    scalars = {name for name, shape in net.shapes("N").items() if shape == ()}  # shared biases
+    returns = "{" + ", ".join(f'"{name}": np.asarray({sym.name})' if name in scalars else f'"{name}": {sym.name}'
+                              for name, sym in derivation.gradients.items()) + "}"
     loss_value = f"float({derivation.loss.name})"
 
     functions = [

@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: 457302b011deef8ce4fe8a5da5bad186fe6bc8a81aafc67b50cf19ca06e33d9b
+# symprop content hash: 08c4fc9dd1e7b8af3455b584bbb5d669424c2db6d3aa17ca03655d4f1f44299f
 
 
 import numpy as np
@@ -73,7 +73,7 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
     dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum()
-    return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
+    return {"W1": dL_dW1, "b1": np.asarray(dL_db1), "W2": dL_dW2, "b2": np.asarray(dL_db2)}
 
 
 def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
@@ -92,7 +92,7 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     delta1 = a1*(1 - a1)*np.dot(delta2, W2.T)
     dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum()
-    return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
+    return float(L), {"W1": dL_dW1, "b1": np.asarray(dL_db1), "W2": dL_dW2, "b2": np.asarray(dL_db2)}
 
 
 def _arrays(function, values, unknown):
