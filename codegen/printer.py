@@ -23,10 +23,13 @@ HELPERS = {
         return 1/(1 + np.exp(-z))
 ''',
     "_weight_gradient": '''def _weight_gradient(a, delta):
-    """a.T @ delta, the sum over the batch of outer products; at batch 1 the outer product itself
-    (np.dot and @ hand a product with an inner dimension of one to a slow general multiply)."""
-    if a.shape[0] == 1:
-        return a.T * delta
+    """a.T @ delta, the sum over the batch of outer products.
+
+    With one row (batch 1), np.dot and @ hand the product to a general matrix multiply that is
+    slow for an inner dimension of one once the result is large; einsum writes it directly.
+    """
+    if a.shape[0] == 1 and a.size * delta.size > 65536:
+        return np.einsum("ni,nj->ij", a, delta)
     return np.dot(a.T, delta)
 ''',
     "_softmax": '''def _softmax(z):
@@ -105,9 +108,9 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     def _print_Matmul(self, expr):
         # np.dot, not @: the same product with less call overhead on small arrays. Row-layout
-        # weight gradients go through _weight_gradient, which multiplies by broadcasting at
-        # batch 1: np.dot and @ send a product with an inner dimension of one to a general matrix
-        # multiply, up to 3x slower (benchmarks/README.md)
+        # weight gradients go through _weight_gradient, which uses einsum for a large outer
+        # product at batch 1: np.dot and @ send a product with an inner dimension of one to a
+        # general matrix multiply, up to 4x slower there (benchmarks/README.md)
         left, right = expr.args
         if self.layout == "row" and isinstance(left, Transposed):
             self.helpers.add("_weight_gradient")

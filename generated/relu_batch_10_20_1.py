@@ -7,7 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: cfbe699c9af010208c10836c9a697fe3afdacdbc54771f248358363087f2cd5a
+# symprop content hash: f569d0c073b3f89378ca920a91b89bcd0016072f0762208c40899f696d6a97b4
 
 
 import numpy as np
@@ -187,8 +187,11 @@ def _shape(shape, n=None):
 
 
 def _weight_gradient(a, delta):
-    """a.T @ delta, the sum over the batch of outer products; at batch 1 the outer product itself
-    (np.dot and @ hand a product with an inner dimension of one to a slow general multiply)."""
-    if a.shape[0] == 1:
-        return a.T * delta
+    """a.T @ delta, the sum over the batch of outer products.
+
+    With one row (batch 1), np.dot and @ hand the product to a general matrix multiply that is
+    slow for an inner dimension of one once the result is large; einsum writes it directly.
+    """
+    if a.shape[0] == 1 and a.size * delta.size > 65536:
+        return np.einsum("ni,nj->ij", a, delta)
     return np.dot(a.T, delta)

@@ -7,7 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: 98d9fc58d3d4cf1ebbd9bfc8bb17e96d9eabb8c6f36bed0286e9fd59cbc9d263
+# symprop content hash: e0a0a285cf448b3c43b2bcbe73961758330d8939a667e472e32995c4979d6459
 
 
 import numpy as np
@@ -196,8 +196,11 @@ def _sigmoid(z):
 
 
 def _weight_gradient(a, delta):
-    """a.T @ delta, the sum over the batch of outer products; at batch 1 the outer product itself
-    (np.dot and @ hand a product with an inner dimension of one to a slow general multiply)."""
-    if a.shape[0] == 1:
-        return a.T * delta
+    """a.T @ delta, the sum over the batch of outer products.
+
+    With one row (batch 1), np.dot and @ hand the product to a general matrix multiply that is
+    slow for an inner dimension of one once the result is large; einsum writes it directly.
+    """
+    if a.shape[0] == 1 and a.size * delta.size > 65536:
+        return np.einsum("ni,nj->ij", a, delta)
     return np.dot(a.T, delta)

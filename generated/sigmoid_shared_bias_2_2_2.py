@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: 08c4fc9dd1e7b8af3455b584bbb5d669424c2db6d3aa17ca03655d4f1f44299f
+# symprop content hash: c00b417b2a8cb87261ced603082122c4d2a550e3ac846b48cf1fa08e73216c76
 
 
 import numpy as np
@@ -193,8 +193,11 @@ def _sigmoid(z):
 
 
 def _weight_gradient(a, delta):
-    """a.T @ delta, the sum over the batch of outer products; at batch 1 the outer product itself
-    (np.dot and @ hand a product with an inner dimension of one to a slow general multiply)."""
-    if a.shape[0] == 1:
-        return a.T * delta
+    """a.T @ delta, the sum over the batch of outer products.
+
+    With one row (batch 1), np.dot and @ hand the product to a general matrix multiply that is
+    slow for an inner dimension of one once the result is large; einsum writes it directly.
+    """
+    if a.shape[0] == 1 and a.size * delta.size > 65536:
+        return np.einsum("ni,nj->ij", a, delta)
     return np.dot(a.T, delta)

@@ -376,3 +376,23 @@ def test_small_integer_dtypes_do_not_wrap_around(dtype):
         # by hand: yhat = 200, loss = (200 - 5)^2 = 38025, dL/dW1 = 2 * 195 * x = 39000
         assert module.loss(**ints) == 38025.0
         np.testing.assert_array_equal(module.gradients(**ints)["W1"], [[39000.0], [39000.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_of_one_weight_gradient_equals_the_batched_product(dtype):
+    # 300 x 256 = 76800 entries: at batch 1 the weight gradient is computed by einsum, at batch 2 by
+    # np.dot; two copies of the sample give the same mean loss and the same gradients
+    net = symbolic.loads('name = "wide"\ninputs = 300\n[[layers]]\nunits = 256\nactivation = "tanh"\n'
+                         '[[layers]]\nunits = 3\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
+    module = compile_module(net)
+    rng = np.random.default_rng(11)
+    values = {"x": rng.normal(size=(1, 300)), "y": rng.normal(size=(1, 3)), "W1": rng.normal(size=(300, 256)) / 17,
+              "b1": rng.normal(size=256), "W2": rng.normal(size=(256, 3)), "b2": rng.normal(size=3)}
+    values = {k: v.astype(dtype) for k, v in values.items()}
+    one = module.gradients(**values)
+    two = module.gradients(**{**values, "x": np.repeat(values["x"], 2, axis=0), "y": np.repeat(values["y"], 2, axis=0)})
+    for name in one:
+        assert one[name].dtype == dtype and one[name].shape == values[name].shape
+        tol = 1e-12 if dtype == np.float64 else 1e-5  # float32: sums of three terms cancel in places
+        np.testing.assert_allclose(one[name], two[name], rtol=tol, atol=tol * np.abs(two[name]).max(), err_msg=name)
+    assert np.abs(one["W1"]).max() > 0
