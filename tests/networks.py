@@ -1,4 +1,5 @@
-"""Hypothesis strategies: random network specs covering every activation, loss and layout."""
+"""Test networks: `mlp` for a fixed one, Hypothesis strategies for random specs covering every
+activation, loss and layout."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ import symbolic
 from symbolic.spec import ACTIVATION_NAMES
 
 HIDDEN = [a for a in ACTIVATION_NAMES if a != "softmax"]
+
+
+def mlp(inputs: int, *layers: tuple[int, str], loss: str = "squared_error", layout: str = "row",
+        labels: bool = False, name: str = "net") -> symbolic.Network:
+    """The network of a spec with `layers` given as (units, activation) pairs."""
+    lines = [f'name = "{name}"', f'layout = "{layout}"', f"inputs = {inputs}"]
+    for units, activation in layers:
+        lines += ["[[layers]]", f"units = {units}", f'activation = "{activation}"']
+    lines += ["[loss]", f'kind = "{loss}"'] + (["labels = true"] if labels else [])
+    return symbolic.loads("\n".join(lines) + "\n")
 
 
 @st.composite

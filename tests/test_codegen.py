@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import ROOT, load_generated
+from networks import mlp
 
 import codegen
 import symbolic
@@ -228,9 +229,7 @@ def test_failing_generation_leaves_the_directory_as_it_was(tmp_path, monkeypatch
 
 def test_labels_network_validates_every_call_not_only_the_first():
     # the fast path of the argument check once looked for the labels in `forward`, which has none
-    net = symbolic.loads('name = "lab"\ninputs = 2\n[[layers]]\nunits = 3\nactivation = "softmax"\n'
-                         '[loss]\nkind = "cross_entropy"\nlabels = true\n')
-    module = compile_module(net)
+    module = compile_module(mlp(2, (3, "softmax"), loss="cross_entropy", labels=True))
     values = {"x": np.ones((2, 2)), "W1": np.eye(2, 3), "b1": np.zeros(3)}
     first, second = module.forward(**values), module.forward(**values)
     np.testing.assert_array_equal(first, second)
@@ -271,9 +270,7 @@ def test_huge_finite_values_pass_the_finite_check(recwarn):
 
 def test_finite_check_of_large_arrays():
     # W1 has 4800 entries: checked by its sum of squares, which 1e200 overflows (then entry by entry)
-    net = symbolic.loads('name = "wide"\ninputs = 80\n[[layers]]\nunits = 60\nactivation = "relu"\n'
-                         '[[layers]]\nunits = 1\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
-    module = compile_module(net)
+    module = compile_module(mlp(80, (60, "relu"), (1, "identity")))
     rng = np.random.default_rng(5)
     values = {"x": rng.normal(size=(3, 80)), "W1": rng.normal(size=(80, 60)), "b1": np.zeros(60),
               "W2": rng.normal(size=(60, 1)), "b2": np.zeros(1)}
@@ -290,9 +287,7 @@ def test_finite_check_of_large_arrays():
 @pytest.mark.parametrize("activation", ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"])
 def test_integer_arrays_give_the_gradients_of_their_float_values(activation):
     # a leaky_relu mask once took the integer dtype of z and rounded the slope 0.01 to 0
-    net = symbolic.loads(f'name = "ints"\ninputs = 2\n[[layers]]\nunits = 3\nactivation = "{activation}"\n'
-                         '[[layers]]\nunits = 1\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
-    module = compile_module(net)
+    module = compile_module(mlp(2, (3, activation), (1, "identity")))
     ints = {"x": np.array([[1, -2], [3, 0]]), "y": np.array([[1], [-1]]), "W1": np.array([[1, 0, -1], [0, 1, 2]]),
             "b1": np.array([0, -1, 1]), "W2": np.array([[1], [2], [-1]]), "b2": np.array([0])}
     floats = {k: v.astype(float) for k, v in ints.items()}
@@ -306,9 +301,7 @@ def test_integer_arrays_give_the_gradients_of_their_float_values(activation):
 @pytest.mark.parametrize("activation", ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"])
 def test_boolean_arrays_count_as_zeros_and_ones(activation):
     # np.dot of two boolean arrays is a logical or of ands (True @ [True, True] is True, not 2)
-    net = symbolic.loads(f'name = "bools"\ninputs = 2\n[[layers]]\nunits = 2\nactivation = "{activation}"\n'
-                         '[[layers]]\nunits = 1\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
-    module = compile_module(net)
+    module = compile_module(mlp(2, (2, activation), (1, "identity")))
     bools = {"x": np.array([[True, True]]), "y": np.array([[False]]), "W1": np.array([[True, False], [True, True]]),
              "b1": np.array([False, True]), "W2": np.array([[True], [True]]), "b2": np.array([True])}
     floats = {k: v.astype(float) for k, v in bools.items()}
@@ -327,8 +320,7 @@ def test_empty_batch_is_refused_not_a_nan_loss():
             function(**values)
 
 
-LABELS_NET = {layout: symbolic.loads(f'name = "lab"\nlayout = "{layout}"\ninputs = 2\n[[layers]]\nunits = 3\n'
-                                     'activation = "softmax"\n[loss]\nkind = "cross_entropy"\nlabels = true\n')
+LABELS_NET = {layout: mlp(2, (3, "softmax"), loss="cross_entropy", labels=True, layout=layout)
               for layout in ("row", "column")}
 
 
@@ -351,9 +343,7 @@ def test_labels_out_of_range_are_a_value_error(layout, labels, found):
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix's own
 def test_array_subclasses_are_plain_arrays_on_every_call():
     # np.matrix's * is a matrix product: passed through on a second call it gave wrong gradients
-    net = symbolic.loads('name = "m"\ninputs = 2\n[[layers]]\nunits = 2\nactivation = "relu"\n'
-                         '[loss]\nkind = "squared_error"\n')
-    module = compile_module(net)
+    module = compile_module(mlp(2, (2, "relu")))
     plain = {"x": np.array([[1.0, 2.0], [3.0, -4.0]]), "y": np.array([[0.0, 1.0], [1.0, 0.0]]),
              "W1": np.array([[1.0, -1.0], [2.0, 0.5]]), "b1": np.zeros(2)}
     matrices = {k: (np.matrix(v) if v.ndim == 2 else v) for k, v in plain.items()}
@@ -367,9 +357,7 @@ def test_array_subclasses_are_plain_arrays_on_every_call():
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
 def test_small_integer_dtypes_do_not_wrap_around(dtype):
-    net = symbolic.loads('name = "small"\ninputs = 2\n[[layers]]\nunits = 1\nactivation = "identity"\n'
-                         '[loss]\nkind = "squared_error"\n')
-    module = compile_module(net)
+    module = compile_module(mlp(2, (1, "identity")))
     ints = {"x": np.array([[100, 100]], dtype), "W1": np.array([[1], [1]], dtype), "b1": np.array([0], dtype),
             "y": np.array([[5]], dtype)}
     for _ in range(2):
@@ -382,9 +370,7 @@ def test_small_integer_dtypes_do_not_wrap_around(dtype):
 def test_batch_of_one_weight_gradient_equals_the_batched_product(dtype):
     # 300 x 256 = 76800 entries: at batch 1 the weight gradient is computed by einsum, at batch 2 by
     # np.dot; two copies of the sample give the same mean loss and the same gradients
-    net = symbolic.loads('name = "wide"\ninputs = 300\n[[layers]]\nunits = 256\nactivation = "tanh"\n'
-                         '[[layers]]\nunits = 3\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
-    module = compile_module(net)
+    module = compile_module(mlp(300, (256, "tanh"), (3, "identity")))
     rng = np.random.default_rng(11)
     values = {"x": rng.normal(size=(1, 300)), "y": rng.normal(size=(1, 3)), "W1": rng.normal(size=(300, 256)) / 17,
               "b1": rng.normal(size=256), "W2": rng.normal(size=(256, 3)), "b2": rng.normal(size=3)}

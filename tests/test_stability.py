@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-import symbolic
+from networks import mlp
+
 from codegen.files import compile_module
 
 X = np.array([[1.0, -1.0], [0.5, 0.25]])
@@ -20,8 +21,7 @@ W = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 0.0]])  # logits of +-20
 
 
 def network(kind, activation):
-    return symbolic.loads(f'name = "s"\ninputs = 2\n[[layers]]\nunits = 3\nactivation = "{activation}"\n'
-                          f'[loss]\nkind = "{kind}"\n')
+    return mlp(2, (3, activation), loss=kind)
 
 
 def test_cross_entropy_with_logits_of_thousands_is_finite_and_exact():
@@ -83,9 +83,7 @@ TARGETS = {
 
 @functools.lru_cache(maxsize=None)
 def extreme_module(hidden, output, kind, labels):
-    net = symbolic.loads(f'name = "extreme"\ninputs = 2\n[[layers]]\nunits = 3\nactivation = "{hidden}"\n'
-                         f'[[layers]]\nunits = 3\nactivation = "{output}"\n'
-                         f'[loss]\nkind = "{kind}"\nlabels = {str(labels).lower()}\n')
+    net = mlp(2, (3, hidden), (3, output), loss=kind, labels=labels)
     return net, compile_module(net)
 
 
