@@ -48,6 +48,8 @@ def generate(network: Network) -> str:
                   "The loss and the gradients, from one forward pass.", f"{loss_value}, {returns}"),
     ]
     shapes = net.shapes("N")
+    classes = (f"CLASSES = {net.outputs}  # the target holds class labels 0 to {net.outputs - 1}" if net.loss.labels
+               else "CLASSES = None  # the target holds values, not class labels")
     arguments = {name: args for name, (_, args) in zip(_FUNCTIONS, functions)}
     parts = [
         _header(net) + "\n" + HASH_PREFIX + HASH_BLANK,
@@ -56,8 +58,7 @@ def generate(network: Network) -> str:
         f"DIFFERENTIATED = {tuple(net.differentiated)!r}\n"
         "SHAPES = {\n" + "".join(f"    {name!r}: {shape!r},\n" for name, shape in shapes.items()) + "}\n"
         f"INPUT, TARGET = {net.input!r}, {net.target!r}\n"
-        + (f"CLASSES = {net.outputs}  # the target holds class labels 0 to {net.outputs - 1}\n" if net.loss.labels
-           else "CLASSES = None  # the target holds values, not class labels\n") +
+        f"{classes}\n"
         "VALIDATE = True  # False skips the argument checks of every function\n"
         "CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf\n"
         "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n"
@@ -210,7 +211,7 @@ _VALIDATION = '''def _arrays(function, values, unknown):
     takes the slow path, which converts lists, integers and booleans, and explains errors.
     \"\"\"
     try:
-        signature = [(type(a), a.shape, a.dtype.kind) for a in values]
+        signature = _signature(values)
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
@@ -219,6 +220,10 @@ _VALIDATION = '''def _arrays(function, values, unknown):
             or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
+
+
+def _signature(arrays):
+    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
 
 
 def _labels_in_range(labels):
@@ -280,7 +285,7 @@ def _converted(function, values, unknown):
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
-        _EXPECTED[(function, result[0].shape[:1])] = [(type(a), a.shape, a.dtype.kind) for a in result]
+        _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
 
 

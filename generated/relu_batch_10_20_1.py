@@ -7,7 +7,7 @@ Seed 004: a 10-20-1 ReLU regression net on a batch of 5, loss 0.5 * mean((yhat -
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: f569d0c073b3f89378ca920a91b89bcd0016072f0762208c40899f696d6a97b4
+# symprop content hash: 34c8e67ea94a62837aa865cf8b22958a51b9a7eedd772547eefe5d40c3c90218
 
 
 import numpy as np
@@ -103,7 +103,7 @@ def _arrays(function, values, unknown):
     takes the slow path, which converts lists, integers and booleans, and explains errors.
     """
     try:
-        signature = [(type(a), a.shape, a.dtype.kind) for a in values]
+        signature = _signature(values)
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
@@ -112,6 +112,10 @@ def _arrays(function, values, unknown):
             or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
+
+
+def _signature(arrays):
+    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
 
 
 def _labels_in_range(labels):
@@ -173,7 +177,7 @@ def _converted(function, values, unknown):
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
-        _EXPECTED[(function, result[0].shape[:1])] = [(type(a), a.shape, a.dtype.kind) for a in result]
+        _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
 
 

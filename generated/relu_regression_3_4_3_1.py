@@ -7,7 +7,7 @@ Seed 001: a 3-4-3-1 ReLU regression on one column sample, loss (y_pred - y_true)
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 7e787c8f408d8ee0f77fbf86d6456912b2732a83f6491d33b43ab4debb150de8
+# symprop content hash: f9da57ec5cb2aeb6d42e4b7f56fd75510229a4663fa7c32f3a3416f5a8be6d76
 
 
 import numpy as np
@@ -119,7 +119,7 @@ def _arrays(function, values, unknown):
     takes the slow path, which converts lists, integers and booleans, and explains errors.
     """
     try:
-        signature = [(type(a), a.shape, a.dtype.kind) for a in values]
+        signature = _signature(values)
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
@@ -128,6 +128,10 @@ def _arrays(function, values, unknown):
             or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
+
+
+def _signature(arrays):
+    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
 
 
 def _labels_in_range(labels):
@@ -189,7 +193,7 @@ def _converted(function, values, unknown):
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
-        _EXPECTED[(function, result[0].shape[:1])] = [(type(a), a.shape, a.dtype.kind) for a in result]
+        _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
 
 

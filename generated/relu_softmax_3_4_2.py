@@ -7,7 +7,7 @@ Seed 002: a 3-4-2 ReLU/softmax classifier on one column sample, cross-entropy
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: d5417930c940d8a1217bfe8ec5edc65880de45659b5bafd4690ad929a7cc4eb8
+# symprop content hash: 9fc9b9a39f5bbe8dcdf9b511fdad8c77cec07b111358c2a1b592073966f70f30
 
 
 import numpy as np
@@ -103,7 +103,7 @@ def _arrays(function, values, unknown):
     takes the slow path, which converts lists, integers and booleans, and explains errors.
     """
     try:
-        signature = [(type(a), a.shape, a.dtype.kind) for a in values]
+        signature = _signature(values)
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
@@ -112,6 +112,10 @@ def _arrays(function, values, unknown):
             or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
+
+
+def _signature(arrays):
+    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
 
 
 def _labels_in_range(labels):
@@ -173,7 +177,7 @@ def _converted(function, values, unknown):
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
-        _EXPECTED[(function, result[0].shape[:1])] = [(type(a), a.shape, a.dtype.kind) for a in result]
+        _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
 
 

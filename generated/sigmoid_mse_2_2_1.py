@@ -7,7 +7,7 @@ Seed 000: a 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: e0a0a285cf448b3c43b2bcbe73961758330d8939a667e472e32995c4979d6459
+# symprop content hash: db6046bce4e65a0798d41230f797a93254c4c3c2c418f274206a0bb08a6e3c56
 
 
 import numpy as np
@@ -106,7 +106,7 @@ def _arrays(function, values, unknown):
     takes the slow path, which converts lists, integers and booleans, and explains errors.
     """
     try:
-        signature = [(type(a), a.shape, a.dtype.kind) for a in values]
+        signature = _signature(values)
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
@@ -115,6 +115,10 @@ def _arrays(function, values, unknown):
             or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
+
+
+def _signature(arrays):
+    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
 
 
 def _labels_in_range(labels):
@@ -176,7 +180,7 @@ def _converted(function, values, unknown):
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
-        _EXPECTED[(function, result[0].shape[:1])] = [(type(a), a.shape, a.dtype.kind) for a in result]
+        _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
 
 

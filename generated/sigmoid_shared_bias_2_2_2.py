@@ -7,7 +7,7 @@ Seed 003: a 2-2-2 sigmoid network with one shared bias per layer, loss sum((yhat
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: c00b417b2a8cb87261ced603082122c4d2a550e3ac846b48cf1fa08e73216c76
+# symprop content hash: 9625b698a8ccc58931e86259b23323ecd57263c8468e48e48cfdcd5285ba2ba5
 
 
 import numpy as np
@@ -103,7 +103,7 @@ def _arrays(function, values, unknown):
     takes the slow path, which converts lists, integers and booleans, and explains errors.
     """
     try:
-        signature = [(type(a), a.shape, a.dtype.kind) for a in values]
+        signature = _signature(values)
     except AttributeError:  # a missing array (None), or a list
         return _converted(function, values, unknown)
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
@@ -112,6 +112,10 @@ def _arrays(function, values, unknown):
             or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
+
+
+def _signature(arrays):
+    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
 
 
 def _labels_in_range(labels):
@@ -173,7 +177,7 @@ def _converted(function, values, unknown):
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
     if len(_EXPECTED) < 64:
-        _EXPECTED[(function, result[0].shape[:1])] = [(type(a), a.shape, a.dtype.kind) for a in result]
+        _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
 
 
