@@ -60,7 +60,8 @@ def mutated_presets(draw):
     doc = {k: (dict(v) if isinstance(v, dict) else [dict(x) for x in v] if k == "layers" else v)
            for k, v in doc.items()}
     for _ in range(draw(st.integers(1, 3))):
-        tables = [doc] + [t for t in doc.get("layers", []) if isinstance(t, dict)]
+        layers = doc.get("layers")  # a mutation may have made it a bool, a number or a string
+        tables = [doc] + [t for t in (layers if isinstance(layers, list) else []) if isinstance(t, dict)]
         tables += [doc[k] for k in ("loss", "values") if isinstance(doc.get(k), dict)]
         table = draw(st.sampled_from(tables))
         if table and draw(st.booleans()):
