@@ -68,7 +68,13 @@ class Network:
     target: str = "y"
     wrt_input: bool = False
     values: dict = field(default_factory=dict, compare=False)
-    source: str = "<spec>"
+    source: str = "<spec>"  # what error messages name: the spec file as given, or a label
+    path: Path | None = field(default=None, compare=False)  # the spec file, resolved; None: text
+
+    @property
+    def preset(self) -> bool:
+        """Whether the network is one of the presets in symbolic/networks."""
+        return self.path is not None and self.path.parent == PRESETS_DIR.resolve()
 
     @property
     def outputs(self) -> int:
@@ -121,11 +127,26 @@ def load(name_or_path) -> Network:
             known = ", ".join(presets())
             raise SpecError(str(name_or_path), "", f"no such preset or spec file (presets: {known})")
         path = preset
+    network = loads(_read(path), source=str(path))
+    object.__setattr__(network, "path", path.resolve())
+    return network
+
+
+def _read(path: Path) -> str:
+    """The text of a spec file; raises `SpecError` naming the file when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")
+    except IsADirectoryError:
+        reason = "is a directory, not a spec file"
+    except FileNotFoundError:
+        reason = "no such file"
     except OSError as error:
-        raise SpecError(str(path), "", f"cannot read the file ({error.strerror})") from None
-    return loads(text, source=str(path))
+        reason = f"cannot read the file ({error.strerror or error})"
+    except UnicodeDecodeError as error:
+        reason = f"not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})"
+    except ValueError as error:  # a path the OS cannot represent, such as one with a NUL byte
+        reason = f"not a usable file path ({error})"
+    raise SpecError(str(path), "", reason)
 
 
 def presets() -> list[str]:
@@ -234,6 +255,10 @@ class _Reader:
         activation = self.choice(table, "activation", ACTIVATION_NAMES, "identity", prefix)
         if activation == "softmax" and index != count - 1:
             self.fail(prefix + "activation", "softmax is allowed on the last layer only")
+        units = self.size(table, "units", prefix)
+        if activation == "softmax" and units == 1:
+            self.fail(prefix + "units", "a softmax over one class is always 1 (its cross-entropy always 0): "
+                      "at least 2 units; for one class use sigmoid with binary_cross_entropy")
         bias = table.get("bias", f"b{index + 1}")
         if bias is not False and not isinstance(bias, str):
             self.fail(prefix + "bias", f"must be a name or false, not {_describe(bias)}")
@@ -244,7 +269,7 @@ class _Reader:
         if "negative_slope" in table and activation != "leaky_relu":
             self.fail(prefix + "negative_slope", "applies to leaky_relu only")
         return Layer(
-            units=self.size(table, "units", prefix),
+            units=units,
             activation=activation,
             weight=self.get(table, "weight", str, f"W{index + 1}", prefix),
             bias=None if bias is False else bias,
@@ -299,7 +324,7 @@ class _Reader:
         """The spec's concrete arrays, checked against the network's shapes."""
         shapes = net.shapes()
         self.keys(table, tuple(shapes), "values.")
-        arrays, n = {}, net.batch
+        arrays, n, n_from = {}, None, None  # the batch size N, once an array fixes it
         for name, value in table.items():
             key = f"values.{name}"
             try:
@@ -308,14 +333,14 @@ class _Reader:
                 self.fail(key, "must be a number or nested lists of numbers of equal lengths")
             if not np.all(np.isfinite(array)):
                 self.fail(key, "must hold finite numbers only")
-            expected = shapes[name]
-            if net.layout == "row" and net.batch is None and expected and expected[0] == "N":
-                if array.ndim >= 1:
-                    n = array.shape[0] if n is None else n
-                expected = (n,) + expected[1:]
-            if array.shape != expected:
-                want = "(" + ", ".join(map(str, expected)) + ("," if len(expected) == 1 else "") + ")"
-                self.fail(key, f"has shape {array.shape}, expected {want}")
+            expected, why = shapes[name], ""  # a fixed batch is in place of N already
+            if n is not None and "N" in expected:
+                expected = tuple(n if d == "N" else d for d in expected)
+                why = f" (N = {n}, the samples in {n_from})"
+            if not _fits(array.shape, expected):
+                self.fail(key, f"has shape {array.shape}, expected {_words(expected)}{why}")
+            if "N" in expected:
+                n, n_from = array.shape[expected.index("N")], key
             if name == net.target and net.loss.labels:
                 if not np.all(array == np.round(array)) or np.any(array < 0) or np.any(array >= net.outputs):
                     self.fail(key, f"labels must be integers from 0 to {net.outputs - 1}")
@@ -325,6 +350,16 @@ class _Reader:
 
 
 _KIND_WORDS = {str: "a string", bool: "true or false", dict: "a table", list: "an array of tables"}
+
+
+def _fits(shape: tuple, expected: tuple) -> bool:
+    """Whether `shape` is `expected`, where an "N" in `expected` stands for any length."""
+    return len(shape) == len(expected) and all(want in ("N", got) for got, want in zip(shape, expected))
+
+
+def _words(shape: tuple) -> str:
+    """A shape as messages write it: (N, 3), (4,), ()."""
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _describe(value) -> str:

@@ -39,7 +39,9 @@ def specs(draw, max_depth: int = 4, max_width: int = 6) -> str:
         elif last and kind == "binary_cross_entropy":
             activation = "sigmoid"
         else:
-            activation = draw(st.sampled_from(HIDDEN + (["softmax"] if last else [])))
+            activation = draw(st.sampled_from(HIDDEN + (["softmax"] if last and units > 1 else [])))
+        if activation == "softmax" and units == 1:  # a softmax over one class is a spec error
+            units = widths[i] = 2
         lines += ["", "[[layers]]", f"units = {units}", f'activation = "{activation}"']
         bias = draw(st.sampled_from(["vector", "shared", "none"]))
         if bias == "shared":

@@ -1,10 +1,13 @@
 """The spec loader: presets load with the seeds' values; every broken rule is one clear error."""
 
+import re
+
 import numpy as np
 import pytest
 
 import symbolic
 from symbolic import SpecError
+from symbolic.spec import PRESETS_DIR
 
 GOOD = """
 name = "net"
@@ -88,7 +91,19 @@ BAD = [
     (edit('kind = "cross_entropy"\n', ''), "loss.kind", "required key is missing"),
     (edit('activation = "relu"', 'activation = "relu"\nnegative_slope = 0.1'), "layers[1].negative_slope", "leaky_relu only"),
     (edit('activation = "relu"', 'activation = "relu"\nbias = false\nshared_bias = true'), "layers[1].shared_bias", "without a bias"),
-    (GOOD + '\n[values]\nx = [[1.0, 2.0]]\n', "values.x", "has shape (1, 2), expected (1, 3)"),
+    (edit('units = 2', 'units = 1'), "layers[2].units", "a softmax over one class is always 1"),
+    (edit('kind = "cross_entropy"', 'kind = "cross_entropy"\nlabels = true', edit('units = 2', 'units = 1')),
+     "layers[2].units", "its cross-entropy always 0"),
+    (edit('kind = "cross_entropy"', 'kind = "squared_error"', edit('units = 2', 'units = 1')),
+     "layers[2].units", "at least 2 units; for one class use sigmoid with binary_cross_entropy"),
+    (GOOD + '\n[values]\nx = [[1.0, 2.0]]\n', "values.x", "has shape (1, 2), expected (N, 3)"),
+    (GOOD + '\n[values]\nx = [1.0, 2.0, 3.0]\n', "values.x", "has shape (3,), expected (N, 3)"),
+    (GOOD + '\n[values]\nx = [[1.0, 2.0, 3.0]]\ny = [[0.0, 1.0], [1.0, 0.0]]\n', "values.y",
+     "has shape (2, 2), expected (1, 2) (N = 1, the samples in values.x)"),
+    (GOOD + '\n[values]\ny = [[0.0, 1.0], [1.0, 0.0]]\nx = [1.0, 2.0, 3.0]\n', "values.x",
+     "has shape (3,), expected (2, 3) (N = 2, the samples in values.y)"),
+    (edit('inputs = 3', 'inputs = 3\nbatch = 2') + '\n[values]\nx = [[1.0, 2.0, 3.0]]\n', "values.x",
+     "has shape (1, 3), expected (2, 3)"),
     (GOOD + '\n[values]\nW9 = [1.0]\n', "values.W9", "unknown key"),
     (GOOD + '\n[values]\nb1 = ["a", "b", "c", "d"]\n', "values.b1", "numbers"),
     ('name = "net"\ninputs = 3\nlayers = []\n[loss]\nkind = "squared_error"\n', "layers", "at least one layer"),
@@ -103,6 +118,53 @@ def test_bad_spec_is_one_line_naming_file_key_and_rule(text, key, rule):
     assert "\n" not in message
     assert message.startswith(f"bad.toml: {key}: " if key else "bad.toml: ")
     assert rule in message
+
+
+@pytest.mark.parametrize("name", symbolic.presets())
+def test_preset_descriptions_say_in_words_what_each_network_is(name):
+    net = symbolic.load(name)
+    words = net.description
+    assert "\n" not in words and not words.startswith("Seed") and not re.search(r"\b\d{3}\b", words)
+    sizes = "-".join(str(n) for n in (net.inputs, *(layer.units for layer in net.layers)))
+    assert words.startswith(f"A {sizes} ")
+    assert f"{net.layout} sample" in words
+    if net.loss.kind == "squared_error":
+        scale = "" if net.loss.scale == 1 else f"{net.loss.scale} * "
+        assert f"loss {scale}{net.loss.reduction}((yhat - {net.target})^2)" in words
+    else:
+        assert f"loss -{net.loss.reduction}({net.target} * log(yhat)) (cross-entropy)" in words
+
+
+def test_network_records_its_spec_file(tmp_path, monkeypatch):
+    (tmp_path / "net.toml").write_text(GOOD)
+    monkeypatch.chdir(tmp_path)
+    net = symbolic.load("net.toml")
+    assert (net.source, net.path, net.preset) == ("net.toml", tmp_path.resolve() / "net.toml", False)
+    preset = symbolic.load("sigmoid_mse_2_2_1")
+    assert preset.preset and preset.path == PRESETS_DIR.resolve() / "sigmoid_mse_2_2_1.toml"
+    text = symbolic.loads(GOOD, source="mine.toml")
+    assert (text.source, text.path, text.preset) == ("mine.toml", None, False)
+
+
+UNREADABLE = [
+    # (what the path is, the reason the message gives)
+    ("directory.toml", "is a directory, not a spec file"),
+    ("directory", "is a directory, not a spec file"),
+    ("missing.toml", "no such file"),
+    ("latin1.toml", "not UTF-8 text (byte 0xe9 at offset 9)"),  # name = "r\xe9seau"
+    ("nul\0.toml", "not a usable file path (embedded null byte)"),
+]
+
+
+@pytest.mark.parametrize("name, reason", UNREADABLE, ids=["dir.toml", "dir", "missing", "latin-1", "nul"])
+def test_unreadable_spec_file_is_one_line_naming_the_file(tmp_path, name, reason):
+    (tmp_path / "directory.toml").mkdir()
+    (tmp_path / "directory").mkdir()
+    (tmp_path / "latin1.toml").write_bytes('name = "r\u00e9seau"\n'.encode("latin-1"))
+    path = str(tmp_path / name)
+    with pytest.raises(SpecError) as error:
+        symbolic.load(path)
+    assert str(error.value) == f"{path}: {reason}"
 
 
 def test_spec_error_is_a_value_error():
