@@ -1,14 +1,17 @@
-"""The `symprop` command line: list, derive, generate, check.
+"""The `symprop` command line: list, derive, generate, check, train.
 
-Exit status: 0 success, 1 a check found a difference, 2 bad input (usage, spec, values).
-Errors are one line on stderr, never a traceback.
+Exit status: 0 success, 1 a check found a difference (or a training run diverged), 2 bad input
+(usage, spec, values, a file that cannot be read or written). Errors are one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
+import shlex
 import sys
 from pathlib import Path
 
@@ -24,7 +27,13 @@ from .reference import TorchMissing
 
 def main(argv=None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version and usage errors, already printed by argparse
+        return exit.code or 0
+    if not hasattr(args, "run"):  # `symprop` alone
+        parser.print_help()
+        return 0
     try:
         return args.run(args)
     except (SpecError, UsageError, checking.CheckError) as error:
@@ -32,12 +41,37 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as error:  # a file that cannot be read or written: a full disk, no permission
+        print(f"symprop: {_describe(error)}", file=sys.stderr)
+        return 2
+
+
+def _describe(error: OSError) -> str:
+    """'FILE: reason' in one line (the writers in codegen.files name the file they wrote)."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
+def version() -> str:
+    """The installed version of the distribution "symprop"."""
+    try:
+        return importlib.metadata.version("symprop")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"  # run from a checkout that was never installed
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line like every other error of symprop."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symprop", description="Derive, generate and check "
-                                     "the gradients of fully connected networks.")
-    commands = parser.add_subparsers(required=True, metavar="command")
+    parser = _Parser(prog="symprop", description="Derive, generate and check "
+                     "the gradients of fully connected networks.")
+    parser.add_argument("--version", action="version", version=f"symprop {version()}")
+    commands = parser.add_subparsers(metavar="command")
 
     p = commands.add_parser("list", help="the preset networks")
     p.set_defaults(run=_list)
@@ -48,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="default: from the -o suffix (.tex, .pdf: latex; .md: markdown), else text")
     p.add_argument("--elements", action="store_true",
                    help="also the scalar closed form of every gradient entry (small networks)")
-    p.add_argument("-o", "--output", type=Path,
-                   help="write to FILE (.tex: a complete LaTeX document; .pdf: compiled by pdflatex)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="write to FILE: .txt, .tex (a complete LaTeX document), .pdf (compiled by "
+                   "pdflatex) or .md")
     p.set_defaults(run=_derive)
 
     p = commands.add_parser("generate", help="write generated/<name>.py for networks")
@@ -59,11 +94,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite modules that were edited by hand")
     p.set_defaults(run=_generate)
 
-    p = commands.add_parser("check", help="generated vs numerical gradients (and a hand-written backward)")
+    p = commands.add_parser(
+        "check", help="generated vs numerical gradients (and a hand-written backward)",
+        description="Compare the generated gradients with finite differences (float64), and with a "
+                    "hand-written backward (--against) and PyTorch autograd (--torch). Each array's error is "
+                    "shown as its largest absolute error and its relative error, max |got - expected| / "
+                    "max |expected| over the array (at least 1e-6 max(1, |loss|) in the denominator); an array "
+                    "is wrong when that exceeds 1e-6 (1e-5 for a float32 backward, 1e-10 against PyTorch). "
+                    "Exit status: 0 all agree, 1 a difference, 2 bad input.")
     p.add_argument("net", help="a preset name or a path to a spec (.toml)")
-    p.add_argument("--against", metavar="MODULE:FUNCTION", help="a hand-written gradients function to check")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random values the spec lacks (default 0)")
+    p.add_argument("--against", metavar="MODULE:FUNCTION",
+                   help="a hand-written backward to check: MODULE is a dotted name importable from the current "
+                        "directory or a path to a .py file; " + checking.CALLING_CONVENTION)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random values the spec lacks and of the "
+                                                       "sampled entries (default 0)")
+    p.add_argument("--batch", type=_positive_int, default=3, metavar="N",
+                   help="samples drawn when the spec leaves the batch size open (default 3)")
+    p.add_argument("--entries", type=_entries, default=-1, metavar="K",
+                   help="entries per array compared with finite differences: a number, or 'all' (default: all "
+                        "for arrays of up to 1,000 entries, a seeded sample of 100 beyond)")
     p.add_argument("--torch", action="store_true", help="also compare with PyTorch autograd in float64")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_check)
 
     training.register(commands)
@@ -76,35 +127,51 @@ def _list(args) -> int:
     return 0
 
 
-_SUFFIX_FORMATS = {".tex": "latex", ".pdf": "latex", ".md": "markdown"}
+_SUFFIX_FORMATS = {".txt": "text", ".tex": "latex", ".pdf": "latex", ".md": "markdown"}
 
 
 def _derive(args) -> int:
-    derivation = symbolic.derive(symbolic.load(args.net))
+    network = symbolic.load(args.net)
     suffix = args.output.suffix.lower() if args.output else ""
+    if args.output is not None:
+        _check_derive_output(args.output, suffix)
     fmt = args.format or _SUFFIX_FORMATS.get(suffix, "text")
     if suffix == ".pdf" and fmt != "latex":
         raise UsageError(f"-o {args.output}: a PDF is made from --format latex, not {fmt}")
     if args.elements and fmt == "text":
         raise UsageError("--elements needs --format latex or markdown (or -o FILE.tex, .pdf, .md)")
-    try:
-        text = {"text": derivation.text, "latex": derivation.latex,
-                "markdown": derivation.markdown}[fmt](**({"elements": True} if args.elements else {}))
-    except ValueError as error:  # too large for --elements
-        raise UsageError(f"--elements: {error}") from None
-    text = text if text.endswith("\n") else text + "\n"
+    text = _derivation_text(symbolic.derive(network), fmt, args.elements)
     if args.output is None:
         print(text, end="")
-    elif suffix == ".pdf":
+        return 0
+    if suffix == ".pdf":
         try:
             files.write_pdf(text, args.output)
         except files.PdfError as error:
             raise UsageError(f"-o {args.output}: {error}") from None
-        print(f"wrote {args.output}")
     else:
-        files.write({args.output.name: text}, args.output.parent)
-        print(f"wrote {args.output}")
+        files.atomic_write(args.output, lambda handle: handle.write(text.encode("utf-8")))
+    print(f"wrote {args.output}")
     return 0
+
+
+def _check_derive_output(path: Path, suffix: str) -> None:
+    """Refuse an unknown extension (a .docx is not written as text) or a path that cannot be
+    written, before deriving anything."""
+    if suffix and suffix not in _SUFFIX_FORMATS:
+        raise UsageError(f"-o {path}: unknown extension {suffix}; expected "
+                         f"{', '.join(list(_SUFFIX_FORMATS)[:-1])} or {list(_SUFFIX_FORMATS)[-1]}")
+    files.require_writable(path, "-o")
+
+
+def _derivation_text(derivation, fmt: str, elements: bool) -> str:
+    """The derivation in `fmt`, ending in a newline."""
+    try:
+        text = {"text": derivation.text, "latex": derivation.latex,
+                "markdown": derivation.markdown}[fmt](**({"elements": True} if elements else {}))
+    except ValueError as error:  # too large for --elements
+        raise UsageError(f"--elements: {error}") from None
+    return text if text.endswith("\n") else text + "\n"
 
 
 def _generate(args) -> int:
@@ -112,11 +179,15 @@ def _generate(args) -> int:
     names = [net.name for net in networks]
     if len(set(names)) != len(names):
         raise UsageError("two specs name the same module: " + ", ".join(sorted({n for n in names if names.count(n) > 1})))
+    if not args.check:
+        files.require_writable(args.out, "--out", folder=True)
     sources = files.render(networks)
     if args.check:
         problems = files.stale(sources, args.out)
-        for path, what in problems:
-            print(f"{path}: {what}; run: symprop generate {path.stem}")
+        given = dict(zip([f"{net.name}.py" for net in networks], args.nets or [net.name for net in networks]))
+        out = "" if args.out == Path("generated") else f" --out {shlex.quote(str(args.out))}"
+        for path, what in problems:  # a command that regenerates the file, run from here
+            print(f"{path}: {what}; run: symprop generate {shlex.quote(given[path.name])}{out}")
         if not problems:
             print(f"{len(sources)} generated module(s) in {args.out} are up to date")
         return 1 if problems else 0
@@ -133,12 +204,56 @@ def _generate(args) -> int:
 def _check(args) -> int:
     network = symbolic.load(args.net)
     against = _import_function(args.against) if args.against else None
+    progress = _Progress() if sys.stderr.isatty() and not args.json else None
     try:
-        report = checking.check(network, against, seed=args.seed, torch=args.torch)
+        report = checking.check(network, against, seed=args.seed, torch=args.torch, entries=args.entries,
+                                batch=args.batch, progress=progress)
     except TorchMissing as error:
         raise UsageError(f"--torch: {error}") from None
-    print(report.format(), end="")
+    finally:
+        if progress is not None:
+            progress.clear()
+    print(report.to_json() if args.json else report.format(), end="\n" if args.json else "")
     return 0 if report.ok else 1
+
+
+class _Progress:
+    """"numerical gradients: 340 of 600 entries" on the terminal, rewritten in place."""
+
+    def __init__(self):
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 * done // total
+        if percent != self.shown:
+            self.shown = percent
+            print(f"\rnumerical gradients: {done} of {total} entries", end="", file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        if self.shown >= 0:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _entries(text: str):
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'all', not {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return value
 
 
 def _import_function(spec: str):

@@ -31,7 +31,7 @@ from symbolic.spec import Network
 
 from .check import random_values
 from .errors import UsageError
-from .files import atomic_write, compile_module
+from .files import atomic_write, compile_module, require_writable
 
 
 @dataclass
@@ -281,26 +281,14 @@ PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 
 
 def run(args) -> int:
-    """The `train` command: print the loss every K steps, the final loss and outputs; save, plot."""
+    """The `train` command: print the loss every K steps, the final loss and outputs; save, plot.
+
+    Every option and output path is checked before the first step; a run that diverges (its
+    loss or an array becomes inf or NaN) writes nothing and exits with 1."""
 
     network = symbolic.load(args.net)
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise UsageError(f"--lr {args.lr:g}: the learning rate must be > 0")
-    if args.steps < 0:
-        raise UsageError(f"--steps {args.steps}: must be >= 0")
-    if args.every is not None and args.every < 1:
-        raise UsageError(f"--every {args.every}: must be >= 1")
-    try:
-        frozen = check_freeze(network, args.freeze)
-    except ValueError as error:
-        raise UsageError(f"--freeze {args.freeze}: {error}") from None
-    if args.plot is not None:
-        if _image_format(args.plot) not in PLOT_FORMATS:
-            raise UsageError(f"--plot {args.plot}: expected a .png file (or {', '.join(PLOT_FORMATS[1:])})")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
+    frozen = _check_options(args, network)
+    _check_outputs(args)
     every = args.every or max(1, -(-args.steps // 10))  # about ten lines, and the last
 
     source = "the spec's [values]" if set(network.shapes()) <= set(network.values) else \
@@ -331,9 +319,11 @@ def run(args) -> int:
     print(f"final loss: {history.loss:.10g}")
     print(f"outputs (yhat, shape {history.outputs.shape}):")
     print(format_outputs(history.outputs))
-    if not math.isfinite(history.loss):
-        print("symprop: warning: the loss is not finite: the run diverged; try a smaller --lr",
-              file=sys.stderr)
+    problem = divergence(history)
+    if problem:
+        unwritten = "; nothing written" if args.save or args.plot else ""
+        print(f"symprop: the run diverged: {problem}{unwritten}; try a smaller --lr", file=sys.stderr)
+        return 1
     if args.save is not None:
         save_arrays(history, args.save)
         print(f"wrote {args.save}")
@@ -341,6 +331,48 @@ def run(args) -> int:
         plot_losses(history, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _check_options(args, network: Network) -> tuple[str, ...]:
+    """UsageError for a number out of range; the frozen parameter names."""
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr {args.lr:g}: the learning rate must be a finite number > 0")
+    if args.steps < 0:
+        raise UsageError(f"--steps {args.steps}: must be >= 0")
+    if args.every is not None and args.every < 1:
+        raise UsageError(f"--every {args.every}: must be >= 1")
+    if args.seed < 0:
+        raise UsageError(f"--seed {args.seed}: must be >= 0")
+    try:
+        return check_freeze(network, args.freeze)
+    except ValueError as error:
+        raise UsageError(f"--freeze {args.freeze}: {error}") from None
+
+
+def _check_outputs(args) -> None:
+    """UsageError for a --plot or --save file that could not be written, before any step."""
+    if args.plot is not None:
+        if _image_format(args.plot) not in PLOT_FORMATS:
+            raise UsageError(f"--plot {args.plot}: expected a .png file (or {', '.join(PLOT_FORMATS[1:])})")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
+        require_writable(args.plot, "--plot")
+    if args.save is not None:
+        require_writable(args.save, "--save")
+
+
+def divergence(history: History) -> str | None:
+    """Why a run diverged (its final loss, an array or an output is inf or NaN), or None."""
+    if not math.isfinite(history.loss):
+        return f"the final loss is {history.loss}"
+    overflowed = [name for name, array in history.arrays.items() if not np.isfinite(array).all()]
+    if overflowed:
+        return f"{', '.join(overflowed)} overflowed to inf or NaN"
+    if not np.isfinite(history.outputs).all():
+        return "the outputs hold inf or NaN"
+    return None
 
 
 def format_outputs(outputs) -> str:

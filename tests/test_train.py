@@ -277,11 +277,12 @@ def test_command_default_every_prints_about_ten_lines(capsys):
     assert steps == [0, 2, 4, 6, 8, 10, 12, 14, 15]
 
 
-def test_command_warns_when_the_run_diverges(capsys):
-    assert symprop_train(["relu_regression_3_4_3_1", "--lr", "1e5", "--steps", "40"])[0] == 0
+def test_command_fails_when_the_run_diverges(capsys):
+    assert symprop_train(["relu_regression_3_4_3_1", "--lr", "1e5", "--steps", "40"])[0] == 1
     captured = capsys.readouterr()
-    assert "final loss: inf" in captured.out or "final loss: nan" in captured.out
-    assert captured.err.strip() == "symprop: warning: the loss is not finite: the run diverged; try a smaller --lr"
+    final = captured.out.split("final loss: ")[1].split()[0]
+    assert final in ("inf", "nan")
+    assert captured.err == f"symprop: the run diverged: the final loss is {final}; try a smaller --lr\n"
 
 
 def test_save_round_trips(tmp_path, capsys, net003):
@@ -396,10 +397,10 @@ def test_symprop_train_command_line(tmp_path):
 
 def test_command_reports_a_run_whose_parameters_overflow_as_diverged(capsys):
     # lr 1e200: the first update sends the weights to inf and the next forward pass to NaN
-    assert symprop_train(["relu_regression_3_4_3_1", "--lr", "1e200", "--steps", "20"])[0] == 0
+    assert symprop_train(["relu_regression_3_4_3_1", "--lr", "1e200", "--steps", "20"])[0] == 1
     captured = capsys.readouterr()
     assert "final loss: nan" in captured.out
-    assert captured.err.strip() == "symprop: warning: the loss is not finite: the run diverged; try a smaller --lr"
+    assert captured.err == "symprop: the run diverged: the final loss is nan; try a smaller --lr\n"
 
 
 def test_starting_values_must_be_finite():
@@ -408,3 +409,132 @@ def test_starting_values_must_be_finite():
     W1[1, 0] = np.inf
     with pytest.raises(ValueError, match="array 'W1' holds NaN or inf: the starting values must be finite"):
         train(network, lr=0.1, steps=1, values={"W1": W1})
+
+
+# -------------------------------------------------------------------------------------------------
+# Output files and numbers checked before the first step; a diverged run exits 1
+
+
+def symprop(capsys, *args):
+    """The real `symprop` (codegen.cli.main): (exit status, stdout, stderr)."""
+    from codegen.cli import main
+
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def tree(folder):
+    """Every file and folder under `folder` (relative path -> bytes, or None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("option, name, reason", [
+    ("--save", "afile/trained.npz", "{tmp}/afile is not a folder"),
+    ("--save", "afile/sub/trained.npz", "cannot create the folder {tmp}/afile/sub: {tmp}/afile is not a folder"),
+    ("--save", "folder", "is a folder, not a file"),
+    ("--plot", "afile/sub/loss.png", "cannot create the folder {tmp}/afile/sub: {tmp}/afile is not a folder"),
+    ("--plot", "folder", "is a folder, not a file"),
+    ("--plot", "afile.txt", None),
+])
+def test_outputs_that_cannot_be_written_are_refused_before_training(tmp_path, capsys, option, name, reason):
+    if option == "--plot":
+        pytest.importorskip("matplotlib", reason="the loss plot needs matplotlib")
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    before = tree(tmp_path)
+    path = tmp_path / name
+    status, out, err = symprop(capsys, "train", "sigmoid_shared_bias_2_2_2", "--lr", "0.5", "--steps", "10000",
+                               option, str(path))
+    assert status == 2 and out == ""  # not one step was run
+    if reason is None:  # not an image
+        assert err == f"symprop: --plot {path}: expected a .png file (or pdf, svg, jpg, jpeg)\n"
+    else:
+        assert err == f"symprop: {option} {path}: {reason.format(tmp=tmp_path)}\n"
+    assert tree(tmp_path) == before
+
+
+def test_an_output_that_cannot_be_written_through_the_command_line(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    path = tmp_path / "afile" / "sub" / "trained.npz"
+    result = subprocess.run([sys.executable, "-m", "codegen.cli", "train", "relu_regression_3_4_3_1",
+                             "--save", str(path)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"symprop: --save {path}: cannot create the folder {path.parent}: "
+                             f"{tmp_path / 'afile'} is not a folder\n")
+
+
+@pytest.mark.parametrize("option", ["--save", "--plot"])
+def test_a_full_disk_while_saving_exits_2_naming_the_file(tmp_path, option):
+    if option == "--plot":
+        pytest.importorskip("matplotlib", reason="the loss plot needs matplotlib")
+    import resource
+
+    path = tmp_path / "out" / {"--save": "trained.npz", "--plot": "loss.png"}[option]
+    result = subprocess.run([sys.executable, "-m", "codegen.cli", "train", "sigmoid_shared_bias_2_2_2",
+                             "--steps", "5", option, str(path)], capture_output=True, text=True, cwd=ROOT,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200)))
+    assert result.returncode == 2
+    assert "final loss:" in result.stdout  # it trained, then could not write
+    assert result.stderr == f"symprop: {path}: File too large\n"
+    assert tree(tmp_path) == {}  # no temporary file, and the folder it made is gone
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "inf"], "--lr inf: the learning rate must be a finite number > 0"),
+    (["--lr", "1e400"], "--lr inf: the learning rate must be a finite number > 0"),
+    (["--lr", "nan"], "--lr nan: the learning rate must be a finite number > 0"),
+    (["--lr=-inf"], "--lr -inf: the learning rate must be a finite number > 0"),
+    (["--lr", "0"], "--lr 0: the learning rate must be a finite number > 0"),
+    (["--seed", "-1"], "--seed -1: must be >= 0"),
+    (["--steps", "-1"], "--steps -1: must be >= 0"),
+])
+def test_numbers_out_of_range_are_refused_before_training(capsys, argv, message):
+    status, out, err = symprop(capsys, "train", "sigmoid_mse_2_2_1", *argv)
+    assert (status, out, err) == (2, "", f"symprop: {message}\n")
+
+
+def test_a_diverged_run_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "trained.npz"
+    path.write_bytes(b"an earlier, good run")
+    status, out, err = symprop(capsys, "train", "relu_regression_3_4_3_1", "--lr", "1e200", "--steps", "3",
+                               "--save", str(path))
+    assert status == 1 and "final loss: nan" in out and "wrote" not in out
+    assert err == "symprop: the run diverged: the final loss is nan; nothing written; try a smaller --lr\n"
+    assert tree(tmp_path) == {"trained.npz": b"an earlier, good run"}
+
+
+OVERFLOW = """\
+name = "overflow"
+inputs = 1
+[[layers]]
+units = 1
+activation = "relu"
+[[layers]]
+units = 1
+activation = "identity"
+bias = false
+[loss]
+kind = "squared_error"
+[values]
+x = [[1.0]]
+y = [[-10.0]]
+W1 = [[0.001]]
+b1 = [0.0]
+W2 = [[100.0]]
+"""
+
+
+def test_a_run_whose_parameters_overflow_while_the_loss_stays_finite_diverged(tmp_path, capsys):
+    # the first update (gradient 2020 for W1 and b1, at lr 1e306) sends W1 and b1 to -inf: the
+    # relu unit is dead from then on and the loss stays at (0 - y)^2 = 100
+    spec = tmp_path / "overflow.toml"
+    spec.write_text(OVERFLOW)
+    status, out, err = symprop(capsys, "train", str(spec), "--lr", "1e306", "--steps", "3")
+    assert status == 1 and "final loss: 100\n" in out
+    assert err == "symprop: the run diverged: W1, b1 overflowed to inf or NaN; try a smaller --lr\n"
+    with np.errstate(over="ignore"):
+        history = train(symbolic.load(spec), lr=1e306, steps=3)
+    assert history.arrays["W1"] == -np.inf and history.arrays["b1"] == -np.inf
+    assert training.divergence(history) == "W1, b1 overflowed to inf or NaN"
+    assert training.divergence(train(symbolic.load(spec), lr=1e-3, steps=3)) is None
