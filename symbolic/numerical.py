@@ -7,6 +7,13 @@ h^4, estimates the derivative, and the asymmetry |f(h) - 2 f(v) + f(-h)| / h tel
 successive steps agree and the asymmetry shrank, the larger step's estimate is taken; an entry
 for which that never happens is reported as near a kink (ReLU at 0), where a finite difference
 may legitimately differ from the exact derivative.
+
+Comparing gradients (`relative_errors`, `mismatched`): an array's error is measured relative to
+its scale, its largest entry |expected|, the normwise relative error max |got - expected| /
+max |expected|. The scale is floored at FLOOR * max(1, |L|): a gradient that is zero up to
+rounding (a shared bias before a softmax) has no scale of its own, and a finite difference's
+rounding is about 1e-12 of the loss (1e-15 relative over a step of 1e-3). One definition, used by
+`symprop check` and by the tests.
 """
 
 from __future__ import annotations
@@ -16,10 +23,39 @@ import numpy as np
 SHRINKS = (1, 1e-1, 1e-2, 1e-3)  # the steps tried, as fractions of the first
 AGREE_RTOL = 1e-7  # two estimates this close (or within rounding) agree
 ROUNDING = 1e-15  # relative rounding of one loss evaluation, with some margin
+FLOOR = 1e-6  # the smallest gradient scale, as a fraction of max(1, |loss|)
+
+
+def gradient_scale(expected, loss: float = 0.0) -> float:
+    """max |expected|, floored at FLOOR * max(1, |loss|) (see the module docstring)."""
+    return max(float(np.max(np.abs(expected), initial=0.0)), FLOOR * max(1.0, abs(float(loss))))
+
+
+def relative_errors(got, expected, loss: float = 0.0) -> np.ndarray:
+    """|got - expected| / gradient_scale(expected, loss), entry by entry (NaN where either is)."""
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    return np.abs(got - expected) / gradient_scale(expected[~np.isnan(expected)], loss)
+
+
+def mismatched(got, expected, rtol: float, loss: float = 0.0) -> np.ndarray:
+    """Entries whose relative error exceeds rtol (entries not compared, NaN, are not counted)."""
+    with np.errstate(invalid="ignore"):
+        return relative_errors(got, expected, loss) > rtol
+
+
+def sample_entries(shape, count: int | None, seed: int = 0) -> list[tuple] | None:
+    """`count` distinct indices of an array of `shape`, drawn with `seed` and listed in order;
+    None (every entry) when count is None or covers the array."""
+    size = int(np.prod(shape, dtype=np.int64))
+    if count is None or count >= size:
+        return None
+    flat = np.sort(np.random.default_rng(seed).choice(size, size=count, replace=False))
+    return [tuple(int(i) for i in np.unravel_index(k, shape)) for k in flat]
 
 
 def numerical_gradients(f, arrays: dict, wrt, eps: float = 1e-3) -> dict:
-    """dF/d(array) for every name in `wrt`, by finite differences in float64.
+    """dF/d(array) for the array named `wrt` (a name, or a list of names), by finite differences
+    in float64: a dict name -> gradient.
 
     `f` is called with every array by keyword and returns a scalar. The arrays are copied to
     float64 first, whatever their dtype (a float32 difference quotient loses half its digits);
@@ -28,16 +64,29 @@ def numerical_gradients(f, arrays: dict, wrt, eps: float = 1e-3) -> dict:
     return finite_differences(f, arrays, wrt, eps)[0]
 
 
-def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3):
-    """(gradients, kinks): kinks maps each name to the indices found near a kink."""
+def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | None = None, progress=None):
+    """(gradients, kinks): kinks maps each name to the indices found near a kink.
+
+    `entries` maps a name to the indices to difference (missing or None: every entry); the
+    others are NaN in the result. `progress(done, total)` is called after each entry.
+    """
+    wrt = [wrt] if isinstance(wrt, str) else list(wrt)
+    unknown = [name for name in wrt if name not in arrays]
+    if unknown:
+        raise KeyError(f"no array named {', '.join(map(repr, unknown))} among {', '.join(map(repr, arrays))}")
     arrays = {name: _float64(value) for name, value in arrays.items()}
+    entries = {name: (entries or {}).get(name) for name in wrt}
+    total = sum(arrays[n].size if entries[n] is None else len(entries[n]) for n in wrt)
+    done = 0
     centre = float(f(**arrays))
     gradients, kinks = {}, {}
     for name in wrt:
         base = arrays[name]
         grad = np.zeros(base.shape, dtype=np.float64)
+        if entries[name] is not None:
+            grad[...] = np.nan
         kinks[name] = []
-        for index in np.ndindex(base.shape):
+        for index in (np.ndindex(base.shape) if entries[name] is None else entries[name]):
             value = float(base[index])
             scale = eps * max(1.0, abs(value))
             previous, previous_asymmetry = _estimate(f, arrays, base, index, centre, scale * SHRINKS[0])
@@ -55,6 +104,9 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3):
                 grad[index] = previous
                 kinks[name].append(index)
             base[index] = value
+            done += 1
+            if progress is not None:
+                progress(done, total)
         gradients[name] = grad
     return gradients, kinks
 

@@ -24,6 +24,15 @@ def load_generated(name: str):
     return module
 
 
+def load_example(name: str):
+    """The module examples/<name>.py (the README's hand-written backward passes), by its path."""
+    path = ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import load_example
 from handwritten import BACKWARD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,18 +16,8 @@ SEED001 = symbolic.load("relu_regression_3_4_3_1")
 SEED002 = symbolic.load("relu_softmax_3_4_2")
 
 
-def seed001_backward(X, y_true, W1, B1, W2, B2, W3, B3):
-    """Seed 001's own backward pass: right but for W1_grad."""
-    Z1 = W1 @ X + B1
-    H1 = np.maximum(0, Z1)
-    Z2 = W2 @ H1 + B2
-    H2 = np.maximum(0, Z2)
-    y_diff = W3 @ H2 + B3 - y_true
-    B2_grad = (y_diff * W3 * (Z2 > 0)).flatten()
-    B1_grad = (y_diff * ((W3 * (Z2 > 0)) @ W2) * (Z1 > 0)).flatten()
-    W1_grad = y_diff * W3 * (Z2 > 0) * W2.T * (np.reshape(Z1, (4, 1)) > 0) * X
-    return {"B3": y_diff, "W3": y_diff * H2[None, :], "B2": B2_grad, "W2": np.outer(B2_grad, H1),
-            "B1": B1_grad, "W1": W1_grad}
+seed001_backward = load_example("seed001").backward  # right, but for W1 (examples/seed001.py)
+seed001_backward.__name__ = "seed001_backward"
 
 
 def rows(report, title_start):
@@ -55,6 +46,12 @@ def test_correct_hand_written_backward_passes(name):
     assert report.format().endswith("all gradients agree\n")
 
 
+def test_the_odd_example_is_reported_in_words():
+    theirs = rows(check(SEED001, load_example("odd001").backward), "backward")
+    assert {name: row.verdict for name, row in theirs.items()} == {
+        "W1": "transposed", "B1": "ok", "W2": "renamed", "B2": "ok", "W3": "ok", "B3": "missing"}
+
+
 def test_missing_transposed_renamed_and_reshaped_arrays_are_reported_in_words():
     right = BACKWARD["relu_regression_3_4_3_1"]
 
@@ -77,26 +74,140 @@ def test_missing_transposed_renamed_and_reshaped_arrays_are_reported_in_words():
 
 
 @pytest.mark.parametrize("returned, message", [
-    (lambda **a: [1, 2], "odd returned list, expected a dict of gradients by name"),
-    (lambda **a: 1 / 0, "odd raised ZeroDivisionError: division by zero"),
+    (lambda **a: [1, 2], "odd returned list, expected a dict of gradients by name or a (loss, dict) pair"),
+    (lambda **a: (1.0, 2.0), "odd returned tuple, expected a dict of gradients by name or a (loss, dict) pair"),
+    (lambda **a: None, "odd returned NoneType, expected a dict of gradients by name or a (loss, dict) pair"),
 ])
-def test_a_function_that_fails_is_reported_not_a_crash(returned, message):
+def test_a_function_that_returns_no_gradients_gets_one_verdict(returned, message):
     returned.__name__ = "odd"
     report = check(SEED001, returned)
     assert report.failures == [message] and not report.ok
+    assert report.format().splitlines()[-1] == "FAILED: " + message  # not "FAILED: 0 array(s) wrong"
+    assert "0 array(s)" not in report.format()
 
 
-def seed002_float32(x, y, W, b1, U, b2):
-    """Seed 002's (correct) analytical gradients, computed in float32 as the seed does."""
-    x, y, W, b1, U, b2 = (np.asarray(v, dtype=np.float32) for v in (x, y, W, b1, U, b2))
-    z = W @ x + b1
-    h = np.maximum(0, z)
-    theta = U @ h + b2
-    p = np.exp(theta - theta.max())
-    p /= p.sum()
-    d_theta = p - y
-    d_z = (U.T @ d_theta) * (z > 0)
-    return {"U": np.outer(d_theta, h), "b2": d_theta, "W": np.outer(d_z, x), "b1": d_z, "x": W.T @ d_z}
+def test_a_function_that_raises_is_shown_with_its_file_and_line(tmp_path):
+    source = tmp_path / "mine.py"
+    source.write_text("import numpy as np\n\n\ndef backward(**arrays):\n"
+                      "    g = {k: np.zeros_like(v) for k, v in arrays.items()}\n"
+                      "    return g['W1'] @ g['W2']  # shapes (4, 3) @ (3, 4) fine; then:\n"
+                      "\n\ndef broken(**arrays):\n    return np.ones(3) @ np.ones(4)\n")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mine", source)
+    mine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mine)
+    report = check(SEED001, mine.broken)
+    (failure,) = report.failures
+    assert failure.startswith("broken raised ValueError: matmul: Input operand 1 has a mismatch")
+    assert failure.endswith(f"(at {source}, line 10: return np.ones(3) @ np.ones(4))")
+    assert report.verdict == "FAILED: " + failure
+
+
+def test_a_loss_and_gradients_pair_is_accepted_and_its_loss_compared():
+    right = BACKWARD["relu_regression_3_4_3_1"]
+    exact = compile_module(SEED001).loss(**SEED001.values)
+    report = check(SEED001, lambda **a: (exact, right(**a)))
+    assert report.ok, report.format()
+    assert rows(report, "<lambda>")["loss"].ok
+    report = check(SEED001, lambda **a: (exact * 1.01, right(**a)))
+    assert not report.ok and report.wrong == ["loss"]
+
+
+def test_names_that_differ_only_in_case_are_matched():
+    right = BACKWARD["relu_regression_3_4_3_1"]
+
+    def lower(x, y_true, w1, b1, w2, b2, w3, b3):  # the spec says X, W1, B1, ...
+        grads = right(X=x, y_true=y_true, W1=w1, B1=b1, W2=w2, B2=b2, W3=w3, B3=b3)
+        return {k.lower(): v for k, v in grads.items()}
+
+    report = check(SEED001, lower)
+    assert report.ok, report.format()
+
+
+def test_a_keepdims_bias_under_another_name_is_renamed_and_reshaped():
+    # seed 000's own backward returns db1 of shape (1, 2): right values, another name and shape
+    net = symbolic.load("sigmoid_mse_2_2_1")
+    right = BACKWARD[net.name]
+
+    def keepdims(**arrays):
+        grads = right(**arrays)
+        return {"dW1": grads["W1"], "db1": grads["b1"][None, :], "W2": grads["W2"], "b2": grads["b2"]}
+
+    theirs = rows(check(net, keepdims), "keepdims")
+    assert theirs["b1"].verdict == "renamed"
+    assert theirs["b1"].note == "returned as 'db1' in shape (1, 2) (its values are right): name it 'b1', shape (2,)"
+    assert theirs["W1"].note == "returned as 'dW1' (its values are right): name it 'W1'"
+    assert theirs["W2"].ok and theirs["b2"].ok
+
+
+def test_the_relative_error_is_the_array_normwise_one():
+    # a factor-3 bug: got 3x where x is expected, a relative error of 2 (not 0.5)
+    right = BACKWARD["relu_regression_3_4_3_1"]
+    report = check(SEED001, lambda **a: {**right(**a), "W3": 3 * right(**a)["W3"]})
+    w3 = rows(report, "<lambda>")["W3"]
+    expected = compile_module(SEED001).gradients(**SEED001.values)["W3"]
+    assert w3.verdict == "WRONG"
+    assert w3.max_rel == pytest.approx(2.0, rel=1e-12)
+    assert w3.max_abs == pytest.approx(2 * np.abs(expected).max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_gradient_that_is_exactly_zero_is_not_reported_wrong(seed):
+    # a shared bias before a softmax: dL/db2 = sum(a2 - y) = 0 exactly; both sides give rounding
+    net = symbolic.loads('name = "shared"\ninputs = 3\n[[layers]]\nunits = 4\nactivation = "tanh"\n'
+                         '[[layers]]\nunits = 3\nactivation = "softmax"\nshared_bias = true\n'
+                         '[loss]\nkind = "cross_entropy"\n')
+    report = check(net, seed=seed)
+    assert report.ok, report.format()
+    b2 = rows(report, "generated vs numerical")["b2"]
+    assert b2.max_abs < 1e-12  # the zero gradient, to rounding: a floor of 1e-12 max(1, |L|)
+
+
+def test_large_arrays_are_sampled_and_the_report_says_how_many():
+    net = symbolic.loads('name = "wide"\ninputs = 40\n[[layers]]\nunits = 30\nactivation = "tanh"\n'
+                         '[[layers]]\nunits = 2\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
+    report = check(net)
+    table = rows(report, "generated vs numerical")
+    assert (table["W1"].compared, table["W1"].size) == (100, 1200)
+    assert all(table[n].compared == table[n].size for n in ("b1", "W2", "b2"))
+    assert "numerical gradients on a seeded sample of entries: W1 100 of 1200 (--entries to change)" in report.notes
+    assert report.ok, report.format()
+    everything = rows(check(net, entries=None), "generated vs numerical")
+    assert everything["W1"].compared == 1200
+    few = rows(check(net, entries=7), "generated vs numerical")
+    assert [few[n].compared for n in ("W1", "b1", "W2", "b2")] == [7, 7, 7, 2]
+
+
+def test_a_bug_outside_the_sample_is_still_found_against_a_hand_written_backward():
+    net = symbolic.loads('name = "wide"\ninputs = 40\n[[layers]]\nunits = 30\nactivation = "tanh"\n'
+                         '[[layers]]\nunits = 2\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
+    module = compile_module(net)
+
+    def one_entry_off(**arrays):
+        grads = module.gradients(**arrays)
+        grads["W1"][39, 29] += 1.0
+        return grads
+
+    report = check(net, one_entry_off, entries=1)
+    table = rows(report, "one_entry_off")
+    assert table["W1"].verdict == "WRONG" and table["W1"].note == "1 of 1200 entries wrong"
+    assert table["W1"].worst[0][0] == (39, 29)
+
+
+def test_the_report_as_json():
+    import json
+    report = check(SEED001, seed001_backward)
+    data = json.loads(report.to_json())
+    assert data["ok"] is False and data["verdict"] == "FAILED: 1 array(s) wrong: W1"
+    (numerical, theirs) = data["sections"]
+    assert theirs["title"] == "seed001_backward vs generated"
+    w1 = next(a for a in theirs["arrays"] if a["name"] == "W1")
+    assert w1["verdict"] == "WRONG" and w1["worst"][0]["index"] == [0, 2]
+    assert w1["worst"][0]["expected"] == pytest.approx(0.07338406513, abs=1e-10)
+    assert (w1["compared"], w1["size"]) == (12, 12)
+
+
+seed002_float32 = load_example("seed002").backward  # right, in float32 (examples/seed002.py)
 
 
 def test_float32_backward_of_seed_002_passes_with_a_note():
@@ -169,3 +280,46 @@ def test_random_networks_agree_with_pytorch_to_1e_10(network, seed):
         # relative 1e-10 to the array's scale; rounding (1e-14 of the loss) where it is zero
         tolerance = 1e-10 * np.abs(torch_grads[name]).max(initial=0) + 1e-14 * max(1.0, abs(loss))
         assert np.abs(grads[name] - torch_grads[name]).max(initial=0) <= tolerance, name
+
+
+def test_cli_json_entries_and_batch(capsys, tmp_path):
+    import json
+
+    from codegen.cli import main
+    spec = tmp_path / "wide.toml"
+    spec.write_text('name = "wide"\ninputs = 40\n[[layers]]\nunits = 30\nactivation = "tanh"\n'
+                    '[[layers]]\nunits = 2\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
+    assert main(["check", str(spec), "--json", "--entries", "5", "--batch", "2", "--seed", "3"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["verdict"] == "all gradients agree"
+    arrays = {a["name"]: a for a in data["sections"][0]["arrays"]}
+    assert [(arrays[n]["compared"], arrays[n]["size"]) for n in ("W1", "b1", "W2", "b2")] == [
+        (5, 1200), (5, 30), (5, 60), (2, 2)]
+    assert data["notes"][0] == "random values (seed 3) for x, y, W1, b1, W2, b2"
+    assert main(["check", str(spec), "--entries", "all"]) == 0
+    assert "seeded sample" not in capsys.readouterr().out
+    for bad in ("0", "-3", "some"):
+        assert main(["check", str(spec), "--entries", bad]) == 2
+        assert "expected a number >= 1 or 'all'" in capsys.readouterr().err
+
+
+def test_random_weights_of_wide_layers_keep_pre_activations_of_order_one():
+    net = symbolic.loads('name = "wide"\ninputs = 784\n[[layers]]\nunits = 64\nactivation = "relu"\n'
+                         '[[layers]]\nunits = 3\nactivation = "softmax"\n[loss]\nkind = "cross_entropy"\n')
+    values = random_values(net, 0, batch=50)
+    z1 = values["x"] @ values["W1"]
+    # magnitudes 0.25..1.25 (mean square 0.52) times sqrt(16 / 784): std of z1 about sqrt(16 * 0.52^2)
+    assert 1.0 < z1.std() < 4.0
+    assert np.abs(values["W2"]).max() <= 1.25 * np.sqrt(16 / 64) + 1e-12
+    assert np.abs(values["x"]).min() >= 0.25  # inputs and biases are not scaled
+
+
+def test_progress_is_shown_on_a_terminal_and_cleared(capsys, monkeypatch):
+    from codegen.cli import main
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    assert main(["check", "relu_regression_3_4_3_1"]) == 0
+    captured = capsys.readouterr()
+    total = 12 + 4 + 12 + 3 + 3 + 1  # every entry of W1, B1, W2, B2, W3, B3
+    assert f"\rnumerical gradients: {total} of {total} entries" in captured.err
+    assert captured.err.endswith("\r\033[K")  # the line is cleared before the report
+    assert captured.out.endswith("all gradients agree\n")

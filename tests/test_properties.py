@@ -7,19 +7,16 @@ from hypothesis import strategies as st
 from networks import networks
 
 import symbolic
+from symbolic.numerical import relative_errors
 from codegen.check import random_values
 from codegen.files import compile_module
 
 
 def relative_error(got, expected, loss) -> float:
-    """max |got - expected| / max |expected|: the array's error relative to its scale.
-
-    The scale is floored at 1e-6 of the loss, for arrays whose gradient is zero or nearly (a
-    shared bias before a softmax): there both gradients are rounding, and a finite difference's
-    rounding is about 1e-12 of the loss (1e-16 relative over a step of 1e-3, and then some).
-    """
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-6 * max(1.0, abs(loss)))
-    return float(np.max(np.abs(got - expected), initial=0.0)) / scale
+    """The normwise relative error of `symprop check`: max |got - expected| / max |expected|, the
+    scale floored at 1e-6 max(1, |L|) for arrays whose gradient is zero or nearly (see
+    symbolic.numerical: one definition for the product and the tests)."""
+    return float(np.max(relative_errors(got, expected, loss), initial=0.0))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
