@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ import symbolic
 from symbolic.spec import Network
 
 from .check import random_values
+from .data import accuracy, epochs_of, load_data
 from .errors import UsageError
 from .files import atomic_write, compile_module, require_writable
 
@@ -51,6 +52,8 @@ class History:
     lr: float = 0.0
     frozen: tuple[str, ...] = ()
     trained: tuple[str, ...] = ()
+    epochs: list = field(default_factory=list)  # training on data: the epochs done at each record
+    accuracies: list = field(default_factory=list)  # a classifier on data: the fraction right
 
     @property
     def loss(self) -> float:
@@ -63,7 +66,8 @@ class History:
 
 
 def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None, seed: int = 0,
-          gradients=None, backward=None, every: int = 1, callback=None, module=None) -> History:
+          gradients=None, backward=None, every: int = 1, callback=None, module=None,
+          data=None, batch_size: int | None = None, epochs: int | None = None, shuffle_seed: int = 0) -> History:
     """Gradient descent: `steps` updates `p <- p - lr * dL/dp` of every parameter not frozen.
 
     network   a `Network`, a preset name or a spec path.
@@ -78,12 +82,27 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
     every     record the loss (and call `callback(step, loss, arrays)`) every `every` steps;
               the final loss, after the last update, is always recorded.
     module    the generated module to use (default: compiled in memory from `network`).
+    data      the input and target arrays to learn from, one sample per row (and perhaps starting
+              values of parameters), by name. Each step then takes a minibatch of `batch_size`
+              samples (default: all) from a seeded shuffle (`shuffle_seed`) of the data, and the
+              loss (and a classifier's accuracy) over all the data is recorded before the first
+              step and after each epoch; `epochs`, when given, sets steps to epochs * minibatches.
 
     Raises ValueError on a bad argument (unknown frozen names, lr <= 0, steps < 0, ...) and
     when a gradient function returns a missing gradient or one of the wrong shape.
     """
     if isinstance(network, (str, os.PathLike)):
         network = symbolic.load(network)
+    if data is not None:
+        values = {**(values or {}), **data}
+        size = len(np.asarray(data[network.input]))
+        batch_size = size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+                raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+            steps = epochs * -(-size // batch_size)
     lr = _check_lr(lr)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
@@ -116,6 +135,9 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
         def final_loss(**kw):
             return _unpack(loss_and_gradients(**kw), label)[0]
 
+    if data is not None:
+        return _train_on_data(network, module, arrays, trained, frozen, loss_and_gradients, label, lr, int(steps),
+                              min(batch_size, size), shuffle_seed, callback)
     history_steps, losses = [], []
     for step in range(int(steps)):
         loss, grads = _unpack(loss_and_gradients(**arrays), label)
@@ -136,6 +158,42 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
 
     outputs = np.asarray(module.forward(**{n: arrays[n] for n in (network.input, *network.parameters)}))
     return History(history_steps, losses, arrays, outputs, network.name, lr, frozen, trained)
+
+
+def _train_on_data(network, module, arrays, trained, frozen, loss_and_gradients, label, lr, steps, batch_size,
+                   shuffle_seed, callback) -> History:
+    """Minibatch gradient descent on `arrays`' input and target; records per epoch (see `train`)."""
+    x, y = network.input, network.target
+    data = {x: arrays[x], y: arrays[y]}
+    size = len(data[x])
+    record = History([], [], arrays, None, network.name, lr, frozen, trained)
+
+    def measure(step, epoch):
+        loss = float(module.loss(**arrays))
+        outputs = np.asarray(module.forward(**{n: arrays[n] for n in (x, *network.parameters)}))
+        record.steps.append(step)
+        record.losses.append(loss)
+        record.epochs.append(epoch)
+        score = accuracy(network, outputs, data[y])
+        if score is not None:
+            record.accuracies.append(score)
+        record.outputs = outputs
+        if callback is not None:
+            callback(step, loss, arrays)
+
+    per_epoch = -(-size // batch_size)  # minibatches in an epoch, the last one perhaps smaller
+    measure(0, 0)
+    shuffles = epochs_of(size, batch_size, shuffle_seed)
+    step = 0
+    while step < steps:
+        for rows in next(shuffles)[:steps - step]:
+            batch = {**arrays, x: data[x][rows], y: data[y][rows]}
+            _, grads = _unpack(loss_and_gradients(**batch), label)
+            arrays.update({name: np.asarray(arrays[name] - lr * _gradient(grads, name, arrays[name], label))
+                           for name in trained})
+            step += 1
+        measure(step, step / per_epoch)  # after each epoch, and after the last step
+    return record
 
 
 def check_freeze(network: Network, freeze) -> tuple[str, ...]:
@@ -268,12 +326,19 @@ def register(commands) -> None:
                             "random values), with the generated gradients.")
     p.add_argument("net", help="a preset name or a path to a spec (.toml)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
-    p.add_argument("--steps", type=int, default=100, help="number of updates (default 100)")
+    p.add_argument("--steps", type=int, help="number of updates (default 100; with --data, 10 epochs)")
     p.add_argument("--freeze", metavar="NAME,...", default="", help="parameters held fixed, comma-separated")
     p.add_argument("--every", type=int, metavar="K", help="print the loss every K steps (default: about 10 lines)")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="write the loss curve (needs matplotlib)")
     p.add_argument("--save", type=Path, metavar="FILE.npz", help="write every final array by name (np.savez)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random values the spec lacks (default 0)")
+    p.add_argument("--data", type=Path, metavar="FILE.npz",
+                   help="learn from the input and target arrays of this file (named as in the spec, one "
+                        "sample per row; it may also hold starting values of parameters)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="with --data: samples per step (default: all)")
+    p.add_argument("--epochs", type=int, metavar="E", help="with --data: passes over the data (instead of --steps)")
+    p.add_argument("--shuffle-seed", type=int, default=0, metavar="S",
+                   help="with --data: seed of the shuffle before each epoch (default 0)")
     p.set_defaults(run=run)
 
 
@@ -281,7 +346,8 @@ PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 
 
 def run(args) -> int:
-    """The `train` command: print the loss every K steps, the final loss and outputs; save, plot.
+    """The `train` command: print the loss every K steps (per epoch on data), the final loss and
+    outputs; save, plot.
 
     Every option and output path is checked before the first step; a run that diverges (its
     loss or an array becomes inf or NaN) writes nothing and exits with 1."""
@@ -289,36 +355,63 @@ def run(args) -> int:
     network = symbolic.load(args.net)
     frozen = _check_options(args, network)
     _check_outputs(args)
-    every = args.every or max(1, -(-args.steps // 10))  # about ten lines, and the last
-
-    source = "the spec's [values]" if set(network.shapes()) <= set(network.values) else \
-        ("the spec's [values] and " if network.values else "") + f"random values (seed {args.seed})"
-    print(f"training {network.name}: {args.steps} step(s) of gradient descent, lr {args.lr:g}, "
-          f"frozen: {', '.join(frozen) or 'none'}; starting from {source}")
-    print(f"{'step':>10}  loss")
-    bar = _ProgressBar(args.steps) if sys.stdout.isatty() and args.steps >= 1000 else None
+    data = load_data(network, args.data) if args.data is not None else None
+    if data is None:
+        steps = 100 if args.steps is None else args.steps
+        every = args.every or max(1, -(-steps // 10))  # about ten lines, and the last
+        print(f"training {network.name}: {steps} step(s) of gradient descent, lr {args.lr:g}, "
+              f"frozen: {', '.join(frozen) or 'none'}; starting from {_source(network, args.seed)}")
+        print(f"{'step':>10}  loss")
+    else:
+        size = len(data[network.input])
+        batch = min(args.batch_size or size, size)
+        epochs = 10 if args.steps is None and args.epochs is None else args.epochs
+        steps = epochs * -(-size // batch) if epochs is not None else args.steps
+        every = None
+        print(f"training {network.name} on {args.data}: {size} samples, minibatches of {batch} (shuffle seed "
+              f"{args.shuffle_seed}), {steps} step(s), lr {args.lr:g}, frozen: {', '.join(frozen) or 'none'}; "
+              f"parameters from {_source(network, args.seed, given=set(data))}")
+        classifier = accuracy(network, np.zeros((1, network.outputs)), np.zeros(1 if network.loss.labels else
+                                                                                (1, network.outputs))) is not None
+        print(f"{'epoch':>8} {'step':>8}  {'loss':<16}" + ("accuracy" if classifier else ""))
+    bar = _ProgressBar(steps) if sys.stdout.isatty() and steps >= 1000 else None
+    history = None
 
     def report(step, loss, arrays):
-        if step % every == 0 or step == args.steps:
+        if data is not None:  # called after each epoch
+            epoch = step / -(-len(data[network.input]) // batch)
+            score = accuracy(network, history_outputs(arrays), data[network.target])
+            if bar is not None:
+                bar.clear()
+            print(f"{epoch:>8.4g} {step:>8}  {loss:<16.10g}" + (f"{score:.4f}" if score is not None else ""))
+        elif step % every == 0 or step == steps:
             if bar is not None:
                 bar.clear()
             print(f"{step:>10}  {loss:.10g}", flush=bar is not None)
         if bar is not None:
             bar.update(step)
 
+    module = compile_module(network)
+    module.CHECK_FINITE = False  # train() checks the starting values; a diverging run is reported below
+
+    def history_outputs(arrays):
+        return module.forward(**{n: arrays[n] for n in (network.input, *network.parameters)})
+
     try:
         with np.errstate(all="ignore"):  # a diverging run is reported below, not as warnings
-            history = train(network, lr=args.lr, steps=args.steps, freeze=frozen, seed=args.seed,
-                            callback=report)
+            history = train(network, lr=args.lr, steps=steps, freeze=frozen, seed=args.seed, callback=report,
+                            module=module, data=data, batch_size=args.batch_size, shuffle_seed=args.shuffle_seed)
     except ValueError as error:  # values that do not fit the network
-        raise UsageError(str(error)) from None
+        where = f"--data {args.data}: " if data is not None else ""
+        raise UsageError(where + str(error)) from None
     finally:
         if bar is not None:
             bar.clear()
 
-    print(f"final loss: {history.loss:.10g}")
-    print(f"outputs (yhat, shape {history.outputs.shape}):")
-    print(format_outputs(history.outputs))
+    print(f"final loss: {history.loss:.10g}" + (f", accuracy {history.accuracies[-1]:.4f}" if history.accuracies else ""))
+    if data is None:
+        print(f"outputs (yhat, shape {history.outputs.shape}):")
+        print(format_outputs(history.outputs))
     problem = divergence(history)
     if problem:
         unwritten = "; nothing written" if args.save or args.plot else ""
@@ -333,12 +426,33 @@ def run(args) -> int:
     return 0
 
 
+def _source(network: Network, seed: int, given=frozenset()) -> str:
+    """Where the starting arrays come from, in words; random ones are named, with their shapes."""
+    drawn = [name for name in network.shapes() if name not in network.values and name not in given]
+    if not drawn:
+        return "the spec's [values]" if not given else "the data file"
+    shapes = {name: shape for name, shape in network.shapes(3).items()}
+    listed = ", ".join(f"{name} {shapes[name]}" for name in drawn)
+    rest = "the spec's [values] and " if network.values else ""
+    note = ""
+    if network.input in drawn:
+        note = " (3 random samples, nothing to learn from: give --data FILE.npz)"
+    return f"{rest}random values (seed {seed}) for {listed}{note}"
+
+
 def _check_options(args, network: Network) -> tuple[str, ...]:
     """UsageError for a number out of range; the frozen parameter names."""
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr {args.lr:g}: the learning rate must be a finite number > 0")
-    if args.steps < 0:
+    if args.steps is not None and args.steps < 0:
         raise UsageError(f"--steps {args.steps}: must be >= 0")
+    if args.steps is not None and args.epochs is not None:
+        raise UsageError("give --steps or --epochs, not both")
+    for option, value in (("--batch-size", args.batch_size), ("--epochs", args.epochs)):
+        if value is not None and args.data is None:
+            raise UsageError(f"{option} needs --data FILE.npz")
+        if value is not None and value < (1 if option == "--batch-size" else 0):
+            raise UsageError(f"{option} {value}: must be >= {1 if option == '--batch-size' else 0}")
     if args.every is not None and args.every < 1:
         raise UsageError(f"--every {args.every}: must be >= 1")
     if args.seed < 0:

@@ -538,3 +538,122 @@ def test_a_run_whose_parameters_overflow_while_the_loss_stays_finite_diverged(tm
     assert history.arrays["W1"] == -np.inf and history.arrays["b1"] == -np.inf
     assert training.divergence(history) == "W1, b1 overflowed to inf or NaN"
     assert training.divergence(train(symbolic.load(spec), lr=1e-3, steps=3)) is None
+
+
+# -------------------------------------------------------------------------------------------------
+# Training on data: minibatches from a seeded shuffle, the loss and accuracy per epoch
+
+CLASSIFIER = ('name = "clf_2_16_3"\ninputs = 2\n[[layers]]\nunits = 16\nactivation = "tanh"\n'
+              '[[layers]]\nunits = 3\nactivation = "softmax"\n[loss]\nkind = "cross_entropy"\nlabels = true\n')
+
+
+def three_sectors(n=120, seed=0):
+    """Points of the plane labelled by the third of the circle they lie in: separable, not linearly."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    y = (np.floor((np.arctan2(x[:, 1], x[:, 0]) + np.pi) / (2 * np.pi / 3)).astype(int)) % 3
+    return x, y
+
+
+def test_minibatch_training_equals_the_loop_written_out():
+    net = symbolic.loads(CLASSIFIER)
+    x, y = three_sectors()
+    lr, batch, epochs, shuffle = 0.3, 16, 3, 5
+    history = train(net, lr=lr, data={"x": x, "y": y}, batch_size=batch, epochs=epochs, shuffle_seed=shuffle)
+    module = compile_module(net)
+    arrays = training.initial_values(net, {"x": x, "y": y}, seed=0)
+    rng = np.random.default_rng(shuffle)
+    losses = [module.loss(**arrays)]
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch):  # 8 minibatches, the last of 8 samples
+            rows = order[start:start + batch]
+            grads = module.gradients(**{**arrays, "x": x[rows], "y": y[rows]})
+            arrays = {**arrays, **{p: arrays[p] - lr * grads[p] for p in net.parameters}}
+        losses.append(module.loss(**arrays))
+    assert history.steps == [0, 8, 16, 24] and history.epochs == [0, 1, 2, 3]
+    np.testing.assert_allclose(history.losses, losses, rtol=1e-12)
+    for name in net.parameters:
+        np.testing.assert_allclose(history.arrays[name], arrays[name], rtol=1e-12, atol=1e-15, err_msg=name)
+    outputs = module.forward(x=x, **{p: arrays[p] for p in net.parameters})
+    assert history.accuracies[-1] == np.mean(outputs.argmax(axis=1) == y)
+
+
+def test_a_classifier_learns_from_data_and_steps_may_end_within_an_epoch():
+    net = symbolic.loads(CLASSIFIER)
+    x, y = three_sectors()
+    history = train(net, lr=0.5, data={"x": x, "y": y}, batch_size=16, epochs=20)
+    assert history.accuracies[0] < 0.5 and history.accuracies[-1] >= 0.95
+    assert history.losses[-1] < 0.2 * history.losses[0]
+    partial = train(net, lr=0.5, data={"x": x, "y": y}, batch_size=16, steps=10)
+    assert partial.steps == [0, 8, 10] and partial.epochs == [0, 1.0, 10 / 8]
+
+
+def test_symprop_train_on_an_npz_file(tmp_path):
+    spec = tmp_path / "clf.toml"
+    spec.write_text(CLASSIFIER)
+    x, y = three_sectors()
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    result = subprocess.run([sys.executable, "-m", "codegen.cli", "train", "clf.toml", "--data", "data.npz",
+                             "--batch-size", "16", "--epochs", "20", "--lr", "0.5", "--save", "trained.npz"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("training clf_2_16_3 on data.npz: 120 samples, minibatches of 16 (shuffle seed 0), "
+                               "160 step(s), lr 0.5")
+    assert lines[1].split() == ["epoch", "step", "loss", "accuracy"]
+    table = [line.split() for line in lines[2:23]]
+    assert [row[:2] for row in table] == [[str(e), str(8 * e)] for e in range(21)]
+    accuracies = [float(row[3]) for row in table]
+    assert accuracies[0] < 0.5 and accuracies[-1] >= 0.95
+    assert lines[23] == f"final loss: {table[-1][2]}, accuracy {table[-1][3]}"
+    trained = np.load(tmp_path / "trained.npz")
+    np.testing.assert_array_equal(trained["x"], x)
+
+
+@pytest.mark.parametrize("arrays, argv, message", [
+    ({"x": np.ones((4, 2))}, [], "--data data.npz: it has no 'y' (the arrays of clf_2_16_3 are x, y, W1, b1, W2, b2; "
+                                  "the file needs 'x' and 'y', one sample per row)"),
+    ({"x": np.ones((4, 2)), "y": np.zeros(4, int), "z": np.ones(3)}, [], "'z' is not an array of clf_2_16_3"),
+    ({"x": np.ones((4, 2)), "y": np.zeros(5, int)}, [], "'x' has shape (4, 2) and 'y' (5,): expected one sample per row"),
+    ({"x": np.ones((4, 3)), "y": np.zeros(4, int)}, [], "--data data.npz: array 'x' has shape (4, 3), expected (N, 2)"),
+    ({"x": np.ones((4, 2)), "y": np.full(4, 3)}, [], "--data data.npz: array 'y' holds class labels from 3 to 3"),
+    ({"x": np.ones((4, 2)), "y": np.zeros(4, int)}, ["--batch-size", "0"], "--batch-size 0: must be >= 1"),
+    ({"x": np.ones((4, 2)), "y": np.zeros(4, int)}, ["--steps", "3", "--epochs", "2"], "give --steps or --epochs"),
+    (None, ["--batch-size", "3"], "--batch-size needs --data FILE.npz"),
+])
+def test_bad_data_is_one_line_and_exit_2(tmp_path, capsys, arrays, argv, message):
+    from codegen.cli import main
+    spec = tmp_path / "clf.toml"
+    spec.write_text(CLASSIFIER)
+    data = []
+    if arrays is not None:
+        np.savez(tmp_path / "data.npz", **arrays)
+        data = ["--data", str(tmp_path / "data.npz")]
+    assert main(["train", str(spec), *data, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err.replace(str(tmp_path) + "/", ""), err
+
+
+def test_data_needs_an_open_batch_size_in_the_row_layout(capsys, tmp_path):
+    from codegen.cli import main
+    np.savez(tmp_path / "data.npz", x=np.ones((5, 10)), y=np.ones((5, 1)))
+    assert main(["train", "relu_batch_10_20_1", "--data", str(tmp_path / "data.npz")]) == 2
+    assert "needs a row-layout network whose batch size is open (relu_batch_10_20_1 has batch = 5)" in \
+        capsys.readouterr().err
+    np.savez(tmp_path / "not.npz", x=np.ones(3))
+    (tmp_path / "text.npz").write_text("not a zip")
+    spec = tmp_path / "clf.toml"
+    spec.write_text(CLASSIFIER)
+    assert main(["train", str(spec), "--data", str(tmp_path / "text.npz")]) == 2
+    assert "not an .npz file of arrays" in capsys.readouterr().err
+
+
+def test_random_starting_values_say_what_was_drawn(capsys, tmp_path):
+    from codegen.cli import main
+    spec = tmp_path / "clf.toml"
+    spec.write_text(CLASSIFIER)
+    assert main(["train", str(spec), "--steps", "2", "--seed", "4"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("starting from random values (seed 4) for x (3, 2), y (3,), W1 (2, 16), b1 (16,), "
+                          "W2 (16, 3), b2 (3,) (3 random samples, nothing to learn from: give --data FILE.npz)")

@@ -1,0 +1,70 @@
+"""Training data for `symprop train --data`: loading an .npz file, minibatches, accuracy.
+
+The file holds the input and the target under the spec's names (x and y by default), one sample
+per row; it may also hold starting values of parameters. Only row-layout networks whose batch size
+is left open can train on data: minibatches and the whole set differ in size.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from symbolic.spec import Network
+
+from .errors import UsageError
+
+
+def load_data(network: Network, path) -> dict:
+    """The arrays of an .npz file by name; UsageError (one line naming the file) if it does not fit."""
+    path = Path(path)
+    where = f"--data {path}"
+    if network.layout != "row" or network.batch is not None:
+        raise UsageError(f"{where}: training on data needs a row-layout network whose batch size is open "
+                         f"({network.name} has " + ("the column layout" if network.layout != "row" else
+                                                    f"batch = {network.batch}") + ")")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{where}: is a folder, not an .npz file") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise UsageError(f"{where}: not an .npz file of arrays ({error})") from None
+    shapes = network.shapes()
+    unknown = [name for name in arrays if name not in shapes]
+    missing = [name for name in (network.input, network.target) if name not in arrays]
+    if unknown or missing:
+        problem = (f"it has no {' or '.join(map(repr, missing))}" if missing else
+                   f"{', '.join(map(repr, unknown))} is not an array of {network.name}")
+        raise UsageError(f"{where}: {problem} (the arrays of {network.name} are {', '.join(shapes)}; "
+                         f"the file needs {network.input!r} and {network.target!r}, one sample per row)")
+    samples = {len(arrays[name]) if np.ndim(arrays[name]) else None for name in (network.input, network.target)}
+    if len(samples) != 1 or None in samples or 0 in samples:
+        raise UsageError(f"{where}: {network.input!r} has shape {np.shape(arrays[network.input])} and "
+                         f"{network.target!r} {np.shape(arrays[network.target])}: expected one sample per row, "
+                         "the same number of rows, at least one")
+    return arrays
+
+
+def epochs_of(size: int, batch_size: int, seed: int):
+    """Endless epochs: each a list of index arrays, the minibatches of one seeded shuffle."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(size)
+        yield [order[start:start + batch_size] for start in range(0, size, batch_size)]
+
+
+def accuracy(network: Network, outputs, target) -> float | None:
+    """The fraction of samples classified right, for a classifier (softmax or sigmoid output with
+    a cross-entropy loss); None for other networks."""
+    outputs, target = np.asarray(outputs), np.asarray(target)
+    if network.loss.kind == "cross_entropy":
+        labels = target if network.loss.labels else np.argmax(target, axis=-1)
+        return float(np.mean(np.argmax(outputs, axis=-1) == labels))
+    if network.loss.kind == "binary_cross_entropy":
+        return float(np.mean((outputs > 0.5) == (target > 0.5)))
+    return None
