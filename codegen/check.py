@@ -203,14 +203,16 @@ def _close(got, expected, rtol, loss):
 
 
 def check(network: Network, against=None, seed: int = 0, values: dict | None = None,
-          torch: bool = False, entries: int | None = -1, batch: int = 3, progress=None) -> Report:
+          torch: bool = False, entries: int | None = -1, batch: int = 3, progress=None,
+          numerical: bool = True, rtol: float = RTOL) -> Report:
     """Check the generated gradients of `network` (and `against`, a hand-written backward, and
     PyTorch autograd with `torch=True`) on `values`, the spec's, or seeded random ones.
 
     `entries`: how many entries of each array to compare with finite differences (None: all;
     the default -1: all for arrays of up to 1,000 entries, a seeded sample of 100 beyond).
     `batch`: the samples drawn where the spec leaves the batch size open. `progress(done, total)`
-    is called as the finite differences go.
+    is called as the finite differences go. `numerical=False` leaves the finite differences out;
+    `rtol` is the tolerance of the comparison with `against` (at least 1e-5 for float32 results).
     """
     module = compile_module(network, generate(network) + "\n\n" + steps_source(network))
     report = Report(network)
@@ -232,6 +234,17 @@ def check(network: Network, against=None, seed: int = 0, values: dict | None = N
     steps = module.steps(**values64)
     module.VALIDATE = False  # our own module from here on, called thousands of times with these arrays
 
+    if numerical:
+        _check_numerical(report, module, values64, loss, generated, entries, seed, progress)
+    if against is not None:
+        _check_against(report, against, values, loss, generated, steps, values64, rtol)
+    if torch:
+        _check_torch(report, values64, loss, generated)
+    return report
+
+
+def _check_numerical(report, module, values64, loss, generated, entries, seed, progress):
+    network = report.network
     sampled = _sampled_entries(network, values64, entries, seed)
     numerical, kinks = finite_differences(module.loss, values64, network.differentiated, entries=sampled,
                                           progress=progress)
@@ -246,12 +259,6 @@ def check(network: Network, against=None, seed: int = 0, values: dict | None = N
     if sampled:
         report.notes.append("numerical gradients on a seeded sample of entries: " + ", ".join(
             f"{name} {row.compared} of {row.size}" for name, row in sampled.items()) + " (--entries to change)")
-
-    if against is not None:
-        _check_against(report, against, values, loss, generated, steps, values64)
-    if torch:
-        _check_torch(report, values64, loss, generated)
-    return report
 
 
 def _sampled_entries(network, values, entries, seed):
@@ -330,7 +337,7 @@ def _where(error, function) -> str:
     return f" (at {frame.filename}, line {frame.lineno}{code})"
 
 
-def _check_against(report, against, values, loss, generated, steps, values64):
+def _check_against(report, against, values, loss, generated, steps, values64, rtol=RTOL):
     network = report.network
     label = getattr(against, "__name__", "function")
     try:
@@ -339,12 +346,11 @@ def _check_against(report, against, values, loss, generated, steps, values64):
         report.failures.append(str(error))
         return
     low = sorted(k for k, v in theirs.items() if np.asarray(v).dtype in (np.float32, np.float16))
-    rtol = RTOL
     if low:
-        rtol = RTOL_FLOAT32
+        rtol = max(rtol, RTOL_FLOAT32)
         report.notes.append(
             f"note: {label} returned {np.asarray(theirs[low[0]]).dtype} arrays ({', '.join(low)}): compared at float32 "
-            f"precision (rtol {RTOL_FLOAT32:g}); symprop's numerical gradients are float64 whatever the inputs")
+            f"precision (rtol {rtol:g}); symprop's numerical gradients are float64 whatever the inputs")
     extra = [k for k in theirs if k not in network.differentiated]
     rows = []
     if their_loss is not None:
