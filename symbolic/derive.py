@@ -113,13 +113,13 @@ class Derivation:
 
     def latex(self, elements: bool = False) -> str:
         """A complete LaTeX document (amsmath, amssymb); `elements`: every entry's closed form."""
-        from .document import element_rows, latex_document
-        return latex_document(self, element_rows(self) if elements else None)
+        from .document import element_section, latex_document
+        return latex_document(self, element_section(self) if elements else None)
 
     def markdown(self, elements: bool = False) -> str:
         """Markdown with `$$...$$` blocks, for GitHub and Jupyter."""
-        from .document import element_rows, markdown
-        return markdown(self, element_rows(self) if elements else None)
+        from .document import element_section, markdown
+        return markdown(self, element_section(self) if elements else None)
 
     def _repr_latex_(self) -> str:
         from .document import repr_latex

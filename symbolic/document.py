@@ -4,17 +4,26 @@
 `latex_document` and `markdown` render them. The order is that of a derivation on the board:
 the network and the shape of every array, the forward pass, the loss, each backward step with
 the rule it applies (the loss derivative and each activation derivative as SymPy computes them
-and in their closed form), and last one boxed closed form per gradient.
+and in their closed form), and last one boxed closed form per gradient. `element_section` adds
+every gradient entry's scalar form (`--elements`).
+
+Every formula stays on the page (16 cm): widths are estimated from the LaTeX
+(`notation.latex_width`); a boxed closed form too wide substitutes its deltas only as far as it
+fits, and long sums (an l2 penalty, an entry's form) break between terms.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import zip_longest
 
 import sympy as sp
 
 from . import rules
-from .notation import ArrayLatexPrinter, latex_name
+from .derive import grad_name
+from .notation import ArrayLatexPrinter, latex_name, latex_width
+
+LINE = 40.0  # em: the longest formula set on one line (the text width, 16 cm at 11 pt, is 41.6 em)
 
 PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{amsmath,amssymb}
@@ -37,109 +46,211 @@ def escape(text: str) -> str:
 class Section:
     title: str
     text: list = field(default_factory=list)  # paragraphs: plain text with `$...$` math
-    rows: list = field(default_factory=list)  # equation rows: "lhs &= rhs" LaTeX strings
+    rows: list = field(default_factory=list)  # `Row`s; boxed: LaTeX strings
     boxed: bool = False
+    long: list = field(default_factory=list)  # `Long` equations, each broken into lines
 
 
-def _eq(lhs: str, *rhs: str, note: str = "") -> str:
-    row = lhs + " &= " + " = ".join(rhs)
-    return row + (r" && \text{" + escape(note) + "}" if note else "")
+@dataclass
+class Long:
+    """An equation that may be too long for one line: `lhs = ` pieces, broken between pieces."""
+
+    lhs: str
+    pieces: list  # LaTeX of the right-hand side, each piece with its operator: "a", "+ b", "- c \\Bigl(d"
+
+    @classmethod
+    def of_terms(cls, lhs: str, terms: list) -> Long:
+        """The sum of `terms` (LaTeX, negative ones starting with "-")."""
+        return cls(lhs, [_signed(term, first=not i) for i, term in enumerate(terms)])
+
+    def room(self) -> float:
+        """The width of a line after `lhs = ` (and a quad), in em."""
+        return LINE - latex_width(self.lhs + " = ") - 1
+
+    def lines(self) -> list[str]:
+        """The right-hand side in lines that fit the room after `lhs = `."""
+        lines, line, used, room = [], [], 0.0, self.room()
+        for piece in self.pieces:
+            if line and used + latex_width(piece) > room:
+                lines.append(line)
+                line, used = [], 0.0
+            line.append(piece)
+            used += latex_width(piece)
+        return [" ".join(pieces) for pieces in lines + [line]]
+
+    def aligned(self) -> str:
+        """The rows of an align environment: `lhs &= ` the first line, the others indented."""
+        lines = self.lines()
+        return "\\\\\n".join([self.lhs + " &= " + lines[0]] + [r"&\quad " + line for line in lines[1:]])
+
+
+def _signed(term: str, first: bool) -> str:
+    """A term as it follows others: "+ b" (a negative term carries its "-")."""
+    return term if first or term.startswith("-") else "+ " + term
+
+
+@dataclass
+class Row:
+    """`lhs = forms[0] = forms[1] ...` and its note; with a note per form, one line per form."""
+
+    lhs: str
+    forms: list  # LaTeX of the right-hand sides
+    notes: list = field(default_factory=list)  # plain text with `$...$` math
+    relation: str = "="
+
+    def aligned(self, tags: bool) -> str:
+        """The rows of an align environment; the notes as tags at the margin (LaTeX: amsmath
+        moves a tag below a long line rather than let it run off the page), or in a column."""
+        forms = self.forms if len(self.notes) > 1 else [" = ".join(self.forms)]
+        out = []
+        for i, (form, note) in enumerate(zip_longest(forms, self.notes, fillvalue="")):
+            line = (self.lhs if i == 0 else "") + f" &{self.relation} " + form
+            if note:
+                line += r" \tag*{" + _latex_text(note) + "}" if tags else " && " + _note(note)
+            out.append(line)
+        return "\\\\\n".join(out)
+
+
+def _eq(lhs: str, *forms: str, notes: tuple = ()) -> Row:
+    return Row(lhs, list(forms), list(notes))
+
+
+def _note(note: str) -> str:
+    """A note in math mode: words in \\text, its `$...$` parts as math."""
+    parts = note.split("$")
+    return " ".join(part if i % 2 else r"\text{" + escape(part) + "}" for i, part in enumerate(parts) if part)
 
 
 def sections(derivation) -> list[Section]:
-    net = derivation.network
     p = ArrayLatexPrinter()
-    out = []
+    return [_network(derivation, p), _forward(derivation, p), _loss(derivation, p),
+            _backward(derivation, p), _gradients(derivation, p)]
 
-    shapes = net.shapes(derivation.batch)
+
+def _network(derivation, p) -> Section:
+    net = derivation.network
     roles = {net.input: "input", net.target: "target" + (" (class labels)" if net.loss.labels else "")}
     for i, layer in enumerate(net.layers, 1):
         roles[layer.weight] = f"weight of layer {i}"
         if layer.bias is not None:
             roles[layer.bias] = f"{'shared ' if layer.shared_bias else ''}bias of layer {i}"
-    network = Section("Network")
+    section = Section("Network")
     if net.description:
-        network.text.append(net.description.replace("$", ""))
-    layout = ("Row layout: each sample is a row, $z = a W + b$." if net.layout == "row"
-              else "Column layout: one sample, a column vector, $z = W a + b$.")
-    network.text.append(layout + (f" The batch size is ${p.doprint(derivation.batch)}$." if net.layout == "row" else ""))
-    network.rows = [latex_name(name) + r" &\in " + _space(shape, p) + r" && \text{" + escape(roles[name]) + "}"
-                    for name, shape in shapes.items()]
-    out.append(network)
+        section.text.append(net.description.replace("$", ""))
+    if net.layout == "row":
+        section.text.append(f"Row layout: each sample is a row, $z = a W + b$. The batch size is ${p.doprint(derivation.batch)}$.")
+    else:
+        section.text.append("Column layout: one sample, a column vector, $z = W a + b$.")
+    for name, shape in net.shapes(derivation.batch).items():
+        labels = name == net.target and net.loss.labels
+        space = _labels(net.outputs, shape, p) if labels else _space(shape, p)
+        section.rows.append(Row(latex_name(name), [space], [roles[name]], relation=r"\in"))
+    return section
 
-    forward = Section("Forward pass")
+
+def _forward(derivation, p) -> Section:
+    net = derivation.network
+    section = Section("Forward pass", [
+        r"Sums, products $\odot$, powers and functions of arrays act elementwise; $A B$ is the matrix "
+        r"product, $\sum_n$ sums over the samples, $\sum_k$ over a sample's classes, $\sum$ over every "
+        r"entry; $\mathbf{1}[z > 0]$ is 1 where $z > 0$, else 0."])
     for step in derivation.steps:
         if step.stage != "forward":
             continue
-        if step.name.startswith("a"):
-            layer = net.layers[int(step.name[1:]) - 1]
-            rule = rules.ACTIVATIONS[layer.activation]
+        forms = [p.doprint(step.expr)]
+        if step.name.startswith("a"):  # the activation by its name, then what it computes
+            rule = rules.ACTIVATIONS[net.layers[int(step.name[1:]) - 1].activation]
             z = sp.Symbol("z" + step.name[1:])
             applied = rule.latex + r"\left(" + latex_name(z.name) + r"\right)"
-            forward.rows.append(_eq(latex_name(step.name), applied, p.doprint(step.expr))
-                                if layer.activation != "softmax" else _eq(latex_name(step.name), p.doprint(step.expr)))
-        else:
-            forward.rows.append(_eq(latex_name(step.name), p.doprint(step.expr)))
-    forward.text.append(r"Sums, products $\odot$, powers and functions of arrays act elementwise; "
-                        r"$A B$ is the matrix product, $\sum_n$ sums over the samples, $\sum_k$ over a sample's "
-                        r"classes, $\sum$ over every entry; $\mathbf{1}[z > 0]$ is 1 where $z > 0$, else 0.")
-    out.append(forward)
+            named = step.expr.is_Function and step.expr.args == (z,)  # tanh(z1): once, not twice
+            forms = [applied] if named else [applied] + forms
+        section.rows.append(_eq(latex_name(step.name), *forms))
+    return section
 
-    loss = derivation.step("L")
+
+def _loss(derivation, p) -> Section:
+    net = derivation.network
     rule = rules.LOSSES[net.loss.kind]
     yhat = sp.Symbol("yhat")
     ell = sp.latex(rule.ell.subs({rules.a: yhat, rules.y: sp.Symbol("y")}), symbol_names={yhat: r"{\hat y}"})
-    output = latex_name(derivation.output.name)
     words = net.loss.kind.replace("_", " ") + (", averaged" if net.loss.reduction == "mean" else ", summed")
-    loss_section = Section("Loss", [words.capitalize() + r": per entry $\ell(\hat y, y) = "
-                                    + ell + r"$, with $\hat y = " + output + "$."])
-    loss_section.rows.append(_eq("L", p.doprint(loss.expr)))
-    out.append(loss_section)
+    section = Section("Loss", [words.capitalize() + r": per entry $\ell(\hat y, y) = " + ell
+                               + r"$, with $\hat y = " + latex_name(derivation.output.name) + "$."])
+    loss = derivation.step("L").expr
+    if latex_width("L = " + p.doprint(loss)) <= LINE:
+        section.rows.append(_eq("L", p.doprint(loss)))
+    else:  # a penalty on many weights
+        section.long.append(Long.of_terms("L", p.terms(loss)))
+    return section
 
-    backward = Section("Backward pass", [r"$\delta_l = \partial L / \partial z_l$, the error at layer $l$'s "
-                                         r"pre-activation; the chain rule carries it down, one layer at a time."])
+
+def _backward(derivation, p) -> Section:
+    section = Section("Backward pass", [r"$\delta_l = \partial L / \partial z_l$, the error at layer $l$'s "
+                                        r"pre-activation; the chain rule carries it down, one layer at a time."])
     for step in derivation.steps:
         if step.stage == "backward":
-            backward.rows += _delta_rows(step, p)
+            section.rows += _delta_rows(step, p)
         elif step.stage == "gradient":
-            backward.rows.append(_eq(latex_name(step.name), p.doprint(step.expr), note=step.rule.split(":")[0].split(" gradient")[0]))
-    out.append(backward)
-
-    closed = Section("Gradients", [r"In closed form, every $\delta$ substituted:"], boxed=True)
-    for name in derivation.gradients:
-        closed.rows.append(r"\boxed{" + latex_name("dL_d" + name) + " = " + p.doprint(derivation.closed_form(name)) + "}")
-    out.append(closed)
-    return out
+            note = step.rule.split(":")[0].split(" gradient")[0]
+            section.rows.append(_eq(latex_name(step.name), p.doprint(step.expr), notes=[note]))
+    return section
 
 
-def _delta_rows(step, p) -> list[str]:
+def _delta_rows(step, p) -> list[Row]:
     """A delta step: the rule, SymPy's derivatives, and the result."""
     notes, rows = step.notes, []
     activation = notes["activation"]
     name = latex_name(step.name)
     if "dell" in notes:  # the output layer
         rows.append(_eq(r"\frac{\partial \ell}{\partial \hat y}", p.doprint(notes["dell"]),
-                        note="SymPy: diff of ell"))
+                        notes=[r"SymPy: $\partial \ell / \partial \hat y$"]))
     if activation == "softmax":
         rows.append(_eq(name, p.doprint(notes["unsimplified"]), p.doprint(step.expr),
-                        note="through softmax, simplified"))
+                        notes=["through softmax", "simplified"]))
         return rows
     rule = rules.ACTIVATIONS[activation]
-    f = rule.latex
     z = sp.Symbol("z")
-    fz = sp.Function(f)(z)
+    fz = sp.Function(rule.latex)(z)
     sympy_form = rule.derivative.subs(rules.slope, sp.Symbol("s"))
     table_form = rule.df.subs({rules.a: fz, rules.slope: sp.Symbol("s")})
     derivative = [sp.latex(sympy_form)]
     if sp.latex(table_form) != derivative[0]:
         derivative.append(ArrayLatexPrinter().doprint(table_form))
-    rows.append(_eq(f + r"'\left(z\right)", *derivative, note="SymPy's diff; the form used"))
+    said = ["SymPy's diff", "the form used"] if len(derivative) > 1 else ["SymPy's diff, the form used"]
+    rows.append(_eq(rule.latex + r"'\left(z\right)", *derivative, notes=said))
     if "dell" in notes:
         rows.append(_eq(name, p.doprint(notes["unsimplified"]), p.doprint(step.expr),
-                        note="chain rule, simplified"))
+                        notes=["chain rule", "simplified"]))
     else:
-        rows.append(_eq(name, p.doprint(step.expr), note="chain rule"))
+        rows.append(_eq(name, p.doprint(step.expr), notes=["chain rule"]))
     return rows
+
+
+def _gradients(derivation, p) -> Section:
+    """One boxed closed form per gradient; where it would run off the page, the deltas are
+    substituted only as far as the formula fits on a line."""
+    section = Section("Gradients", boxed=True)
+    deltas = {s.symbol: s.expr for s in derivation.steps if s.stage == "backward"}
+    partial = False
+    for name in derivation.gradients:
+        expr = derivation.step(grad_name(name)).expr
+        row = _boxed(name, expr, p)
+        while expr.free_symbols & deltas.keys():
+            expr = expr.xreplace(deltas)
+            wider = _boxed(name, expr, p)
+            if latex_width(wider) > LINE:
+                partial = True
+                break
+            row = wider
+        section.rows.append(row)
+    section.text.append(r"In closed form, every $\delta$ substituted" + (
+        r"; where that runs off the page, the $\delta_l$ of the backward pass substituted as far as the "
+        "formula fits on a line:" if partial else ":"))
+    return section
+
+
+def _boxed(name: str, expr, p) -> str:
+    return r"\boxed{" + latex_name(grad_name(name)) + " = " + p.doprint(expr) + "}"
 
 
 def _space(shape, p) -> str:
@@ -149,43 +260,45 @@ def _space(shape, p) -> str:
     return r"\mathbb{R}^{" + r" \times ".join(p.doprint(sp.sympify(d)) for d in shape) + "}"
 
 
-def latex_document(derivation, elements: list[str] | None = None) -> str:
+def _labels(classes: int, shape, p) -> str:
+    """Class labels: {0, 1, 2}^N, or {0, ..., 9} for a single label."""
+    labels = ", ".join(map(str, range(classes))) if classes <= 4 else rf"0, \dots, {classes - 1}"
+    power = "".join("^{" + p.doprint(sp.sympify(d)) + "}" for d in shape)
+    return r"\{" + labels + r"\}" + power
+
+
+def latex_document(derivation, elements: Section | None = None) -> str:
     """A complete LaTeX document (amsmath and amssymb only), compiled by pdflatex."""
     net = derivation.network
     parts = [PREAMBLE, r"\section*{Gradients of \texttt{" + escape(net.name) + "}}", ""]
-    for section in sections(derivation):
+    for section in sections(derivation) + ([elements] if elements else []):
         parts.append(r"\subsection*{" + section.title + "}")
         parts += [_latex_text(paragraph) + "\n" for paragraph in section.text]
         if section.rows:
-            if section.boxed:
-                parts.append(r"\begin{gather*}" + "\n" + "\\\\\n".join(section.rows) + "\n" + r"\end{gather*}")
-            else:
-                parts.append(r"\begin{align*}" + "\n" + "\\\\\n".join(section.rows) + "\n" + r"\end{align*}")
+            env = "gather*" if section.boxed else "align*"
+            rows = section.rows if section.boxed else [row.aligned(tags=True) for row in section.rows]
+            parts.append(rf"\begin{{{env}}}" + "\n" + "\\\\\n".join(rows) + "\n" + rf"\end{{{env}}}")
+        if section.long:
+            parts.append(r"\begin{align*}" + "\n" + "\\\\\n".join(e.aligned() for e in section.long)
+                         + "\n" + r"\end{align*}")
         parts.append("")
-    if elements:
-        parts.append(r"\subsection*{Every entry}")
-        parts.append("From the element-level derivation: the loss written out over one symbol per entry, "
-                     "differentiated by SymPy.\n")
-        parts += [r"\begin{multline*}" + row + r"\end{multline*}" for row in elements]
     parts.append(r"\end{document}")
     return "\n".join(parts) + "\n"
 
 
-def markdown(derivation, elements: list[str] | None = None) -> str:
+def markdown(derivation, elements: Section | None = None) -> str:
     """Markdown with `$$...$$` blocks: renders on GitHub and in Jupyter."""
     net = derivation.network
     out = [f"## Gradients of `{net.name}`", ""]
-    for section in sections(derivation):
+    for section in sections(derivation) + ([elements] if elements else []):
         out += [f"### {section.title}", ""]
         out += [_markdown_text(paragraph) + "\n" for paragraph in section.text]
         if section.rows:
             env = "gathered" if section.boxed else "aligned"
-            rows = [r.replace(" &= ", " = ").replace(" &: ", " : ") if section.boxed else r for r in section.rows]
+            rows = section.rows if section.boxed else [row.aligned(tags=False) for row in section.rows]
             out += ["$$", rf"\begin{{{env}}}", "\\\\\n".join(rows), rf"\end{{{env}}}", "$$", ""]
-    if elements:
-        out += ["### Every entry", ""]
-        for row in elements:
-            out += ["$$", row, "$$", ""]
+        for equation in section.long:
+            out += ["$$", r"\begin{aligned}", equation.aligned(), r"\end{aligned}", "$$", ""]
     return "\n".join(out)
 
 
@@ -204,16 +317,36 @@ def repr_latex(derivation) -> str:
     rows = []
     for section in sections(derivation):
         rows.append(r"&\textbf{" + section.title + r"}")
-        rows += ["&" + r if section.boxed else r for r in section.rows]
+        rows += ["&" + r if section.boxed else r.aligned(tags=False) for r in section.rows]
     return "$$\\begin{aligned}" + "\\\\\n".join(rows) + "\\end{aligned}$$"
 
 
-def element_rows(derivation, batch: int = 1, limit: int = 64) -> list[str]:
-    """The scalar closed form of every gradient entry, as LaTeX rows; ValueError when too large.
+def element_section(derivation, batch: int = 1, limit: int = 64) -> Section:
+    """The scalar closed form of every gradient entry; ValueError when there are too many.
 
     From the element-level derivation (`sympy.diff` of the loss written out over one symbol per
-    entry), with every pre-activation and activation entry named (z1[1,2], a1[1,2]) as by hand.
+    entry), simplified, with every pre-activation and activation entry named (z1[0,1], a1[0,1])
+    as by hand; indices count from 0, as in NumPy and `symprop check`.
     """
+    net = derivation.network
+    n = net.batch or batch
+    if net.layout == "column":
+        size = "for the one sample"
+    elif net.batch is None:
+        size = f"for {'one sample' if n == 1 else f'{n} samples'}, $N = {n}$"
+    else:
+        size = f"for the batch of $N = {n}$"
+    section = Section("Every entry", [
+        f"From the element-level derivation, {size}: the loss written out over one symbol per entry, "
+        "differentiated by SymPy and simplified, every pre-activation and activation entry named "
+        r"($z_{1}[0,1]$, $a_{1}[0,1]$); indices count from 0, as in NumPy"
+        + (", and every class label is 0." if net.loss.labels else ".")])
+    section.long = element_rows(derivation, batch, limit)
+    return section
+
+
+def element_rows(derivation, batch: int = 1, limit: int = 64) -> list[Long]:
+    """`element_section`'s equations: dL/d(entry) = its terms, entry by entry."""
     import numpy as np
 
     from . import elements as element_level
@@ -226,26 +359,55 @@ def element_rows(derivation, batch: int = 1, limit: int = 64) -> list[str]:
                          "use a smaller network, or the matrix-level derivation")
     labels = np.zeros(n if net.layout == "row" else (), dtype=int) if net.loss.labels else None
     expanded = element_level.expand(net, batch=n, labels=labels)
-    names = {}
     arrays = dict(expanded.symbols)
     for i, (z, _) in enumerate(expanded.layers, 1):
-        arrays[f"z{i}"] = arrays[f"a{i}"] = np.empty(z.shape, dtype=object)
-    for name, entries in arrays.items():
-        if entries.dtype == object:
-            for index in np.ndindex(entries.shape):
-                names[element_level.entry_symbol(name, index)] = _entry_latex(name, index)
+        arrays[f"z{i}"] = arrays[f"a{i}"] = z
+    names = {element_level.entry_symbol(name, index): _entry_latex(name, index)
+             for name, entries in arrays.items() if entries.dtype == object for index in np.ndindex(entries.shape)}
     rows = []
     for name in net.differentiated:
         grads = expanded.gradient(name)
         for index in np.ndindex(grads.shape):
-            entry = element_level.entry_symbol(name, index)
-            terms = [sp.latex(t, symbol_names=names) for t in sp.Add.make_args(expanded.compact(grads[index]))]
-            body = terms[0] + "".join(("\\\\ " if t.startswith("-") else "\\\\ + ") + t for t in terms[1:])
-            rows.append(r"\frac{\partial L}{\partial " + names[entry] + "} = " + body)
+            lhs = r"\frac{\partial L}{\partial " + names[element_level.entry_symbol(name, index)] + "}"
+            room = Long(lhs, []).room() - latex_width("+ ")
+            pieces = []
+            for term in expanded.readable(grads[index]).as_ordered_terms():
+                first, *others = _fitting(term, names, room)
+                pieces += [_signed(first, first=not pieces)] + others
+            rows.append(Long(lhs, pieces))
     return rows
 
 
+def _fitting(term, names, room: float) -> list[str]:
+    """The LaTeX of `term` in pieces of at most `room` em, the first without a "+": a product too
+    wide as its other factors, then each wide sum among its factors between \\Bigl( and \\Bigr),
+    broken between its terms."""
+    text = sp.latex(term, symbol_names=names)
+    factors = sp.Mul.make_args(term)
+    sums = [factor for factor in factors if factor.is_Add]
+    if latex_width(text) <= room or not sums:
+        return [text]
+    width = {factor: latex_width(sp.latex(factor, symbol_names=names)) for factor in sums}
+    wide = [factor for factor in sums if width[factor] > room / 3] or [max(sums, key=width.get)]
+    rest = sp.Mul(*(factor for factor in factors if factor not in wide))
+    lead = {1: "", -1: "- "}.get(rest, sp.latex(rest, symbol_names=names) + " ")
+    if rest.is_Add:  # one narrow sum
+        lead = r"\left(" + lead + r"\right) "
+    pieces = [lead]
+    for factor in wide:
+        inner = []
+        for part in factor.as_ordered_terms():
+            first, *others = _fitting(part, names, room)
+            inner += [_signed(first, first=not inner)] + others
+        inner[0], inner[-1] = r"\Bigl(" + inner[0], inner[-1] + r"\Bigr)"
+        if latex_width(pieces[-1] + inner[0]) <= room:  # on the line of the factors before it
+            pieces[-1] += inner.pop(0)
+        pieces += inner
+    return [piece for piece in pieces if piece]
+
+
 def _entry_latex(name: str, index: tuple) -> str:
+    """W1[0,2]: indices from 0."""
     if not index:
         return latex_name(name)
-    return latex_name(name) + "[" + ",".join(str(i + 1) for i in index) + "]"
+    return latex_name(name) + "[" + ",".join(map(str, index)) + "]"

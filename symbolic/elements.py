@@ -1,14 +1,15 @@
 """The element-level derivation: the exact oracle for small networks.
 
-The loss is written out over one scalar symbol per array entry (W1_12 is W1[0, 1]) for concrete
-sizes, and `sympy.diff` differentiates it with respect to each of them. Nothing here uses the
-matrix-level rules of `symbolic.derive`: the two derivations are independent, and the tests prove
-that they agree exactly.
+The loss is written out over one scalar symbol per array entry (W1_01 is W1[0, 1]: indices from
+0, as NumPy and `symprop check` count) for concrete sizes, and `sympy.diff` differentiates it with
+respect to each of them. Nothing here uses the matrix-level rules of `symbolic.derive`: the two
+derivations are independent, and the tests prove that they agree exactly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -17,6 +18,7 @@ from . import rules
 from .spec import Network
 
 MAX_ENTRIES = 400  # more differentiated entries than this: too large to write out
+FACTOR_OPS = 300  # `readable` factors entries of at most this many operations (the presets': 150)
 
 
 @dataclass(frozen=True)
@@ -29,21 +31,10 @@ class Elements:
     layers: tuple = ()  # per layer: (z, a), its pre-activations and outputs, entry by entry
 
     def compact(self, expr: sp.Expr) -> sp.Expr:
-        """`expr` with every pre-activation and activation written as its own symbol (z1_12,
-        a1_12), innermost layer first: the closed form of an entry as one writes it by hand."""
-        stages = []  # the names given so far, in order: each entry is matched written in them
-        for i, (z, a) in enumerate(self.layers, 1):
-            for name, values in ((f"z{i}", z), (f"a{i}", a)):
-                names = {}
-                for index in np.ndindex(values.shape):
-                    value = values[index]
-                    for stage in stages:
-                        value = value.xreplace(stage)
-                    symbol = entry_symbol(name, index)
-                    names[value] = symbol
-                    names[-value] = -symbol  # SymPy distributes the sign: exp(-z)
-                expr = expr.xreplace(names)
-                stages.append(names)
+        """`expr` with every pre-activation and activation written as its own symbol (z1_01,
+        a1_01), innermost layer first: the closed form of an entry as one writes it by hand."""
+        for names, sums in zip(self._stages, self._sums):
+            expr = expr.xreplace(names).replace(lambda e: e.is_Add, lambda e: _named_sum(e, sums))
         return expr
 
     def gradient(self, name: str, indices=None) -> np.ndarray:
@@ -54,12 +45,79 @@ class Elements:
             grads[index] = sp.diff(self.loss, entries[index])
         return grads
 
+    @cached_property
+    def _stages(self) -> list[dict]:
+        """Per layer, z then a: {entry's value, written in the names before it: its symbol}."""
+        stages = []
+        for i, (z, a) in enumerate(self.layers, 1):
+            for name, values in ((f"z{i}", z), (f"a{i}", a)):
+                names = {}
+                for index in np.ndindex(values.shape):
+                    value = values[index]
+                    for stage in stages:
+                        value = value.xreplace(stage)
+                    symbol = entry_symbol(name, index)
+                    names[value] = symbol
+                    names[-value] = -symbol  # SymPy distributes the sign: exp(-z)
+                stages.append(names)
+        return stages
+
+    @cached_property
+    def _sums(self) -> list[dict]:
+        """Per stage, its sums with their numeric factor taken out: {W x + b: z}, {100 max + min: 100 a}."""
+        out = []
+        for names in self._stages:
+            out.append({})
+            for value, symbol in names.items():
+                if value.is_Add:
+                    content, primitive = value.primitive()
+                    out[-1][primitive] = symbol / content
+        return out
+
+    def readable(self, expr: sp.Expr) -> sp.Expr:
+        """`expr` as one writes an entry's gradient by hand: in the named entries (`compact`),
+        every pre-activation that its activation determines written through that activation
+        (a sigmoid's e^{-z} is (1 - a)/a; a softmax's z is log a up to the shift softmax
+        ignores, and its outputs sum to 1), simplified; the shortest of a few SymPy forms
+        (entries longer than FACTOR_OPS are not factored: that can take SymPy minutes)."""
+        named = self.compact(expr)
+        through = named.xreplace(self._inverses).xreplace(self._unit_sums)
+        if sp.count_ops(through) > FACTOR_OPS:
+            return _positive_factors(sp.factor_terms(through, sign=False))
+        if through.has(sp.Heaviside):  # relu layers: one group per mask
+            masks = sorted(through.atoms(sp.Heaviside), key=sp.default_sort_key)
+            simplified = sp.collect(sp.expand(through), masks, func=sp.factor)
+        else:  # term by term: factoring the whole sum takes minutes on some networks
+            simplified = sp.Add(*(sp.factor(term) for term in sp.Add.make_args(through)))
+        forms = [named, through, sp.factor_terms(simplified).xreplace(self._unit_sums)]
+        return _positive_factors(sp.factor_terms(min(forms, key=sp.count_ops), sign=False))
+
+    @cached_property
+    def _inverses(self) -> dict:
+        """{z entry: its value in terms of the a entry} where the activation is invertible."""
+        out = {}
+        for i, (layer, (z, _)) in enumerate(zip(self.network.layers, self.layers), 1):
+            inverse = _inverse(layer.activation)
+            for index in np.ndindex(z.shape) if inverse is not None else ():
+                out[entry_symbol(f"z{i}", index)] = inverse.subs(rules.a, entry_symbol(f"a{i}", index))
+        return out
+
+    @cached_property
+    def _unit_sums(self) -> dict:
+        """{each softmax row's outputs, summed: 1}."""
+        out = {}
+        for i, (layer, (z, _)) in enumerate(zip(self.network.layers, self.layers), 1):
+            if layer.activation == "softmax":
+                for row in np.ndindex(z.shape[:-1]):
+                    out[sp.Add(*(entry_symbol(f"a{i}", row + (k,)) for k in range(z.shape[-1])))] = sp.S.One
+        return out
+
 
 def entry_symbol(name: str, index: tuple) -> sp.Symbol:
-    """The scalar symbol of one entry, indices from 1: W1_12, or W1_1_12 past 9."""
+    """The scalar symbol of one entry, indices from 0: W1_01, or W1_0_10 past 9."""
     if not index:
         return sp.Symbol(name)
-    parts = [str(i + 1) for i in index]
+    parts = [str(i) for i in index]
     joiner = "" if all(len(p) == 1 for p in parts) else "_"
     return sp.Symbol(f"{name}_{joiner.join(parts)}", real=True)
 
@@ -116,3 +174,52 @@ def _activate(layer, z: np.ndarray) -> np.ndarray:
         return e / e.sum(axis=-1, keepdims=True)
     f = lambda v: rule.at(v, v, layer.negative_slope)[0]  # noqa: E731
     return np.vectorize(f, otypes=[object])(z)
+
+
+def _named_sum(expr: sp.Add, sums: dict) -> sp.Expr:
+    """A sum written in the named entries: a multiple of one (2 z: SymPy writes exp(z)**2 as
+    exp(2 W x + 2 b)), or one among other terms (a3 - y)."""
+    content, primitive = expr.primitive()
+    if primitive in sums:
+        return content * sums[primitive]
+    terms = set(sp.Add.make_args(primitive))
+    for value, symbol in sums.items():
+        if set(value.args) < terms:
+            return content * (symbol + sp.Add(*(terms - set(value.args))))
+    return expr
+
+
+@lru_cache(maxsize=None)
+def _inverse(activation: str) -> sp.Expr | None:
+    """z in terms of a = f(z), by `sympy.solve`; log a for softmax (up to a shift it ignores);
+    None where f cannot be inverted (relu) or SymPy finds no real inverse."""
+    rule = rules.ACTIVATIONS[activation]
+    if rule.f is None:
+        return sp.log(rules.a)
+    if rule.f.has(sp.Max, sp.Min):
+        return None
+    for root in sp.solve(sp.Eq(rules.a, rule.f), rules.z):
+        if sp.simplify(rule.f.subs(rules.z, root) - rules.a) == 0:
+            return root
+    return None
+
+
+def _positive_factors(expr: sp.Expr) -> sp.Expr:
+    """(1 - a) for -(a - 1) in every product, as one writes sigma' = a (1 - a); and a sum of
+    negative terms turned round where that makes the product's sign positive."""
+    if expr.is_Atom:
+        return expr
+    expr = expr.func(*map(_positive_factors, expr.args))
+    if not expr.is_Mul:
+        return expr
+    factors = list(expr.args)
+    sign = 1
+    for i, factor in enumerate(factors):
+        if factor.is_Add and any(term.is_Number and term < 0 for term in factor.args):
+            factors[i], sign = -factor, -sign
+    if sign * sp.Mul(*factors).as_coeff_Mul()[0] < 0:
+        for i, factor in enumerate(factors):
+            if factor.is_Add and all(term.could_extract_minus_sign() for term in factor.args):
+                factors[i], sign = -factor, -sign
+                break
+    return sign * sp.Mul(*factors)
