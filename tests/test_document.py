@@ -14,13 +14,13 @@ from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from networks import networks
 
-import symbolic
-from codegen import files
-from codegen.cli import main
-from codegen.module import _cse, _needed
-from symbolic import elements
-from symbolic.document import element_rows
-from symbolic.notation import ArrayLatexPrinter
+from symprop import symbolic
+from symprop.codegen import files
+from symprop.cli import main
+from symprop.codegen.module import _cse, _needed
+from symprop.symbolic import elements
+from symprop.symbolic.document import element_rows
+from symprop.symbolic.notation import ArrayLatexPrinter
 
 PRESETS = symbolic.presets()
 SMALL = [name for name in PRESETS if name != "relu_batch_10_20_1"]
@@ -70,7 +70,7 @@ def test_boxed_closed_forms_are_what_the_generator_emits(name):
 
 
 def _latex(name):
-    from symbolic.notation import latex_name
+    from symprop.symbolic.notation import latex_name
     return latex_name(name)
 
 
