@@ -187,7 +187,7 @@ def compare(name: str, got, expected, rtol: float = RTOL, loss: float = 0.0, wor
     wrong = mismatched(got, expected, rtol, loss)
     order = np.argsort(-(diff * wrong + rel * 1e-300 * ~wrong).ravel(), kind="stable")[:worst]
     entries = [(tuple(int(j) for j in np.unravel_index(i, got.shape)), float(got.flat[i]), float(expected.flat[i]))
-               for i in order if compared.flat[i]]
+               for i in order if compared.flat[i] and (wrong.flat[i] or not wrong.any())]
     count = int(wrong.sum())
     return ArrayReport(name, "WRONG" if count else "ok", float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
                        entries, f"{count} of {int(compared.sum())} entries wrong" if count else "",

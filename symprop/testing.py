@@ -32,6 +32,7 @@ def assert_gradients_match(network, backward, *, values=None, seeds=(0, 1, 2), b
     expected| / max |expected|, exceeds `rtol` (at least 1e-5 for float32 results). The report
     names each wrong array, its worst entries, and what one of them should be.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, then the report
     if isinstance(network, (str, os.PathLike)):
         network = load(network)
     if not isinstance(network, Network):
