@@ -24,7 +24,7 @@ Everything is measured in one process:
    untimed call before each block; k calibrated so that a block lasts a few milliseconds; the
    garbage collector off). Reported: medians of the per-call times (block time / k), ratios of
    medians, and the 25th-75th percentiles of the same-round ratios as a gauge of the noise.
-2. Derivation + generation time, `codegen.generate(symbolic.load(spec))` with SymPy's cache
+2. Derivation + generation time, `symprop.generate(symprop.load(spec))` with SymPy's cache
    cleared before every repetition, for the networks above and against width (2 to 4096) and
    depth (1 to 20).
 3. Peak memory (tracemalloc) of one generated `gradients` call against one `forward` call,
@@ -67,10 +67,10 @@ if str(HERE) not in sys.path:
 import bench_hand  # noqa: E402
 import bench_others  # noqa: E402
 import bench_plot  # noqa: E402
-import codegen  # noqa: E402
-import symbolic  # noqa: E402
-from codegen.files import compile_module  # noqa: E402
-from symbolic import elements  # noqa: E402
+from symprop import codegen  # noqa: E402
+from symprop import symbolic  # noqa: E402
+from symprop.codegen.files import compile_module  # noqa: E402
+from symprop.symbolic import elements  # noqa: E402
 
 SEED = 20240601
 SYMPY_MAX_ENTRIES = 64     # the element-level SymPy path only up to this many gradient entries
@@ -749,7 +749,7 @@ def report_sections(out, args, cases, gen_rows, warm, goals):
     out(f"\nNot in this table: networks with more than {elements.MAX_ENTRIES} gradient entries, which "
         f"symbolic.elements refuses to write out; the timed path is limited to {args.sympy_max} "
         f"(--sympy-max).")
-    out("\n## 2. Derivation + generation: `codegen.generate(symbolic.load(spec))`, fresh\n")
+    out("\n## 2. Derivation + generation: `symprop.generate(symprop.load(spec))`, fresh\n")
     out(f"SymPy cache cleared before every repetition; the first generate of the process "
         f"(imports, untimed warm-up) took {warm * 1e3:.0f} ms.\n")
     out(generate_table(gen_rows, "networks"))

@@ -11,10 +11,10 @@ import time
 import numpy as np
 import sympy
 
-from symbolic import elements
+from symprop.symbolic import elements
 
 # ------------------------------------------------------------------------------------------------
-# PyTorch: a lean autograd path (not codegen.reference, which rebuilds the tensors every call)
+# PyTorch: a lean autograd path (not symprop.reference, which rebuilds the tensors every call)
 
 
 def torch_or_none():

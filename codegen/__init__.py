@@ -1,6 +1,6 @@
-"""symprop's code generator: NumPy gradient modules from matrix-level derivations.
+"""symprop's code generator (`symprop.codegen`): NumPy gradient modules from matrix-level derivations.
 
-Public API: `generate(network) -> str`, the module source that `symprop generate` writes.
+`generate(network) -> str`, the module source that `symprop generate` writes.
 """
 
 from .module import generate

@@ -16,9 +16,9 @@ import tempfile
 import types
 from pathlib import Path
 
-from symbolic.spec import Network
+from ..symbolic.spec import Network
 
-from .errors import UsageError
+from ..errors import UsageError
 from .module import content_hash, generate, recorded_hash
 
 

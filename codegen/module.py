@@ -12,9 +12,9 @@ import shlex
 
 import sympy as sp
 
-import symbolic
-from symbolic.derive import Derivation, Step
-from symbolic.spec import Network
+from .. import symbolic
+from ..symbolic.derive import Derivation, Step
+from ..symbolic.spec import Network
 
 from .printer import HELPERS, GradientPrinter, stable_forms
 

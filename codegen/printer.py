@@ -1,6 +1,6 @@
 """NumPy code for array expressions: a SymPy `NumPyPrinter` subclass.
 
-Each whole-array operation of `symbolic.arrays` has a `_print_` method here; elementwise SymPy
+Each whole-array operation of `symprop.symbolic.arrays` has a `_print_` method here; elementwise SymPy
 functions print as NumPy ufuncs (`np.exp`, `np.tanh`, ...), with the numerically stable form
 where one exists. The printer records the module-level helpers it used (`helpers`), as SymPy's
 printers record their imports.
@@ -12,8 +12,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from symbolic.arrays import Matmul, Transposed
-from symbolic.notation import ArrayOrder
+from ..symbolic.arrays import Matmul, Transposed
+from ..symbolic.notation import ArrayOrder
 
 # Helpers a generated module defines when its code uses them.
 HELPERS = {

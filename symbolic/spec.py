@@ -8,6 +8,7 @@ evaluated: names are checked to be identifiers, numbers to be numbers.
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import keyword
 import re
 import tomllib
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-PRESETS_DIR = Path(__file__).parent / "networks"
+PRESETS_DIR = Path(str(importlib.resources.files(__package__) / "networks"))  # installed with the package
 
 ACTIVATION_NAMES = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softmax")
 LOSS_KINDS = ("squared_error", "cross_entropy", "binary_cross_entropy")

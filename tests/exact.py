@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-import symbolic
-from symbolic import elements
-from symbolic.arrays import evaluate
+from symprop import symbolic
+from symprop.symbolic import elements
+from symprop.symbolic.arrays import evaluate
 
 
 def random_rational(rng) -> sp.Rational:

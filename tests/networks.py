@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-import symbolic
-from symbolic.spec import ACTIVATION_NAMES
+from symprop import symbolic
+from symprop.symbolic.spec import ACTIVATION_NAMES
 
 HIDDEN = [a for a in ACTIVATION_NAMES if a != "softmax"]
 

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from networks import networks
 
-import symbolic
-from codegen.check import check, random_values
-from codegen.files import compile_module
+from symprop import symbolic
+from symprop.check import check, random_values
+from symprop.codegen.files import compile_module
 
 SEED001 = symbolic.load("relu_regression_3_4_3_1")
 SEED002 = symbolic.load("relu_softmax_3_4_2")
@@ -252,7 +252,7 @@ def test_random_values_are_seeded_and_away_from_kinks():
 
 
 def codegen_steps(net):
-    from codegen.module import generate, steps_source
+    from symprop.codegen.module import generate, steps_source
     return generate(net) + "\n\n" + steps_source(net)
 
 
@@ -270,7 +270,7 @@ def test_presets_agree_with_pytorch_autograd(name):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(network=networks(), seed=st.integers(0, 2**16))
 def test_random_networks_agree_with_pytorch_to_1e_10(network, seed):
-    from codegen.reference import torch_loss_and_gradients
+    from symprop.reference import torch_loss_and_gradients
     values = random_values(network, seed)
     module = compile_module(network)
     loss, grads = module.loss_and_gradients(**values)
@@ -285,7 +285,7 @@ def test_random_networks_agree_with_pytorch_to_1e_10(network, seed):
 def test_cli_json_entries_and_batch(capsys, tmp_path):
     import json
 
-    from codegen.cli import main
+    from symprop.cli import main
     spec = tmp_path / "wide.toml"
     spec.write_text('name = "wide"\ninputs = 40\n[[layers]]\nunits = 30\nactivation = "tanh"\n'
                     '[[layers]]\nunits = 2\nactivation = "identity"\n[loss]\nkind = "squared_error"\n')
@@ -315,7 +315,7 @@ def test_random_weights_of_wide_layers_keep_pre_activations_of_order_one():
 
 
 def test_progress_is_shown_on_a_terminal_and_cleared(capsys, monkeypatch):
-    from codegen.cli import main
+    from symprop.cli import main
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     assert main(["check", "relu_regression_3_4_3_1"]) == 0
     captured = capsys.readouterr()

@@ -7,13 +7,13 @@ import sys
 import pytest
 from conftest import ROOT
 
-import symbolic
-from codegen.cli import main
+from symprop import symbolic
+from symprop.cli import main
 
 
 def run(*args, cwd=ROOT):
     """symprop in a subprocess, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "codegen.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "symprop", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_list_names_every_preset_with_its_description(capsys):
@@ -201,7 +201,7 @@ def test_derive_to_pdf_when_pdflatex_fails(tmp_path, capsys, monkeypatch, case):
     (["derive", "relu_softmax_3_4_2", "-o", "out/derivation.md"], "out/derivation.md"),
 ])
 def test_a_full_disk_exits_2_naming_the_file(tmp_path, args, written):
-    result = subprocess.run([sys.executable, "-m", "codegen.cli", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "symprop", *args], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             preexec_fn=limited_file_size())
     assert result.returncode == 2
@@ -214,7 +214,7 @@ def test_a_full_disk_leaves_existing_modules_as_they_were(tmp_path):
     for path in tmp_path.iterdir():  # every module is stale: all would be rewritten
         path.write_text(path.read_text().replace("Each line", "A line"))
     before = tree(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "codegen.cli", "generate", "--out", str(tmp_path), "--force"],
+    result = subprocess.run([sys.executable, "-m", "symprop", "generate", "--out", str(tmp_path), "--force"],
                             capture_output=True, text=True, cwd=ROOT, preexec_fn=limited_file_size(1000))
     assert result.returncode == 2
     assert result.stderr.startswith(f"symprop: {tmp_path}{os.sep}") and result.stderr.endswith(".py: File too large\n")

@@ -13,10 +13,10 @@ import pytest
 from conftest import ROOT, load_generated
 from networks import mlp
 
-import codegen
-import symbolic
-from codegen.cli import main
-from codegen.files import compile_module
+from symprop import codegen
+from symprop import symbolic
+from symprop.cli import main
+from symprop.codegen.files import compile_module
 
 PRESETS = symbolic.presets()
 
@@ -33,7 +33,7 @@ def test_generation_is_byte_identical_across_processes(name):
     outputs = set()
     for hash_seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        code = f"import codegen, symbolic, sys; sys.stdout.write(codegen.generate(symbolic.load({name!r})))"
+        code = f"from symprop import codegen, symbolic; import sys; sys.stdout.write(codegen.generate(symbolic.load({name!r})))"
         outputs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                    text=True, check=True).stdout)
     assert len(outputs) == 1
@@ -45,7 +45,7 @@ def test_generated_modules_import_numpy_only():
             "for path in sys.argv[1:]:\n"
             "    spec = importlib.util.spec_from_file_location('m', path)\n"
             "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sympy', 'symbolic', 'codegen', 'mpmath')))\n")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sympy', 'symprop', 'symbolic', 'codegen', 'mpmath')))\n")
     paths = [str(ROOT / "generated" / f"{name}.py") for name in PRESETS]
     result = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -79,9 +79,9 @@ kind = "cross_entropy"
 
 
 def symprop(*args, cwd):
-    """The command line as a user runs it: the installed `symprop` script (else python -m codegen.cli)."""
+    """The command line as a user runs it: the installed `symprop` script (else python -m symprop)."""
     script = shutil.which("symprop", path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-m", "codegen.cli"]
+    command = [script] if script else [sys.executable, "-m", "symprop"]
     return subprocess.run(command + list(args), cwd=cwd, capture_output=True, text=True)
 
 
@@ -296,7 +296,7 @@ def test_hand_edited_module_is_not_overwritten_without_force(tmp_path, capsys):
 
 
 def test_module_from_an_older_generator_is_regenerated(tmp_path):
-    from codegen.module import HASH_BLANK, HASH_PREFIX, content_hash
+    from symprop.codegen.module import HASH_BLANK, HASH_PREFIX, content_hash
     assert main(["generate", "sigmoid_mse_2_2_1", "--out", str(tmp_path)]) == 0
     path = tmp_path / "sigmoid_mse_2_2_1.py"
     older = path.read_text().replace("Each line below", "Every line below")  # as an older symprop wrote
@@ -310,7 +310,7 @@ def test_module_from_an_older_generator_is_regenerated(tmp_path):
 def test_failing_generation_leaves_the_directory_as_it_was(tmp_path, monkeypatch):
     assert main(["generate", "--out", str(tmp_path)]) == 0
     before = snapshot(tmp_path)
-    from codegen import files as files_module
+    from symprop.codegen import files as files_module
     real = files_module._temporary
     calls = []
 

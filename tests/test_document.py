@@ -16,13 +16,13 @@ from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from networks import mlp, networks
 
-import symbolic
-from codegen import files
-from codegen.cli import main
-from codegen.module import _cse, _needed
-from symbolic import elements
-from symbolic.document import PREAMBLE, element_rows
-from symbolic.notation import ArrayLatexPrinter, latex_name
+from symprop import symbolic
+from symprop.cli import main
+from symprop.codegen import files
+from symprop.codegen.module import _cse, _needed
+from symprop.symbolic import elements
+from symprop.symbolic.document import PREAMBLE, element_rows
+from symprop.symbolic.notation import ArrayLatexPrinter, latex_name
 
 PRESETS = symbolic.presets()
 SMALL = [name for name in PRESETS if name != "relu_batch_10_20_1"]
@@ -147,7 +147,7 @@ def test_boxed_closed_forms_are_what_the_generator_emits(name):
 
 
 def _latex(name):
-    from symbolic.notation import latex_name
+    from symprop.symbolic.notation import latex_name
     return latex_name(name)
 
 

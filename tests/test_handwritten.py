@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import symbolic
-from symbolic.numerical import relative_errors
+from symprop import numerical_gradients
+from symprop import symbolic
+from symprop.numerical import relative_errors
 
 HERE = Path(__file__).parent
 GENERATED = HERE.parent / "generated"
@@ -120,7 +121,7 @@ def test_generated_gradients_equal_handwritten(name, which):
 @pytest.mark.parametrize("name, which", value_sets())
 def test_handwritten_gradients_match_central_differences(name, which):
     net, values = get_values(name, which)
-    expected = symbolic.numerical_gradients(generated(name).loss, values, net.differentiated)
+    expected = numerical_gradients(generated(name).loss, values, net.differentiated)
     actual = BACKWARD[name](**values)
     loss = generated(name).loss(**values)
 
@@ -230,7 +231,7 @@ def test_seed_002_pytorch_and_analytical_gradients(implementation, key):
 def test_seed_002_float64_central_differences_fix_the_seeds_numerical_check():
     name = "relu_softmax_3_4_2"
     float32 = {k: v.astype(np.float32) for k, v in symbolic.load(name).values.items()}
-    numerical = symbolic.numerical_gradients(generated(name).loss, float32, ["x"])["x"]
+    numerical = numerical_gradients(generated(name).loss, float32, ["x"])["x"]
     assert numerical.dtype == np.float64
     np.testing.assert_allclose(numerical, SEED_002_ANALYTICAL["x"], rtol=1e-6)
     assert abs(numerical[0] - SEED_002_NUMERICAL_X[0]) > 1e-3

@@ -5,8 +5,8 @@ import pytest
 import sympy as sp
 from exact import assert_oracle_agrees, equal
 
-import symbolic
-from symbolic import rules
+from symprop import symbolic
+from symprop.symbolic import rules
 
 
 @pytest.mark.parametrize("name", [n for n in symbolic.presets() if n != "relu_batch_10_20_1"])

@@ -6,16 +6,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from networks import networks
 
-import symbolic
-from symbolic.numerical import relative_errors
-from codegen.check import random_values
-from codegen.files import compile_module
+from symprop import numerical_gradients
+from symprop import symbolic
+from symprop.numerical import relative_errors
+from symprop.check import random_values
+from symprop.codegen.files import compile_module
 
 
 def relative_error(got, expected, loss) -> float:
     """The normwise relative error of `symprop check`: max |got - expected| / max |expected|, the
     scale floored at 1e-6 max(1, |L|) for arrays whose gradient is zero or nearly (see
-    symbolic.numerical: one definition for the product and the tests)."""
+    symprop.numerical: one definition for the product and the tests)."""
     return float(np.max(relative_errors(got, expected, loss), initial=0.0))
 
 
@@ -27,7 +28,7 @@ def test_generated_gradients_match_central_differences(network, seed):
     loss, grads = module.loss_and_gradients(**values)
     assert np.isclose(loss, module.loss(**values), rtol=1e-14)
     assert sorted(grads) == sorted(network.differentiated)
-    numerical = symbolic.numerical_gradients(module.loss, values, network.differentiated)
+    numerical = numerical_gradients(module.loss, values, network.differentiated)
     for name in network.differentiated:
         assert type(grads[name]) is np.ndarray and grads[name].shape == np.shape(values[name]), name
         assert relative_error(grads[name], numerical[name], loss) < 1e-6, name

@@ -7,7 +7,9 @@
   another CPU or BLAS rounds differently.
 - ```bash blocks: each command is run and must exit 0 (the leading `python -m pip install ...`
   of the quick start is left out: the tests run in the environment it installs).
-- ```python blocks that are whole programs (they import what they use) are run.
+- ```python blocks that import symprop are run as programs (the pytest example, a test file, is
+  run by pytest in tests/test_package.py; the block quoting a generated module is compared with it
+  in tests/test_codegen.py).
 
 Commands run in a scratch folder holding a copy of `examples/` and an empty `docs/`, so nothing in
 the repository is written.
@@ -121,7 +123,18 @@ def test_bash_commands_run(command, scratch):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def python_programs() -> list[str]:
+    return [block for block in blocks("python") if "import symprop" in block and not block.startswith("# test_")]
+
+
+@pytest.mark.parametrize("program", python_programs())
+def test_python_examples_run(program, scratch):
+    (scratch / "example.py").write_text(program)
+    result = run(f"{sys.executable} example.py", scratch)
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_readme_shows_commands():
     # the parsing above finds them all: a README edit that breaks a fence fails here
-    assert len(console_commands()) >= 6 and len(bash_commands()) >= 5
+    assert len(console_commands()) >= 6 and len(bash_commands()) >= 5 and len(python_programs()) >= 1
     assert all(command.startswith("symprop") for command, _ in console_commands())

@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
-import symbolic
-from symbolic import SpecError
-from symbolic.spec import PRESETS_DIR
+from symprop import symbolic
+from symprop.symbolic import SpecError
+from symprop.symbolic.spec import PRESETS_DIR
 
 GOOD = """
 name = "net"
@@ -185,8 +185,8 @@ STRING_KEYS = ["name", "description", "layout", "input", "target", "layers[1].ac
 def test_no_code_runs_from_any_string_key(key):
     import builtins
 
-    import codegen
-    from codegen.files import compile_module
+    from symprop import codegen
+    from symprop.codegen.files import compile_module
 
     table, _, field = key.rpartition(".")
     doc = {"name": "net", "inputs": 3, "layers": [{"units": 2, "activation": "sigmoid"}],

@@ -5,9 +5,9 @@ import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import symbolic
-from symbolic import SpecError
-from symbolic.spec import PRESETS_DIR
+from symprop import symbolic
+from symprop.symbolic import SpecError
+from symprop.symbolic.spec import PRESETS_DIR
 
 KEYS = ["name", "description", "layout", "inputs", "batch", "input", "target", "wrt_input", "layers",
         "loss", "values", "units", "activation", "weight", "bias", "shared_bias", "negative_slope",

@@ -14,7 +14,7 @@ import pytest
 
 from networks import mlp
 
-from codegen.files import compile_module
+from symprop.codegen.files import compile_module
 
 X = np.array([[1.0, -1.0], [0.5, 0.25]])
 W = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 0.0]])  # logits of +-2000 and +-375
@@ -53,7 +53,7 @@ def torch():
                                                      ("binary_cross_entropy", "sigmoid", 20)])
 def test_large_logits_agree_with_pytorch(kind, activation, scale, torch):
     # logits up to 200 (cross-entropy) and 20 (binary cross-entropy)
-    from codegen.reference import torch_loss_and_gradients
+    from symprop.reference import torch_loss_and_gradients
     net = network(kind, activation)
     values = {"x": X, "W1": W / scale, "b1": np.zeros(3), "y": np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])}
     loss, grads = compile_module(net).loss_and_gradients(**values)
@@ -116,7 +116,7 @@ def test_extreme_logits_give_finite_results_without_warnings(hidden, output, kin
 
 @EXTREME
 def test_extreme_logits_agree_with_pytorch(hidden, output, kind, labels, dtype, torch):
-    from codegen.reference import torch_loss_and_gradients
+    from symprop.reference import torch_loss_and_gradients
     net, module = extreme_module(hidden, output, kind, labels)
     values = extreme_values(hidden, kind, labels, dtype)
     loss, grads = module.loss_and_gradients(**values)

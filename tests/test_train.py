@@ -1,4 +1,4 @@
-"""`symprop train` and `codegen.train.train`: gradient descent with the generated gradients.
+"""`symprop train` and `symprop.train.train`: gradient descent with the generated gradients.
 
 The seeds' training runs (001: 10 epochs at lr 0.01; 003: 10,000 steps at lr 0.5 with the biases
 held fixed), driven by the generated gradients, must equal the same loop driven by the
@@ -15,10 +15,11 @@ import pytest
 from conftest import ROOT
 from handwritten import BACKWARD
 
-import symbolic
-from codegen import train as training
-from codegen.files import compile_module
-from codegen.train import History, train
+from symprop import numerical_gradients
+from symprop import symbolic
+from symprop import train as training
+from symprop.codegen.files import compile_module
+from symprop.train import History, train
 
 RTOL = 1e-10
 # Rounding level of a squared-error loss L = 0.5 * sum(e**2), e = yhat - y, with outputs of order 1:
@@ -86,7 +87,7 @@ def test_seed_001_first_update_is_lr_times_the_checked_gradient(net001):
     start = {name: np.array(value) for name, value in net001.values.items()}
     gradient = module.gradients(**start)
     # "checked": the generated gradient agrees with finite differences and the hand-written one
-    numerical = symbolic.numerical_gradients(module.loss, start, net001.parameters)
+    numerical = numerical_gradients(module.loss, start, net001.parameters)
     hand = BACKWARD[net001.name](**start)
     for name in net001.parameters:
         np.testing.assert_allclose(gradient[name], numerical[name], rtol=1e-6, atol=1e-9, err_msg=name)
@@ -236,12 +237,12 @@ def test_a_gradient_of_the_wrong_shape_is_named(net003):
 
 
 # -------------------------------------------------------------------------------------------------
-# The command, through codegen.train.register on a parser of our own
+# The command, through symprop.train.register on a parser of our own
 
 
 def symprop_train(argv):
-    """Parse and run like codegen.cli.main does: (exit status, message of a usage error)."""
-    from codegen.cli import UsageError
+    """Parse and run like symprop.cli.main does: (exit status, message of a usage error)."""
+    from symprop.cli import UsageError
 
     parser = argparse.ArgumentParser(prog="symprop")
     training.register(parser.add_subparsers(required=True))
@@ -368,28 +369,17 @@ def test_history_plot_for_notebooks(run003):
 
 
 # -------------------------------------------------------------------------------------------------
-# Through the real `symprop` command, once the lead has registered it in codegen.cli
-
-
-def _registered() -> bool:
-    from codegen.cli import _parser
-
-    for action in _parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return "train" in action.choices
-    return False
+# Through the real `symprop` command
 
 
 def test_symprop_train_command_line(tmp_path):
-    if not _registered():
-        pytest.skip("`train` is not registered in codegen.cli yet")
     path = tmp_path / "trained.npz"
-    result = subprocess.run([sys.executable, "-m", "codegen.cli", "train", "relu_regression_3_4_3_1",
+    result = subprocess.run([sys.executable, "-m", "symprop", "train", "relu_regression_3_4_3_1",
                              "--lr", "0.01", "--steps", "10", "--save", str(path)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "final loss:" in result.stdout and path.exists()
-    bad = subprocess.run([sys.executable, "-m", "codegen.cli", "train", "relu_regression_3_4_3_1",
+    bad = subprocess.run([sys.executable, "-m", "symprop", "train", "relu_regression_3_4_3_1",
                           "--freeze", "B9"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "B9" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert "Traceback" not in bad.stderr
@@ -416,8 +406,8 @@ def test_starting_values_must_be_finite():
 
 
 def symprop(capsys, *args):
-    """The real `symprop` (codegen.cli.main): (exit status, stdout, stderr)."""
-    from codegen.cli import main
+    """The real `symprop` (symprop.cli.main): (exit status, stdout, stderr)."""
+    from symprop.cli import main
 
     status = main(list(args))
     captured = capsys.readouterr()
@@ -457,7 +447,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_training(tmp_path, ca
 def test_an_output_that_cannot_be_written_through_the_command_line(tmp_path):
     (tmp_path / "afile").write_text("mine")
     path = tmp_path / "afile" / "sub" / "trained.npz"
-    result = subprocess.run([sys.executable, "-m", "codegen.cli", "train", "relu_regression_3_4_3_1",
+    result = subprocess.run([sys.executable, "-m", "symprop", "train", "relu_regression_3_4_3_1",
                              "--save", str(path)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == (f"symprop: --save {path}: cannot create the folder {path.parent}: "
@@ -471,7 +461,7 @@ def test_a_full_disk_while_saving_exits_2_naming_the_file(tmp_path, option):
     import resource
 
     path = tmp_path / "out" / {"--save": "trained.npz", "--plot": "loss.png"}[option]
-    result = subprocess.run([sys.executable, "-m", "codegen.cli", "train", "sigmoid_shared_bias_2_2_2",
+    result = subprocess.run([sys.executable, "-m", "symprop", "train", "sigmoid_shared_bias_2_2_2",
                              "--steps", "5", option, str(path)], capture_output=True, text=True, cwd=ROOT,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200)))
     assert result.returncode == 2
@@ -594,7 +584,7 @@ def test_symprop_train_on_an_npz_file(tmp_path):
     spec.write_text(CLASSIFIER)
     x, y = three_sectors()
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    result = subprocess.run([sys.executable, "-m", "codegen.cli", "train", "clf.toml", "--data", "data.npz",
+    result = subprocess.run([sys.executable, "-m", "symprop", "train", "clf.toml", "--data", "data.npz",
                              "--batch-size", "16", "--epochs", "20", "--lr", "0.5", "--save", "trained.npz"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -623,7 +613,7 @@ def test_symprop_train_on_an_npz_file(tmp_path):
     (None, ["--batch-size", "3"], "--batch-size needs --data FILE.npz"),
 ])
 def test_bad_data_is_one_line_and_exit_2(tmp_path, capsys, arrays, argv, message):
-    from codegen.cli import main
+    from symprop.cli import main
     spec = tmp_path / "clf.toml"
     spec.write_text(CLASSIFIER)
     data = []
@@ -636,7 +626,7 @@ def test_bad_data_is_one_line_and_exit_2(tmp_path, capsys, arrays, argv, message
 
 
 def test_data_needs_an_open_batch_size_in_the_row_layout(capsys, tmp_path):
-    from codegen.cli import main
+    from symprop.cli import main
     np.savez(tmp_path / "data.npz", x=np.ones((5, 10)), y=np.ones((5, 1)))
     assert main(["train", "relu_batch_10_20_1", "--data", str(tmp_path / "data.npz")]) == 2
     assert "needs a row-layout network whose batch size is open (relu_batch_10_20_1 has batch = 5)" in \
@@ -650,7 +640,7 @@ def test_data_needs_an_open_batch_size_in_the_row_layout(capsys, tmp_path):
 
 
 def test_random_starting_values_say_what_was_drawn(capsys, tmp_path):
-    from codegen.cli import main
+    from symprop.cli import main
     spec = tmp_path / "clf.toml"
     spec.write_text(CLASSIFIER)
     assert main(["train", str(spec), "--steps", "2", "--seed", "4"]) == 0

@@ -5,7 +5,7 @@ trainings with the generated ones, or with any other gradient function plugged i
 
 Python API (for notebooks)::
 
-    from codegen.train import train
+    from symprop.train import train
     history = train("sigmoid_shared_bias_2_2_2", lr=0.5, steps=10_000, freeze=("b1", "b2"))
     history.losses[-1], history.outputs
     history.plot()                     # matplotlib, optional
@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-import symbolic
-from symbolic.spec import Network
+from . import symbolic
+from .symbolic.spec import Network
 
 from .check import random_values
 from .data import accuracy, epochs_of, load_data
 from .errors import UsageError
-from .files import atomic_write, compile_module, require_writable
+from .codegen.files import atomic_write, compile_module, require_writable
 
 
 @dataclass

@@ -15,11 +15,11 @@ import shlex
 import sys
 from pathlib import Path
 
-import symbolic
-from symbolic.spec import SpecError
+from . import symbolic
+from .symbolic.spec import SpecError
 
-from . import check as checking
-from . import files
+from .check import CALLING_CONVENTION, CheckError, check
+from .codegen import files
 from .errors import UsageError
 from . import train as training
 from .reference import TorchMissing
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.run(args)
-    except (SpecError, UsageError, checking.CheckError) as error:
+    except (SpecError, UsageError, CheckError) as error:
         print(f"symprop: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
 
 
 def _describe(error: OSError) -> str:
-    """'FILE: reason' in one line (the writers in codegen.files name the file they wrote)."""
+    """'FILE: reason' in one line (the writers in symprop.codegen.files name the file they wrote)."""
     reason = error.strerror or str(error) or type(error).__name__
     return f"{error.filename}: {reason}" if error.filename else reason
 
@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("net", help="a preset name or a path to a spec (.toml)")
     p.add_argument("--against", metavar="MODULE:FUNCTION",
                    help="a hand-written backward to check: MODULE is a dotted name importable from the current "
-                        "directory or a path to a .py file; " + checking.CALLING_CONVENTION)
+                        "directory or a path to a .py file; " + CALLING_CONVENTION)
     p.add_argument("--seed", type=int, default=0, help="seed of the random values the spec lacks and of the "
                                                        "sampled entries (default 0)")
     p.add_argument("--batch", type=_positive_int, default=3, metavar="N",
@@ -206,7 +206,7 @@ def _check(args) -> int:
     against = _import_function(args.against) if args.against else None
     progress = _Progress() if sys.stderr.isatty() and not args.json else None
     try:
-        report = checking.check(network, against, seed=args.seed, torch=args.torch, entries=args.entries,
+        report = check(network, against, seed=args.seed, torch=args.torch, entries=args.entries,
                                 batch=args.batch, progress=progress)
     except TorchMissing as error:
         raise UsageError(f"--torch: {error}") from None

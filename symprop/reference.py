@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symbolic.spec import Network
+from .symbolic.spec import Network
 
 
 class TorchMissing(ImportError):

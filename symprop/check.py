@@ -4,7 +4,7 @@ Every comparison is a table per array: the largest absolute error, the relative 
 entries with their indices and both values, and a verdict. The relative error is the normwise one,
 max |got - expected| / max |expected| over the array (its largest entry is its scale, floored at
 1e-6 of max(1, |L|) for a gradient that is zero up to rounding); an entry is wrong when its error
-exceeds rtol times that scale (`symbolic.numerical.mismatched`, the tests' definition too). For a
+exceeds rtol times that scale (`symprop.numerical.mismatched`, the tests' definition too). For a
 wrong array the report shows what one wrong entry should have been, from the derivation's formula.
 
 Large arrays are compared with finite differences on a seeded sample of their entries (`entries`;
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symbolic.numerical import finite_differences, mismatched, relative_errors, sample_entries
-from symbolic.spec import Network
+from .numerical import finite_differences, mismatched, relative_errors, sample_entries
+from .symbolic.spec import Network
 
-from .files import compile_module
-from .module import generate, steps_source
+from .codegen.files import compile_module
+from .codegen.module import generate, steps_source
 
 RTOL = 1e-6  # float64 against finite differences
 RTOL_TORCH = 1e-10  # float64 against float64 autograd
@@ -187,7 +187,7 @@ def compare(name: str, got, expected, rtol: float = RTOL, loss: float = 0.0, wor
     wrong = mismatched(got, expected, rtol, loss)
     order = np.argsort(-(diff * wrong + rel * 1e-300 * ~wrong).ravel(), kind="stable")[:worst]
     entries = [(tuple(int(j) for j in np.unravel_index(i, got.shape)), float(got.flat[i]), float(expected.flat[i]))
-               for i in order if compared.flat[i]]
+               for i in order if compared.flat[i] and (wrong.flat[i] or not wrong.any())]
     count = int(wrong.sum())
     return ArrayReport(name, "WRONG" if count else "ok", float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
                        entries, f"{count} of {int(compared.sum())} entries wrong" if count else "",
@@ -394,8 +394,8 @@ def _renamed(name, theirs, extra, expected, rtol, loss):
 
 def should_be(network: Network, name: str, index: tuple, steps: dict, values: dict, expected, got) -> str:
     """One wrong entry: what it should be, as the derivation's formula with numbers."""
-    from symbolic.derive import derive
-    from symbolic.notation import TextPrinter
+    from .symbolic.derive import derive
+    from .symbolic.notation import TextPrinter
 
     derivation = derive(network)
     step = derivation.step(f"dL_d{name}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from symbolic.spec import Network
+from .symbolic.spec import Network
 
 from .errors import UsageError
 

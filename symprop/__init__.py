@@ -1,0 +1,29 @@
+"""symprop: closed-form gradients of neural networks, derived by SymPy, generated as NumPy, checked.
+
+    import symprop
+
+    net = symprop.load("relu_softmax_3_4_2")    # a preset by name, or a spec file (TOML)
+    derivation = symprop.derive(net)            # the named steps; .text(), .latex(), .markdown()
+    source = symprop.generate(net)              # the NumPy module `symprop generate` writes
+    report = symprop.check(net, my_backward)    # generated vs numerical (and your backward pass)
+    symprop.numerical_gradients(f, arrays, "W1")
+
+In pytest: `symprop.testing.assert_gradients_match(net, my_backward)`. The command line is
+`symprop` (or `python -m symprop`). The subpackages are `symprop.symbolic` (specs, rules,
+derivations) and `symprop.codegen` (printing and writing modules).
+"""
+
+from .check import Report, check
+from .codegen import generate
+from .numerical import numerical_gradients
+from .symbolic import Derivation, Network, SpecError, derive, load, loads, presets
+
+__all__ = ["Derivation", "Network", "Report", "SpecError", "check", "derive", "generate", "load", "loads",
+           "numerical_gradients", "presets"]
+
+
+def __getattr__(name):  # `symprop.testing` without importing it (and pytest's assertion rewriting) up front
+    if name == "testing":
+        from . import testing
+        return testing
+    raise AttributeError(f"module 'symprop' has no attribute {name!r}")

@@ -1,0 +1,52 @@
+"""Testing a hand-written backward pass in pytest.
+
+    from symprop.testing import assert_gradients_match
+
+    def test_my_backward():
+        assert_gradients_match("relu_softmax_3_4_2", my_backward)
+
+The backward pass is called the way `symprop check --against` calls it: every array by keyword,
+under the spec's names (names that differ only in case are matched), returning a dict of
+gradients by name or a `(loss, dict)` pair.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from .check import check
+from .symbolic import Network, load
+
+__all__ = ["assert_gradients_match"]
+
+
+def assert_gradients_match(network, backward, *, values=None, seeds=(0, 1, 2), batch: int = 4,
+                           rtol: float = 1e-7) -> None:
+    """Raise AssertionError, with the check report as its message, unless `backward` gives the
+    generated gradients of `network` (a Network, a preset name or a spec path).
+
+    The comparison is made at `values` (default: the spec's [values] when it has them), and at
+    seeded random values of every array for each of `seeds`, with `batch` samples where the spec
+    leaves the batch size open. An array is wrong when its normwise relative error, max |got -
+    expected| / max |expected|, exceeds `rtol` (at least 1e-5 for float32 results). The report
+    names each wrong array, its worst entries, and what one of them should be.
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, then the report
+    if isinstance(network, (str, os.PathLike)):
+        network = load(network)
+    if not isinstance(network, Network):
+        raise TypeError(f"network: expected a Network, a preset name or a spec path, not {type(network).__name__}")
+    runs = []  # (where, network, values, seed)
+    if values is not None:
+        runs.append(("the values given", network, values, 0))
+    elif network.values:
+        runs.append(("the spec's [values]", network, None, 0))
+    fresh = replace(network, values={})  # every array drawn at random
+    runs += [(f"random values (seed {seed})", fresh, None, seed) for seed in seeds]
+    label = getattr(backward, "__name__", "backward")
+    for where, net, arrays, seed in runs:
+        report = check(net, backward, seed=seed, values=arrays, batch=batch, numerical=False, rtol=rtol)
+        if not report.ok:
+            raise AssertionError(f"{label} disagrees with the generated gradients of {network.name} "
+                                 f"at {where}:\n{report.format()}")
