@@ -128,3 +128,16 @@ def test_the_readme_pytest_example_passes_and_fails_as_it_says(tmp_path):
         in result.stdout
     assert "W1[0, 1] should be delta1[0] * X[1] = 0.0244614 * -2 = -0.04892271009, not -0" in result.stdout
     assert "site-packages" not in result.stdout and "def assert_gradients_match" not in result.stdout
+
+
+def test_numerical_gradients_take_a_name_or_a_list_of_names():
+    net = symprop.load("sigmoid_mse_2_2_1")
+    loss = symprop.codegen.files.compile_module(net).loss
+    one = symprop.numerical_gradients(loss, net.values, "W1")
+    both = symprop.numerical_gradients(loss, net.values, ["W1", "b2"])
+    assert list(one) == ["W1"] and list(both) == ["W1", "b2"]
+    np.testing.assert_array_equal(one["W1"], both["W1"])
+    exact = symprop.codegen.files.compile_module(net).gradients(**net.values)["W1"]
+    np.testing.assert_allclose(one["W1"], exact, rtol=1e-8)
+    with pytest.raises(KeyError, match="no array named 'W' among 'x', 'y', 'W1'"):
+        symprop.numerical_gradients(loss, net.values, "W")
