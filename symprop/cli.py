@@ -235,24 +235,17 @@ class _Progress:
 
 
 def _entries(text: str):
-    if text == "all":
-        return None
+    """--entries: a whole number >= 1, or 'all' (None)."""
+    return None if text == "all" else _positive_int(text, "a number >= 1 or 'all'")
+
+
+def _positive_int(text: str, expected: str = "a whole number >= 1") -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'all', not {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
     return value
 
 

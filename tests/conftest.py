@@ -17,17 +17,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests' own helpe
 
 def load_generated(name: str):
     """The committed module generated/<name>.py, imported by its path."""
-    path = ROOT / "generated" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load(ROOT / "generated" / f"{name}.py", f"generated_{name}")
 
 
 def load_example(name: str):
     """The module examples/<name>.py (the README's hand-written backward passes), by its path."""
-    path = ROOT / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    return _load(ROOT / "examples" / f"{name}.py", f"example_{name}")
+
+
+def _load(path: Path, module_name: str):
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
