@@ -14,7 +14,7 @@ import sympy as sp
 
 from .. import symbolic
 from ..symbolic.derive import Derivation, Step
-from ..symbolic.spec import Network
+from ..symbolic.spec import Network, as_network
 
 from .printer import HELPERS, GradientPrinter, stable_forms
 
@@ -23,7 +23,8 @@ _FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
 
 
 def generate(network: Network) -> str:
-    """The module source that `symprop generate` writes for `network`."""
+    """The module source that `symprop generate` writes for `network` (or the preset or spec it names)."""
+    network = as_network(network)
     derivation = symbolic.derive(network)
     printer = GradientPrinter(layout=network.layout)
     net = network

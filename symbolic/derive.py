@@ -33,7 +33,7 @@ import sympy as sp
 
 from . import rules
 from .arrays import Matmul, OneHot, Outer, RowSum, Softmax, SumRows, Total, Transposed
-from .spec import Network
+from .spec import Network, as_network
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,9 @@ def grad_name(name: str) -> str:
 
 
 def derive(network: Network) -> Derivation:
-    """The ordered, named steps of the forward and backward pass of `network`."""
+    """The ordered, named steps of the forward and backward pass of `network` (or the preset or
+    spec it names)."""
+    network = as_network(network)
     layout = LAYOUT_RULES[network.layout]
     shapes = network.shapes()
     arrays = {name: sp.Symbol(name) for name in shapes}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import keyword
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -117,6 +118,15 @@ class Network:
 
 # ---------------------------------------------------------------------------------------------
 # Loading
+
+
+def as_network(network) -> Network:
+    """`network` itself, or the preset or spec file it names; TypeError for anything else."""
+    if isinstance(network, Network):
+        return network
+    if isinstance(network, (str, os.PathLike)):
+        return load(network)
+    raise TypeError(f"expected a Network, a preset name or a spec path, not {type(network).__name__}")
 
 
 def load(name_or_path) -> Network:

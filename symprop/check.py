@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .numerical import finite_differences, mismatched, relative_errors, sample_entries
-from .symbolic.spec import Network
+from .symbolic.spec import Network, as_network
 
 from .codegen.files import compile_module
 from .codegen.module import generate, steps_source
@@ -71,6 +71,9 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.failures and all(r.ok for rows in self.sections.values() for r in rows)
+
+    def __bool__(self) -> bool:  # `assert symprop.check(net, backward)` fails when it should
+        return self.ok
 
     @property
     def wrong(self) -> list:
@@ -185,7 +188,8 @@ def compare(name: str, got, expected, rtol: float = RTOL, loss: float = 0.0, wor
     diff = np.where(compared, np.abs(got - expected), 0.0)
     rel = np.where(compared, relative_errors(got, expected, loss), 0.0)
     wrong = mismatched(got, expected, rtol, loss)
-    order = np.argsort(-(diff * wrong + rel * 1e-300 * ~wrong).ravel(), kind="stable")[:worst]
+    badness = np.where(wrong, np.where(np.isnan(diff), np.inf, diff), rel * 1e-300)  # wrong ones (NaN worst) first
+    order = np.argsort(-badness.ravel(), kind="stable")[:worst]
     entries = [(tuple(int(j) for j in np.unravel_index(i, got.shape)), float(got.flat[i]), float(expected.flat[i]))
                for i in order if compared.flat[i] and (wrong.flat[i] or not wrong.any())]
     count = int(wrong.sum())
@@ -214,6 +218,9 @@ def check(network: Network, against=None, seed: int = 0, values: dict | None = N
     is called as the finite differences go. `numerical=False` leaves the finite differences out;
     `rtol` is the tolerance of the comparison with `against` (at least 1e-5 for float32 results).
     """
+    network = as_network(network)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
     module = compile_module(network, generate(network) + "\n\n" + steps_source(network))
     report = Report(network)
     if values is None:
@@ -295,17 +302,22 @@ def call_backward(network: Network, against, values: dict):
     arguments = _arguments(against, {k: np.array(v) for k, v in values.items()})  # copies: theirs to spoil
     try:
         theirs = against(**arguments)
-    except Exception as error:  # the code under check: report it, do not crash
+    except (Exception, SystemExit) as error:  # the code under check: report it, do not crash
         raise BackwardFailed(f"{label} raised {type(error).__name__}: {error}{_where(error, against)}") from None
     loss = None
     if isinstance(theirs, (tuple, list)) and len(theirs) == 2 and isinstance(theirs[1], dict):
         loss, theirs = theirs
     if not isinstance(theirs, dict):
-        raise BackwardFailed(f"{label} returned {type(theirs).__name__}, expected a dict of gradients by name "
+        what = "None" if theirs is None else type(theirs).__name__
+        raise BackwardFailed(f"{label} returned {what}, expected a dict of gradients by name "
                              "or a (loss, dict) pair")
     by_case = {name.casefold(): name for name in network.differentiated}
-    theirs = {(key if key in network.differentiated else by_case.get(str(key).casefold(), key)): value
-              for key, value in theirs.items()}
+    matched = {key: value for key, value in theirs.items() if key in network.differentiated}  # exact names win
+    for key, value in theirs.items():
+        name = by_case.get(str(key).casefold())
+        if key not in matched:
+            matched[name if name is not None and name not in matched else key] = value  # w1 for W1
+    theirs = matched
     return loss, theirs
 
 

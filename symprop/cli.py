@@ -106,8 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--against", metavar="MODULE:FUNCTION",
                    help="a hand-written backward to check: MODULE is a dotted name importable from the current "
                         "directory or a path to a .py file; " + CALLING_CONVENTION)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random values the spec lacks and of the "
-                                                       "sampled entries (default 0)")
+    p.add_argument("--seed", type=_whole_number, default=0, help="seed of the random values the spec lacks and "
+                                                                "of the sampled entries (default 0)")
     p.add_argument("--batch", type=_positive_int, default=3, metavar="N",
                    help="samples drawn when the spec leaves the batch size open (default 3)")
     p.add_argument("--entries", type=_entries, default=-1, metavar="K",
@@ -239,12 +239,16 @@ def _entries(text: str):
     return None if text == "all" else _positive_int(text, "a number >= 1 or 'all'")
 
 
-def _positive_int(text: str, expected: str = "a whole number >= 1") -> int:
+def _whole_number(text: str) -> int:
+    return _positive_int(text, "a whole number >= 0", least=0)
+
+
+def _positive_int(text: str, expected: str = "a whole number >= 1", least: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
+        value = least - 1
+    if value < least:
         raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
     return value
 
@@ -258,6 +262,7 @@ def _import_function(spec: str):
             path = Path(module_name)
             if not path.exists():
                 raise UsageError(f"--against {spec}: no such file {path}")
+            sys.path.insert(0, str(path.resolve().parent))  # as `python FILE.py`: its folder is importable
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)

@@ -7,7 +7,6 @@ is left open can train on data: minibatches and the whole set differ in size.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,9 @@ def load_data(network: Network, path) -> dict:
         raise UsageError(f"{where}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{where}: is a folder, not an .npz file") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise UsageError(f"{where}: not an .npz file of arrays ({error})") from None
+    except Exception as error:  # a .npy file (no archive), a text file, an empty file, pickled objects
+        raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez): "
+                         f"{type(error).__name__}: {error}".split("\n")[0]) from None
     shapes = network.shapes()
     unknown = [name for name in arrays if name not in shapes]
     missing = [name for name in (network.input, network.target) if name not in arrays]

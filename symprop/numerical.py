@@ -38,9 +38,11 @@ def relative_errors(got, expected, loss: float = 0.0) -> np.ndarray:
 
 
 def mismatched(got, expected, rtol: float, loss: float = 0.0) -> np.ndarray:
-    """Entries whose relative error exceeds rtol (entries not compared, NaN, are not counted)."""
+    """Entries whose relative error exceeds rtol, or that are NaN where `expected` is not (entries
+    not compared, NaN in `expected`, are not counted)."""
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        return relative_errors(got, expected, loss) > rtol
+        return (relative_errors(got, expected, loss) > rtol) | (np.isnan(got) & ~np.isnan(expected))
 
 
 def sample_entries(shape, count: int | None, seed: int = 0) -> list[tuple] | None:
@@ -67,6 +69,9 @@ def numerical_gradients(f, arrays: dict, wrt, eps: float = 1e-3) -> dict:
 def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | None = None, progress=None):
     """(gradients, kinks): kinks maps each name to the indices found near a kink.
 
+    The arrays differentiated are float64 copies whatever their dtype (an integer array would
+    truncate each step); the others keep theirs (class labels stay integers).
+
     `entries` maps a name to the indices to difference (missing or None: every entry); the
     others are NaN in the result. `progress(done, total)` is called after each entry.
     """
@@ -74,7 +79,8 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | 
     unknown = [name for name in wrt if name not in arrays]
     if unknown:
         raise KeyError(f"no array named {', '.join(map(repr, unknown))} among {', '.join(map(repr, arrays))}")
-    arrays = {name: _float64(value) for name, value in arrays.items()}
+    arrays = {name: (np.array(value, dtype=np.float64) if name in wrt else _float64(value))
+              for name, value in arrays.items()}
     entries = {name: (entries or {}).get(name) for name in wrt}
     total = sum(arrays[n].size if entries[n] is None else len(entries[n]) for n in wrt)
     done = 0

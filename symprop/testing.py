@@ -12,11 +12,10 @@ gradients by name or a `(loss, dict)` pair.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 from .check import check
-from .symbolic import Network, load
+from .symbolic.spec import as_network
 
 __all__ = ["assert_gradients_match"]
 
@@ -33,10 +32,7 @@ def assert_gradients_match(network, backward, *, values=None, seeds=(0, 1, 2), b
     names each wrong array, its worst entries, and what one of them should be.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, then the report
-    if isinstance(network, (str, os.PathLike)):
-        network = load(network)
-    if not isinstance(network, Network):
-        raise TypeError(f"network: expected a Network, a preset name or a spec path, not {type(network).__name__}")
+    network = as_network(network)
     runs = []  # (where, network, values, seed)
     if values is not None:
         runs.append(("the values given", network, values, 0))

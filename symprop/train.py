@@ -228,6 +228,8 @@ def initial_values(network: Network, values=None, seed: int = 0) -> dict:
     for name in network.shapes():
         array = np.asarray(start[name])
         if name == network.target and network.loss.labels:
+            if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+                raise ValueError(f"array {name!r} holds class labels that are not whole numbers")
             arrays[name] = np.array(array, dtype=np.int64)
         else:
             arrays[name] = np.array(array, dtype=np.float64)  # always a copy
@@ -356,6 +358,13 @@ def run(args) -> int:
     frozen = _check_options(args, network)
     _check_outputs(args)
     data = load_data(network, args.data) if args.data is not None else None
+    module = compile_module(network)
+    if data is not None:  # every array checked (shapes, labels, NaN) before anything is printed
+        try:
+            module.loss(**initial_values(network, data, args.seed))
+        except ValueError as error:
+            raise UsageError(f"--data {args.data}: {error}") from None
+    module.CHECK_FINITE = False  # train() checks the starting values; a diverging run is reported below
     if data is None:
         steps = 100 if args.steps is None else args.steps
         every = args.every or max(1, -(-steps // 10))  # about ten lines, and the last
@@ -390,9 +399,6 @@ def run(args) -> int:
             print(f"{step:>10}  {loss:.10g}", flush=bar is not None)
         if bar is not None:
             bar.update(step)
-
-    module = compile_module(network)
-    module.CHECK_FINITE = False  # train() checks the starting values; a diverging run is reported below
 
     def history_outputs(arrays):
         return module.forward(**{n: arrays[n] for n in (network.input, *network.parameters)})
@@ -457,6 +463,8 @@ def _check_options(args, network: Network) -> tuple[str, ...]:
         raise UsageError(f"--every {args.every}: must be >= 1")
     if args.seed < 0:
         raise UsageError(f"--seed {args.seed}: must be >= 0")
+    if args.shuffle_seed < 0:
+        raise UsageError(f"--shuffle-seed {args.shuffle_seed}: must be >= 0")
     try:
         return check_freeze(network, args.freeze)
     except ValueError as error:

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import load_example
+from conftest import ROOT, load_example
 from handwritten import BACKWARD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -76,7 +76,7 @@ def test_missing_transposed_renamed_and_reshaped_arrays_are_reported_in_words():
 @pytest.mark.parametrize("returned, message", [
     (lambda **a: [1, 2], "odd returned list, expected a dict of gradients by name or a (loss, dict) pair"),
     (lambda **a: (1.0, 2.0), "odd returned tuple, expected a dict of gradients by name or a (loss, dict) pair"),
-    (lambda **a: None, "odd returned NoneType, expected a dict of gradients by name or a (loss, dict) pair"),
+    (lambda **a: None, "odd returned None, expected a dict of gradients by name or a (loss, dict) pair"),
 ])
 def test_a_function_that_returns_no_gradients_gets_one_verdict(returned, message):
     returned.__name__ = "odd"
@@ -323,3 +323,54 @@ def test_progress_is_shown_on_a_terminal_and_cleared(capsys, monkeypatch):
     assert f"\rnumerical gradients: {total} of {total} entries" in captured.err
     assert captured.err.endswith("\r\033[K")  # the line is cleared before the report
     assert captured.out.endswith("all gradients agree\n")
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda g: {**g, "W1": np.full_like(g["W1"], np.nan)},  # every entry NaN
+    lambda g: {**g, "W2": np.where(np.arange(g["W2"].size).reshape(g["W2"].shape) == 1, np.nan, g["W2"])},
+])
+def test_nan_gradients_are_wrong(spoil):
+    right = BACKWARD["relu_regression_3_4_3_1"]
+    report = check(SEED001, lambda **a: spoil(right(**a)))
+    assert not report.ok and not report and report.verdict.startswith("FAILED: 1 array(s) wrong")
+
+
+def test_a_nan_loss_is_wrong():
+    right = BACKWARD["relu_regression_3_4_3_1"]
+    report = check(SEED001, lambda **a: (float("nan"), right(**a)))
+    assert report.wrong == ["loss"]
+
+
+def test_a_report_is_false_when_a_check_fails():
+    assert check(SEED001)
+    assert not check(SEED001, seed001_backward)
+
+
+def test_an_exact_name_wins_over_one_that_differs_in_case():
+    right = BACKWARD["relu_regression_3_4_3_1"]
+    report = check(SEED001, lambda **a: {**right(**a), "w1": np.zeros((4, 3))})
+    assert rows(report, "<lambda>")["W1"].ok
+    assert any("returned 'w1', which names no array" in note for note in report.notes)
+
+
+def test_system_exit_in_the_backward_is_reported():
+    def leaves(**arrays):
+        raise SystemExit(3)
+
+    report = check(SEED001, leaves)
+    assert report.failures[0].startswith("leaves raised SystemExit: 3")
+
+
+def test_the_api_takes_a_preset_name_and_refuses_a_negative_seed():
+    assert check("relu_regression_3_4_3_1").ok
+    with pytest.raises(ValueError, match="seed must be a whole number >= 0, not -1"):
+        check(SEED001, seed=-1)
+
+
+def test_a_module_file_can_import_its_neighbours(tmp_path):
+    from symprop.cli import main
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "core.py").write_text((ROOT / "examples" / "seed001.py").read_text())
+    (tmp_path / "helpers" / "mine.py").write_text("from core import backward\n")
+    assert main(["check", "relu_regression_3_4_3_1", "--against", str(tmp_path / "helpers" / "mine.py") + ":backward"]) == 1
+    assert main(["check", "relu_regression_3_4_3_1", "--seed", "-1"]) == 2

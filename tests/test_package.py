@@ -141,3 +141,8 @@ def test_numerical_gradients_take_a_name_or_a_list_of_names():
     np.testing.assert_allclose(one["W1"], exact, rtol=1e-8)
     with pytest.raises(KeyError, match="no array named 'W' among 'x', 'y', 'W1'"):
         symprop.numerical_gradients(loss, net.values, "W")
+
+
+def test_numerical_gradients_of_integer_arrays_are_float64():
+    got = symprop.numerical_gradients(lambda W: float((W**2).sum()), {"W": np.array([1, 2])}, "W")["W"]
+    np.testing.assert_allclose(got, [2.0, 4.0], rtol=1e-9)

@@ -636,7 +636,13 @@ def test_data_needs_an_open_batch_size_in_the_row_layout(capsys, tmp_path):
     spec = tmp_path / "clf.toml"
     spec.write_text(CLASSIFIER)
     assert main(["train", str(spec), "--data", str(tmp_path / "text.npz")]) == 2
-    assert "not an .npz file of arrays" in capsys.readouterr().err
+    assert "not an .npz archive of arrays (written by numpy.savez)" in capsys.readouterr().err
+    np.save(tmp_path / "array.npy", np.ones(3))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for path in (tmp_path / "array.npy", tmp_path / "empty.npz"):  # not archives: one line, no traceback
+        assert main(["train", str(spec), "--data", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not an .npz archive of arrays" in err
 
 
 def test_random_starting_values_say_what_was_drawn(capsys, tmp_path):
@@ -647,3 +653,20 @@ def test_random_starting_values_say_what_was_drawn(capsys, tmp_path):
     first = capsys.readouterr().out.splitlines()[0]
     assert first.endswith("starting from random values (seed 4) for x (3, 2), y (3,), W1 (2, 16), b1 (16,), "
                           "W2 (16, 3), b2 (3,) (3 random samples, nothing to learn from: give --data FILE.npz)")
+
+
+def test_data_errors_come_before_any_output(tmp_path, capsys):
+    from symprop.cli import main
+    spec = tmp_path / "clf.toml"
+    spec.write_text(CLASSIFIER)
+    np.savez(tmp_path / "fractional.npz", x=np.ones((4, 2)), y=np.array([0.5, 1.5, 0.0, 2.0]))
+    np.savez(tmp_path / "nan.npz", x=np.array([[1.0, np.nan]] * 4), y=np.zeros(4, int))
+    for name, message in (("fractional", "array 'y' holds class labels that are not whole numbers"),
+                          ("nan", "array 'x' holds NaN or inf")):
+        assert main(["train", str(spec), "--data", str(tmp_path / f"{name}.npz")]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
+    np.savez(tmp_path / "good.npz", x=np.ones((4, 2)), y=np.zeros(4, int))
+    assert main(["train", str(spec), "--data", str(tmp_path / "good.npz"), "--shuffle-seed", "-1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--shuffle-seed -1: must be >= 0" in captured.err
