@@ -13,10 +13,17 @@ In pytest: `symprop.testing.assert_gradients_match(net, my_backward)`. The comma
 derivations) and `symprop.codegen` (printing and writing modules).
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .check import Report, check
 from .codegen import generate
 from .numerical import numerical_gradients
 from .symbolic import Derivation, Network, SpecError, derive, load, loads, presets
+
+try:
+    __version__ = version("symprop")
+except PackageNotFoundError:  # a checkout that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["Derivation", "Network", "Report", "SpecError", "check", "derive", "generate", "load", "loads",
            "numerical_gradients", "presets"]

@@ -17,7 +17,7 @@ import inspect
 import json
 import math
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def random_values(network: Network, seed: int = 0, batch: int = 3) -> dict:
     values = dict(network.values)
     n = batch
     if network.batch is None and network.layout == "row" and network.input in values:
-        n = values[network.input].shape[0]
+        n = np.shape(values[network.input])[0]
     widths = [network.inputs] + [layer.units for layer in network.layers]
     fan_in = {layer.weight: widths[i] for i, layer in enumerate(network.layers)}
     for name, shape in network.shapes(n).items():
@@ -230,6 +230,10 @@ def check(network: Network, against=None, seed: int = 0, values: dict | None = N
             rest = "; the rest from the spec" if network.values else ""
             report.notes.append(f"random values (seed {used}) for {', '.join(drawn)}{rest}")
     else:
+        missing = [name for name in network.shapes() if name not in values]
+        if missing:  # the arrays not given are drawn, as for the spec's [values]
+            values = random_values(replace(network, values=dict(values)), seed, batch)
+            report.notes.append(f"random values (seed {seed}) for {', '.join(missing)}; the rest as given")
         low = [n for n, v in values.items() if np.asarray(v).dtype in (np.float32, np.float16)]
         if low:
             report.notes.append(

@@ -374,3 +374,9 @@ def test_a_module_file_can_import_its_neighbours(tmp_path):
     (tmp_path / "helpers" / "mine.py").write_text("from core import backward\n")
     assert main(["check", "relu_regression_3_4_3_1", "--against", str(tmp_path / "helpers" / "mine.py") + ":backward"]) == 1
     assert main(["check", "relu_regression_3_4_3_1", "--seed", "-1"]) == 2
+
+
+def test_values_not_given_are_drawn_and_said():
+    values = {k: v for k, v in SEED001.values.items() if k != "y_true"}
+    report = check(SEED001, values=values, seed=4)
+    assert report.ok and report.notes[0] == "random values (seed 4) for y_true; the rest as given"
