@@ -58,9 +58,13 @@ def epochs_of(size: int, batch_size: int, seed: int):
         yield [order[start:start + batch_size] for start in range(0, size, batch_size)]
 
 
+def is_classifier(network: Network) -> bool:
+    """Whether the network classifies: a softmax or sigmoid output with a cross-entropy loss."""
+    return network.loss.kind in ("cross_entropy", "binary_cross_entropy")
+
+
 def accuracy(network: Network, outputs, target) -> float | None:
-    """The fraction of samples classified right, for a classifier (softmax or sigmoid output with
-    a cross-entropy loss); None for other networks."""
+    """The fraction of samples classified right, for a classifier; None for other networks."""
     outputs, target = np.asarray(outputs), np.asarray(target)
     if network.loss.kind == "cross_entropy":
         labels = target if network.loss.labels else np.argmax(target, axis=-1)

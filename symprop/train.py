@@ -30,7 +30,7 @@ from . import symbolic
 from .symbolic.spec import Network
 
 from .check import random_values
-from .data import accuracy, epochs_of, load_data
+from .data import accuracy, epochs_of, is_classifier, load_data
 from .errors import UsageError
 from .codegen.files import atomic_write, compile_module, require_writable
 
@@ -380,9 +380,7 @@ def run(args) -> int:
         print(f"training {network.name} on {args.data}: {size} samples, minibatches of {batch} (shuffle seed "
               f"{args.shuffle_seed}), {steps} step(s), lr {args.lr:g}, frozen: {', '.join(frozen) or 'none'}; "
               f"parameters from {_source(network, args.seed, given=set(data))}")
-        classifier = accuracy(network, np.zeros((1, network.outputs)), np.zeros(1 if network.loss.labels else
-                                                                                (1, network.outputs))) is not None
-        print(f"{'epoch':>8} {'step':>8}  {'loss':<16}" + ("accuracy" if classifier else ""))
+        print(f"{'epoch':>8} {'step':>8}  " + ("{:<16}accuracy".format("loss") if is_classifier(network) else "loss"))
     bar = _ProgressBar(steps) if sys.stdout.isatty() and steps >= 1000 else None
     history = None
 
@@ -392,7 +390,7 @@ def run(args) -> int:
             score = accuracy(network, history_outputs(arrays), data[network.target])
             if bar is not None:
                 bar.clear()
-            print(f"{epoch:>8.4g} {step:>8}  {loss:<16.10g}" + (f"{score:.4f}" if score is not None else ""))
+            print(f"{epoch:>8.4g} {step:>8}  " + (f"{loss:<16.10g}{score:.4f}" if score is not None else f"{loss:.10g}"))
         elif step % every == 0 or step == steps:
             if bar is not None:
                 bar.clear()

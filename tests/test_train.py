@@ -670,3 +670,16 @@ def test_data_errors_come_before_any_output(tmp_path, capsys):
     assert main(["train", str(spec), "--data", str(tmp_path / "good.npz"), "--shuffle-seed", "-1"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "--shuffle-seed -1: must be >= 0" in captured.err
+
+
+def test_a_regression_network_on_data_has_no_accuracy(tmp_path, capsys):
+    from symprop.cli import main
+    spec = tmp_path / "reg.toml"
+    spec.write_text('name = "reg"\ninputs = 2\n[[layers]]\nunits = 1\nactivation = "identity"\n'
+                    '[loss]\nkind = "squared_error"\n')
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    np.savez(tmp_path / "d.npz", x=x, y=x @ np.array([[2.0], [-1.0]]) + 0.5)
+    assert main(["train", str(spec), "--data", str(tmp_path / "d.npz"), "--epochs", "200", "--lr", "0.3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["epoch", "step", "loss"] and all(line == line.rstrip() for line in lines)
+    assert float(lines[-1].split(": ")[1]) < 1e-6  # a linear model learns an exact linear map
