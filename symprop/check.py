@@ -311,6 +311,8 @@ def call_backward(network: Network, against, values: dict):
     loss = None
     if isinstance(theirs, (tuple, list)) and len(theirs) == 2 and isinstance(theirs[1], dict):
         loss, theirs = theirs
+    if isinstance(theirs, (tuple, list)) and len(theirs) == 2 and isinstance(theirs[0], dict):
+        raise BackwardFailed(f"{label} returned (dict, loss): expected a (loss, dict) pair, the loss first")
     if not isinstance(theirs, dict):
         what = "None" if theirs is None else type(theirs).__name__
         raise BackwardFailed(f"{label} returned {what}, expected a dict of gradients by name "

@@ -77,6 +77,7 @@ def test_missing_transposed_renamed_and_reshaped_arrays_are_reported_in_words():
     (lambda **a: [1, 2], "odd returned list, expected a dict of gradients by name or a (loss, dict) pair"),
     (lambda **a: (1.0, 2.0), "odd returned tuple, expected a dict of gradients by name or a (loss, dict) pair"),
     (lambda **a: None, "odd returned None, expected a dict of gradients by name or a (loss, dict) pair"),
+    (lambda **a: ({}, 1.0), "odd returned (dict, loss): expected a (loss, dict) pair, the loss first"),
 ])
 def test_a_function_that_returns_no_gradients_gets_one_verdict(returned, message):
     returned.__name__ = "odd"
