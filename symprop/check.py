@@ -206,7 +206,7 @@ def _close(got, expected, rtol, loss):
 # The check
 
 
-def check(network: Network, against=None, seed: int = 0, values: dict | None = None,
+def check(network: Network, against=None, values: dict | None = None, seed: int = 0, *,
           torch: bool = False, entries: int | None = -1, batch: int = 3, progress=None,
           numerical: bool = True, rtol: float = RTOL) -> Report:
     """Check the generated gradients of `network` (and `against`, a hand-written backward, and

@@ -146,3 +146,12 @@ def test_numerical_gradients_take_a_name_or_a_list_of_names():
 def test_numerical_gradients_of_integer_arrays_are_float64():
     got = symprop.numerical_gradients(lambda W: float((W**2).sum()), {"W": np.array([1, 2])}, "W")["W"]
     np.testing.assert_allclose(got, [2.0, 4.0], rtol=1e-9)
+
+
+def test_check_takes_its_arguments_in_the_contracts_order():
+    net = symprop.load(SEED001)
+    values = {k: 2 * v for k, v in net.values.items()}
+    report = symprop.check(net, right_001, values, 5)  # network, against, values, seed
+    assert report.ok and not any("random values" in note for note in report.notes)
+    with pytest.raises(TypeError):
+        symprop.check(net, right_001, values, 5, False)  # the rest by keyword only
