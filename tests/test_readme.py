@@ -61,8 +61,7 @@ def needs(command: str):
     """Skip marks for commands that need an optional tool."""
     if "--torch" in command and importlib.util.find_spec("torch") is None:
         return pytest.mark.skip(reason="PyTorch is not installed")
-    if ("--plot" in command or ".pdf" in command) and (
-            "--plot" in command and importlib.util.find_spec("matplotlib") is None):
+    if "--plot" in command and importlib.util.find_spec("matplotlib") is None:
         return pytest.mark.skip(reason="matplotlib is not installed")
     if ".pdf" in command and shutil.which("pdflatex") is None:
         return pytest.mark.skip(reason="pdflatex is not installed")
