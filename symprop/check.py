@@ -385,7 +385,20 @@ def _check_against(report, against, values, loss, generated, steps, values64, rt
         rows.append(row)
     for key in extra:
         report.notes.append(f"{label} returned '{key}', which names no array of {network.name}")
+    if any(not row.ok for row in rows):
+        report.notes += _kink_hints(network, steps)
     report.sections[f"{label} vs generated"] = rows
+
+
+def _kink_hints(network, steps) -> list[str]:
+    """Pre-activations exactly at a ReLU's kink, where conventions differ: a hint for a wrong array."""
+    hints = []
+    for i, layer in enumerate(network.layers, 1):
+        if layer.activation in ("relu", "leaky_relu") and not np.all(steps[f"z{i}"]):
+            slope = "0" if layer.activation == "relu" else f"negative_slope = {layer.negative_slope:g}"
+            hints.append(f"note: z{i} has entries exactly at 0, where symprop (as PyTorch) takes "
+                         f"{layer.activation}'(0) = {slope}; a backward using (z{i} >= 0) differs there")
+    return hints
 
 
 def _renamed(name, theirs, extra, expected, rtol, loss):

@@ -381,3 +381,25 @@ def test_values_not_given_are_drawn_and_said():
     values = {k: v for k, v in SEED001.values.items() if k != "y_true"}
     report = check(SEED001, values=values, seed=4)
     assert report.ok and report.notes[0] == "random values (seed 4) for y_true; the rest as given"
+
+
+def test_a_wrong_entry_at_a_kink_says_which_convention_symprop_uses():
+    values = dict(SEED001.values)
+    values["B1"] = values["B1"].copy()
+    values["B1"][1] = -(values["W1"][1] @ values["X"])  # z1[1] = 0 exactly
+
+    def ge(X, y_true, W1, B1, W2, B2, W3, B3):  # relu'(0) = 1: (z >= 0)
+        Z1 = W1 @ X + B1
+        Z2 = W2 @ np.maximum(Z1, 0) + B2
+        delta3 = W3 @ np.maximum(Z2, 0) + B3 - y_true
+        delta2 = (W3.T @ delta3) * (Z2 >= 0)
+        delta1 = (W2.T @ delta2) * (Z1 >= 0)
+        return {"W3": np.outer(delta3, np.maximum(Z2, 0)), "B3": delta3, "W2": np.outer(delta2, np.maximum(Z1, 0)),
+                "B2": delta2, "W1": np.outer(delta1, X), "B1": delta1}
+
+    report = check(SEED001, ge, values=values)
+    assert set(report.wrong) == {"W1", "B1"}
+    assert ("note: z1 has entries exactly at 0, where symprop (as PyTorch) takes relu'(0) = 0; "
+            "a backward using (z1 >= 0) differs there") in report.notes
+    assert not any("z2 has entries" in note for note in report.notes)
+    assert not any("exactly at 0" in note for note in check(SEED001, values=values).notes)  # no backward
