@@ -21,12 +21,13 @@ import numpy as np
 PRESETS_DIR = Path(str(importlib.resources.files(__package__) / "networks"))  # installed with the package
 
 ACTIVATION_NAMES = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softmax")
-LOSS_KINDS = ("squared_error", "cross_entropy", "binary_cross_entropy")
+LOSS_KINDS = ("squared_error", "cross_entropy", "binary_cross_entropy", "multiclass_hinge")
+LAYER_KINDS = ("dense", "batchnorm", "layernorm", "dropout")
 LAYOUTS = ("row", "column")
 REDUCTIONS = ("mean", "sum")
 
 # Names the generated code uses for its own intermediates; a spec may not take them.
-RESERVED = re.compile(r"^(z|a|delta|t)\d+$|^dL_d|^(N|L|np|arrays)$|^_")
+RESERVED = re.compile(r"^(z|a|delta|t|mu|var|sigma|xhat)\d+$|^dL_d|^(N|L|np|arrays|margins)$|^_")
 
 
 class SpecError(ValueError):
@@ -40,12 +41,30 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class Layer:
+    """One `[[layers]]` table. `units` is the layer's output width (for the kinds that keep their
+    input's width, that width); the other fields apply to the kinds the contract names."""
+
     units: int
-    activation: str
-    weight: str
-    bias: str | None  # None: the layer has no bias
+    activation: str = "identity"
+    weight: str | None = None  # dense
+    bias: str | None = None  # dense; None: the layer has no bias
     shared_bias: bool = False
     negative_slope: float = 0.01
+    kind: str = "dense"
+    residual: int = 0  # dense: k >= 1 adds the output of the layer k below (0: none)
+    transpose_weight: bool = False  # dense: the layer uses the transpose of its weight
+    eps: float = 1e-5  # batchnorm, layernorm
+    scale: str | None = None  # batchnorm, layernorm: gamma; None: no scale
+    shift: str | None = None  # batchnorm, layernorm: beta; None: no shift
+    p: float = 0.0  # dropout: the probability of dropping an entry
+    mask: str | None = None  # dropout: the mask's array name
+    inputs: int = 0  # the width of the layer's input
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The layer's parameter names, in order (absent ones left out)."""
+        names = (self.weight, self.bias) if self.kind == "dense" else (self.scale, self.shift)
+        return tuple(name for name in names if name is not None)
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,7 @@ class Loss:
     scale: float = 1.0
     labels: bool = False
     l2: float = 0.0
+    margin: float = 1.0  # multiclass_hinge
 
 
 @dataclass(frozen=True)
@@ -84,13 +104,19 @@ class Network:
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        """Parameter names in order: W1, b1, W2, b2, ... (absent biases left out)."""
-        names = []
-        for layer in self.layers:
-            names.append(layer.weight)
-            if layer.bias is not None:
-                names.append(layer.bias)
-        return tuple(names)
+        """Parameter names in order: W1, b1, W2, b2, ... (absent biases left out, a weight used
+        by two layers named once)."""
+        return tuple(dict.fromkeys(name for layer in self.layers for name in layer.parameters))
+
+    @property
+    def weights(self) -> tuple[str, ...]:
+        """The weight matrices (what `l2` penalises), each once."""
+        return tuple(dict.fromkeys(layer.weight for layer in self.layers if layer.kind == "dense"))
+
+    @property
+    def masks(self) -> tuple[str, ...]:
+        """The dropout masks: input arrays, never differentiated."""
+        return tuple(layer.mask for layer in self.layers if layer.kind == "dropout")
 
     @property
     def differentiated(self) -> tuple[str, ...]:
@@ -107,12 +133,18 @@ class Network:
             shapes[self.target] = (n,) if row else ()
         else:
             shapes[self.target] = (n, self.outputs) if row else (self.outputs,)
-        fan_in = self.inputs
         for layer in self.layers:
-            shapes[layer.weight] = (fan_in, layer.units) if row else (layer.units, fan_in)
-            if layer.bias is not None:
-                shapes[layer.bias] = () if layer.shared_bias else (layer.units,)
-            fan_in = layer.units
+            if layer.kind == "dropout":
+                shapes[layer.mask] = (n, layer.units) if row else (layer.units,)
+        for layer in self.layers:
+            if layer.kind == "dense":
+                shape = (layer.inputs, layer.units) if row else (layer.units, layer.inputs)
+                shapes.setdefault(layer.weight, shape[::-1] if layer.transpose_weight else shape)
+                if layer.bias is not None:
+                    shapes[layer.bias] = () if layer.shared_bias else (layer.units,)
+            for name in (layer.scale, layer.shift) if layer.kind != "dense" else ():
+                if name is not None:
+                    shapes[name] = (layer.units,)
         return shapes
 
 
@@ -176,8 +208,14 @@ def loads(text: str, source: str = "<spec>") -> Network:
 
 _TOP_KEYS = ("name", "description", "layout", "inputs", "batch", "input", "target",
              "wrt_input", "layers", "loss", "values")
-_LAYER_KEYS = ("units", "activation", "weight", "bias", "shared_bias", "negative_slope")
-_LOSS_KEYS = ("kind", "reduction", "scale", "labels", "l2")
+_LAYER_KEYS = {  # the keys each kind of layer takes
+    "dense": ("kind", "units", "activation", "weight", "bias", "shared_bias", "negative_slope",
+              "residual", "transpose_weight"),
+    "batchnorm": ("kind", "eps", "scale", "shift", "activation", "negative_slope"),
+    "layernorm": ("kind", "eps", "scale", "shift", "activation", "negative_slope"),
+    "dropout": ("kind", "p", "mask"),
+}
+_LOSS_KEYS = ("kind", "reduction", "scale", "labels", "l2", "margin")
 
 
 class _Reader:
@@ -189,11 +227,17 @@ class _Reader:
     def fail(self, key: str, rule: str):
         raise SpecError(self.source, key, rule)
 
-    def keys(self, table: dict, allowed: tuple, prefix: str = ""):
+    def keys(self, table: dict, allowed: tuple, prefix: str = "", kind: str = ""):
         for key in table:
             if key not in allowed:
+                other = [k for k, keys in _LAYER_KEYS.items() if key in keys] if kind else []
                 close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(allowed)}"
+                if other:
+                    hint = f" for a {kind} layer (it applies to {', '.join(other)})"
+                elif close:
+                    hint = f"; did you mean '{close[0]}'?"
+                else:
+                    hint = f"; known keys: {', '.join(allowed)}"
                 self.fail(prefix + key, "unknown key" + hint)
 
     def get(self, table, key, kind, default=None, prefix="", required=False):
@@ -231,7 +275,7 @@ class _Reader:
     def network(self, doc: dict) -> Network:
         self.keys(doc, _TOP_KEYS)
         name = self.get(doc, "name", str, required=True)
-        layout = self.choice(doc, "layout", LAYOUTS, "row")
+        layout = self.layout = self.choice(doc, "layout", LAYOUTS, "row")
         batch = self.size(doc, "batch", required=False)
         if batch is not None and layout == "column":
             self.fail("batch", "only the row layout has a batch; the column layout is one sample")
@@ -248,7 +292,7 @@ class _Reader:
             input=self.get(doc, "input", str, "x"),
             target=self.get(doc, "target", str, "y"),
             wrt_input=self.get(doc, "wrt_input", bool, False),
-            layers=tuple(self.layer(table, i, len(layers)) for i, table in enumerate(layers)),
+            layers=self.layers(layers, self.size(doc, "inputs")),
             loss=loss,
             source=self.source,
         )
@@ -258,35 +302,100 @@ class _Reader:
         object.__setattr__(network, "values", values)
         return network
 
-    def layer(self, table, index: int, count: int) -> Layer:
+    def layers(self, tables: list, inputs: int) -> tuple[Layer, ...]:
+        layers, widths = [], [inputs]  # widths[k]: the width of a_k, a_0 the input
+        for index, table in enumerate(tables):
+            layer = self.layer(table, index, len(tables), widths)
+            layers.append(layer)
+            widths.append(layer.units)
+        return tuple(layers)
+
+    def layer(self, table, index: int, count: int, widths: list) -> Layer:
         prefix = f"layers[{index + 1}]."
         if not isinstance(table, dict):
             self.fail(prefix[:-1], f"must be a table, not {_describe(table)}")
-        self.keys(table, _LAYER_KEYS, prefix)
+        kind = self.choice(table, "kind", LAYER_KINDS, "dense", prefix)
+        self.keys(table, _LAYER_KEYS[kind], prefix, kind)
+        return getattr(self, kind)(table, prefix, index + 1, index == count - 1, widths)
+
+    def activation(self, table, prefix: str, last: bool) -> tuple[str, float]:
         activation = self.choice(table, "activation", ACTIVATION_NAMES, "identity", prefix)
-        if activation == "softmax" and index != count - 1:
+        if activation == "softmax" and not last:
             self.fail(prefix + "activation", "softmax is allowed on the last layer only")
+        slope = self.get(table, "negative_slope", float, 0.01, prefix)
+        if "negative_slope" in table and activation != "leaky_relu":
+            self.fail(prefix + "negative_slope", "applies to leaky_relu only")
+        return activation, slope
+
+    def name(self, table, key: str, default: str, prefix: str) -> str | None:
+        """A parameter's name: a string, or false for none."""
+        value = table.get(key, default)
+        if value is not False and not isinstance(value, str):
+            self.fail(prefix + key, f"must be a name or false, not {_describe(value)}")
+        return None if value is False else value
+
+    def dense(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        activation, slope = self.activation(table, prefix, last)
         units = self.size(table, "units", prefix)
         if activation == "softmax" and units == 1:
             self.fail(prefix + "units", "a softmax over one class is always 1 (its cross-entropy always 0): "
                       "at least 2 units; for one class use sigmoid with binary_cross_entropy")
-        bias = table.get("bias", f"b{index + 1}")
-        if bias is not False and not isinstance(bias, str):
-            self.fail(prefix + "bias", f"must be a name or false, not {_describe(bias)}")
+        bias = self.name(table, "bias", f"b{l}", prefix)
         shared = self.get(table, "shared_bias", bool, False, prefix)
-        if shared and bias is False:
+        if shared and bias is None:
             self.fail(prefix + "shared_bias", "a layer without a bias cannot share it")
-        slope = self.get(table, "negative_slope", float, 0.01, prefix)
-        if "negative_slope" in table and activation != "leaky_relu":
-            self.fail(prefix + "negative_slope", "applies to leaky_relu only")
-        return Layer(
-            units=units,
-            activation=activation,
-            weight=self.get(table, "weight", str, f"W{index + 1}", prefix),
-            bias=None if bias is False else bias,
-            shared_bias=shared,
-            negative_slope=slope,
-        )
+        residual = table.get("residual", False)
+        if residual is True:
+            residual = 1
+        elif residual is False:
+            residual = 0
+        elif isinstance(residual, bool) or not isinstance(residual, int) or residual < 1:
+            self.fail(prefix + "residual", f"must be true, false or a whole number k >= 1, not {residual!r}")
+        if residual:
+            if residual > l:
+                self.fail(prefix + "residual", f"layer {l} has no layer {residual} below it "
+                          f"(k = {residual} reaches past the input; at most {l})")
+            below = widths[l - residual]
+            source = "the input" if l == residual else f"layer {l - residual}"
+            if below != units:
+                self.fail(prefix + "residual", f"adds the output of {source} ({below} wide) to this layer's "
+                          f"{units} units: the widths must match")
+        return Layer(units=units, activation=activation, negative_slope=slope,
+                     weight=self.get(table, "weight", str, f"W{l}", prefix), bias=bias, shared_bias=shared,
+                     residual=residual, transpose_weight=self.get(table, "transpose_weight", bool, False, prefix),
+                     inputs=widths[-1])
+
+    def batchnorm(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        if self.layout == "column":
+            self.fail(prefix + "kind", "batchnorm normalizes over the batch: it needs the row layout "
+                      "(the column layout is one sample)")
+        return self.normalization("batchnorm", table, prefix, l, last, widths)
+
+    def layernorm(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        return self.normalization("layernorm", table, prefix, l, last, widths)
+
+    def normalization(self, kind, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        activation, slope = self.activation(table, prefix, last)
+        eps = self.get(table, "eps", float, 1e-5, prefix)
+        if eps <= 0:
+            self.fail(prefix + "eps", f"must be a number > 0, not {eps}")
+        if kind == "layernorm" and widths[-1] == 1:
+            self.fail(prefix + "kind", "layernorm over one feature always gives 0 (each sample's only "
+                      "value is its mean): its input must be at least 2 wide")
+        if activation == "softmax" and widths[-1] == 1:
+            self.fail(prefix + "activation", "a softmax over one class is always 1: at least 2 units")
+        return Layer(kind=kind, units=widths[-1], inputs=widths[-1], activation=activation,
+                     negative_slope=slope, eps=eps,
+                     scale=self.name(table, "scale", f"gamma{l}", prefix),
+                     shift=self.name(table, "shift", f"beta{l}", prefix))
+
+    def dropout(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        p = self.get(table, "p", float, prefix=prefix, required=True)
+        if not 0 <= p < 1:
+            self.fail(prefix + "p", f"must be at least 0 and less than 1 (the probability of dropping "
+                      f"an entry), not {p:g}")
+        return Layer(kind="dropout", units=widths[-1], inputs=widths[-1], p=p,
+                     mask=self.get(table, "mask", str, f"m{l}", prefix))
 
     def loss(self, table) -> Loss:
         self.keys(table, _LOSS_KEYS, "loss.")
@@ -298,6 +407,7 @@ class _Reader:
             scale=self.get(table, "scale", float, 1.0, "loss."),
             labels=self.get(table, "labels", bool, False, "loss."),
             l2=self.get(table, "l2", float, 0.0, "loss."),
+            margin=self.get(table, "margin", float, 1.0, "loss."),
         )
 
     def check_loss(self, net: Network):
@@ -306,18 +416,27 @@ class _Reader:
             self.fail("loss.kind", f"cross_entropy needs a softmax last layer, not {last}")
         if net.loss.kind == "binary_cross_entropy" and last != "sigmoid":
             self.fail("loss.kind", f"binary_cross_entropy needs a sigmoid last layer, not {last}")
-        if net.loss.labels and net.loss.kind != "cross_entropy":
-            self.fail("loss.labels", "integer labels apply to cross_entropy only")
+        if net.loss.kind == "multiclass_hinge":
+            if last != "identity" or net.layers[-1].kind == "dropout":
+                what = "a dropout layer" if net.layers[-1].kind == "dropout" else f"{last} activation"
+                self.fail("loss.kind", f"multiclass_hinge scores the last layer's raw outputs: its activation "
+                          f"must be identity, not {what}")
+            if net.outputs < 2:
+                self.fail("loss.kind", "multiclass_hinge needs at least 2 classes (the last layer has 1 unit)")
+        elif net.loss.margin != 1.0:
+            self.fail("loss.margin", "applies to multiclass_hinge only")
+        if net.loss.labels and net.loss.kind not in ("cross_entropy", "multiclass_hinge"):
+            self.fail("loss.labels", "integer labels apply to cross_entropy and multiclass_hinge only")
         if net.loss.l2 < 0:
             self.fail("loss.l2", f"must be at least 0, not {net.loss.l2}")
 
     def check_names(self, net: Network):
         keys = {"name": net.name, "input": net.input, "target": net.target}
         for i, layer in enumerate(net.layers, 1):
-            keys[f"layers[{i}].weight"] = layer.weight
-            if layer.bias is not None:
-                keys[f"layers[{i}].bias"] = layer.bias
-        seen = {}
+            for field in ("weight", "bias", "scale", "shift", "mask"):
+                if getattr(layer, field) is not None:
+                    keys[f"layers[{i}].{field}"] = getattr(layer, field)
+        seen, weights = {}, {}  # weights: name -> (key, shape) of its first use
         for key, value in keys.items():
             if not value.isidentifier() or not value.isascii():
                 self.fail(key, f"'{value}' is not a Python identifier")
@@ -327,9 +446,28 @@ class _Reader:
                 continue
             if RESERVED.match(value):
                 self.fail(key, f"'{value}' is reserved for the generated code's intermediates")
+            if key.endswith(".weight") and value in weights:  # one array used by two layers
+                self._check_tied(net, key, value, *weights[value])
+                continue
             if value in seen:
                 self.fail(key, f"'{value}' is already the name of {seen[value]}")
             seen[value] = key
+            if key.endswith(".weight"):
+                weights[value] = (key, self._weight_shape(net, key))
+
+    def _weight_shape(self, net: Network, key: str) -> tuple:
+        layer = net.layers[int(key[len("layers["):key.index("]")]) - 1]
+        shape = (layer.inputs, layer.units) if net.layout == "row" else (layer.units, layer.inputs)
+        return shape[::-1] if layer.transpose_weight else shape
+
+    def _check_tied(self, net: Network, key: str, name: str, first: str, shape: tuple):
+        """A weight name used again: the same array, so the shapes must agree."""
+        here = self._weight_shape(net, key)
+        if here != shape:
+            layer = net.layers[int(key[len("layers["):key.index("]")]) - 1]
+            hint = "" if layer.transpose_weight or here[::-1] != shape else "; transpose_weight = true uses its transpose"
+            self.fail(key, f"'{name}' is the weight of {first[:-len('.weight')]} with shape {_words(shape)}; "
+                      f"here it needs shape {_words(here)}{hint}")
 
     def values(self, net: Network, table: dict) -> dict:
         """The spec's concrete arrays, checked against the network's shapes."""
@@ -352,6 +490,8 @@ class _Reader:
                 self.fail(key, f"has shape {array.shape}, expected {_words(expected)}{why}")
             if "N" in expected:
                 n, n_from = array.shape[expected.index("N")], key
+            if name in net.masks and not np.all((array == 0) | (array == 1)):
+                self.fail(key, "a dropout mask holds 0 (dropped) and 1 (kept) only")
             if name == net.target and net.loss.labels:
                 if not np.all(array == np.round(array)) or np.any(array < 0) or np.any(array >= net.outputs):
                     self.fail(key, f"labels must be integers from 0 to {net.outputs - 1}")
