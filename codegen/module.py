@@ -28,8 +28,8 @@ def generate(network: Network) -> str:
     derivation = symbolic.derive(network)
     printer = GradientPrinter(layout=network.layout)
     net = network
-    forward_names = (net.input,) + net.parameters
-    all_names = (net.input, net.target) + net.parameters
+    forward_names = (net.input,) + net.masks + net.parameters
+    all_names = (net.input, net.target) + net.masks + net.parameters
     scalars = {name for name, shape in net.shapes("N").items() if shape == ()}  # shared biases
     returns = "{" + ", ".join(f'"{name}": np.asarray({sym.name})' if name in scalars else f'"{name}": {sym.name}'
                               for name, sym in derivation.gradients.items()) + "}"
@@ -184,7 +184,7 @@ def steps_source(network: Network) -> str:
     Not part of the generated modules; `symprop check` appends it to one compiled in memory.
     """
     derivation = symbolic.derive(network)
-    names = (network.input, network.target) + network.parameters
+    names = (network.input, network.target) + network.masks + network.parameters
     result = "{" + ", ".join(f'"{s.name}": {s.name}' for s in derivation.steps) + "}"
     source, _ = _function(GradientPrinter(layout=network.layout), derivation, "steps", names, [s.symbol for s in derivation.steps],
                           "Every named step of the derivation.", result, validate=False)

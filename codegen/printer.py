@@ -152,6 +152,9 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     # -- elementwise ---------------------------------------------------------------------------
 
+    def _print_ElementwiseBase(self, expr):  # an activation: its formula, in the stable form
+        return self._print(stable_forms(expr.explicit()))
+
     def _print_Relational(self, expr):
         rhs = "0" if expr.rhs == 0 else self._print(expr.rhs)
         return f"({self._print(expr.lhs)} {expr.rel_op} {rhs})"

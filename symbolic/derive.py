@@ -5,24 +5,23 @@ How it works
 Every array of the network is a SymPy `Symbol` (`x`, `W1`, `z1`, `delta2`, ...), and every step
 is an equation `symbol = expression` over those arrays. Elementwise operations are ordinary SymPy
 algebra (NumPy broadcasting semantics); the operations that are not elementwise (`Matmul`,
-`Transposed`, `Outer`, `SumRows`, `Total`, `RowSum`, `Softmax`, `OneHot`) are the opaque
-functions of `symbolic.arrays`. Nothing here depends on the layer widths: the cost of a
-derivation grows with the depth only, and the batch size stays the symbol `N` unless the spec
-fixes it.
+`Transposed`, `SumRows`, `Total`, `RowSum`, `Softmax`, `OneHot`, ...) are the functions of
+`symbolic.arrays`, each with its shape and gradient rule. Nothing here depends on the layer
+widths: the batch size stays the symbol `N` unless the spec fixes it.
 
-The chain rule is applied here, one rule per layer kind, while SymPy does the scalar calculus:
+    forward      each layer's own equations (`symbolic.layers`): z_l, a_l, and for a
+                 normalization mu_l, var_l, sigma_l, xhat_l; a_0 is the input
+    loss         L = c * Total(data(a_L, z_L, y)) + l2 * sum over the weights of Total(W**2)
+                 (`symbolic.rules.LOSSES`; c is the scale divided by what "mean" averages over)
+    backward     the reverse sweep (`symbolic.sweep`): every gradient is the sum of the pulls of
+                 every use of its array, each operation pulling by its own rule
 
-    forward      z_l = affine(a_{l-1}, W_l, b_l)          a_l = f_l(z_l)           (a_0 = input)
-    loss         L = c * Total(ell(a_L, y)) + l2 * sum_l Total(W_l**2)
-    output       delta_L = dL/dz_L = c * (dell/da)(a_L) * f_L'(z_L)     (SymPy: diff, cancel)
-                 softmax: delta_L = c * a_L * (g - RowSum(a_L * g)),  g = dell/da
-    hidden       delta_{l-1} = back(delta_l, W_l) * f_{l-1}'(z_{l-1})
-    gradients    dL/dW_l = weight_grad(a_{l-1}, delta_l) + 2 l2 W_l
-                 dL/db_l = bias_grad(delta_l)    (Total(delta_l) for a shared bias)
-                 dL/dx   = back(delta_1, W_1)
-
-`affine`, `weight_grad`, `bias_grad` and `back` are the layout's rules (`LAYOUT_RULES`); `c` is
-the loss's scale divided by the count that `reduction = "mean"` averages over.
+Then three policies turn the sweep's output into the steps one writes by hand:
+    naming       delta_l = dL/dz_l for a pre-activation, dL_d<name> for anything else
+    output terms every forward expression in a gradient written as its name (sigma(z1) as a1)
+    inlining     a gradient used by one other only, and neither a delta nor asked for, is
+                 written into that one (dL/da1 appears inside delta1)
+and the shorter of each gradient and its cancelled form is kept (`_simplify`).
 """
 
 from __future__ import annotations
@@ -31,43 +30,10 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import rules
-from .arrays import Matmul, OneHot, Outer, RowSum, Softmax, SumRows, Total, Transposed
+from . import layers, rules
+from .arrays import OneHot, Total
 from .spec import Network, as_network
-
-
-@dataclass(frozen=True)
-class LayoutRules:
-    affine: callable  # (previous activation, W, b or None) -> z
-    weight_grad: callable  # (previous activation, delta) -> dL/dW
-    bias_grad: callable  # delta -> dL/db
-    back: callable  # (delta, W) -> dL/d(previous activation)
-    affine_text: str
-    weight_text: str
-
-
-def _plus(expr, bias):
-    return expr if bias is None else expr + bias
-
-
-LAYOUT_RULES = {
-    "row": LayoutRules(
-        affine=lambda prev, W, b: _plus(Matmul(prev, W), b),
-        weight_grad=lambda prev, delta: Matmul(Transposed(prev), delta),
-        bias_grad=SumRows,
-        back=lambda delta, W: Matmul(delta, Transposed(W)),
-        affine_text="Z = A @ W + b, one row per sample",
-        weight_text="dL/dW = A^T @ delta, summed over the batch",
-    ),
-    "column": LayoutRules(
-        affine=lambda prev, W, b: _plus(Matmul(W, prev), b),
-        weight_grad=lambda prev, delta: Outer(delta, prev),
-        bias_grad=lambda delta: delta,
-        back=lambda delta, W: Matmul(Transposed(W), delta),
-        affine_text="z = W @ a + b, one sample",
-        weight_text="dL/dW = delta a^T (outer product)",
-    ),
-}
+from .sweep import Composite, sweep
 
 
 @dataclass(frozen=True)
@@ -80,6 +46,12 @@ class Step:
     rule: str  # the rule applied, in words
     shape: tuple
     notes: dict = field(default_factory=dict, compare=False)  # extra SymPy objects for display
+    layer: int = 0  # the 1-based layer that computes it (0: none)
+    role: str = ""  # forward: "pre-activation", "activation" or ""; gradients: the array's role
+    activation: str | None = None  # the activation a forward step applies
+    of: sp.Symbol | None = None  # a gradient step: the array it is the gradient of
+    unsimplified: sp.Expr | None = field(default=None, compare=False)  # the sum of the pulls, as the sweep gave it
+    sources: tuple = field(default=(), compare=False)  # per pull: the step or composite rule it came through
 
     @property
     def name(self) -> str:
@@ -95,6 +67,7 @@ class Derivation:
     output: sp.Symbol  # yhat, the last activation
     loss: sp.Symbol  # L
     gradients: dict  # differentiated array name -> Symbol of its gradient
+    composites: tuple = ()  # the compact rules applied (normalizations)
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -133,107 +106,123 @@ def grad_name(name: str) -> str:
     return f"dL_d{name}"
 
 
-def derive(network: Network) -> Derivation:
+def derive(network: Network, compact: bool = True) -> Derivation:
     """The ordered, named steps of the forward and backward pass of `network` (or the preset or
-    spec it names)."""
+    spec it names). `compact=False` leaves out the composite rules: the gradients through a
+    normalization then take the staged chain rule, through its mean and variance."""
     network = as_network(network)
-    layout = LAYOUT_RULES[network.layout]
-    shapes = network.shapes()
-    arrays = {name: sp.Symbol(name) for name in shapes}
     n = sp.Symbol("N", integer=True, positive=True) if network.batch is None else sp.Integer(network.batch)
-    rows = network.layout == "row"
-    steps: list[Step] = []
+    f, forward = forward_pass(network, n)
+    backward = _backward(network, f, forward, f.composites if compact else ())
+    gradients = {s.of.name: s.symbol for s in backward if s.stage == "gradient"}
+    gradients = {name: gradients[name] for name in network.differentiated}
+    return Derivation(network, tuple(forward + backward), f.arrays, n, f.outputs[-1], forward[-1].symbol,
+                      gradients, tuple(f.composites))
 
-    def add(name, expr, stage, rule, shape, **notes):
-        symbol = sp.Symbol(name)
-        steps.append(Step(symbol, expr, stage, rule, shape, notes))
-        return symbol
 
-    def shape_of(units):
-        return (n, units) if rows else (units,)
+def forward_pass(network: Network, n) -> tuple[layers.Forward, list[Step]]:
+    """The forward steps of `network` and its loss (the last step), the batch size `n`."""
+    f = layers.forward(network, n)
+    _loss(network, f)
+    return f, [Step(symbol, expr, "loss" if role == "loss" else "forward", rule, f.shapes[symbol],
+                    {"scale": f.loss_scale} if role == "loss" else {}, layer=layer, role=role, activation=activation)
+               for symbol, expr, rule, layer, role, activation in f.steps]
 
-    # Forward pass.
-    previous, pre, post = arrays[network.input], [], []
-    for i, layer in enumerate(network.layers, 1):
-        bias = arrays[layer.bias] if layer.bias is not None else None
-        z_i = add(f"z{i}", layout.affine(previous, arrays[layer.weight], bias), "forward",
-                  "affine map: " + layout.affine_text, shape_of(layer.units))
-        rule = rules.ACTIVATIONS[layer.activation]
-        if rule.f is None:
-            expr = Softmax(z_i)
-        else:
-            expr, _ = rule.at(z_i, z_i, layer.negative_slope)
-        a_i = add(f"a{i}", expr, "forward", f"activation: {layer.activation}", shape_of(layer.units))
-        pre.append(z_i)
-        post.append(a_i)
-        previous = a_i
 
-    # Loss.
-    loss_rule = rules.LOSSES[network.loss.kind]
-    target = arrays[network.target]
-    if network.loss.labels:
+def _loss(network: Network, f: layers.Forward) -> None:
+    spec = network.loss
+    rule = rules.LOSSES[spec.kind]
+    target = f.arrays[network.target]
+    if spec.labels:
         target = OneHot(target, network.outputs)
     count = sp.S.One
-    if network.loss.reduction == "mean":
-        per_sample = network.outputs if loss_rule.per == "element" else 1
-        count = (n if rows else 1) * per_sample
-    c = sp.Rational(repr(network.loss.scale)) / count
-    yhat = post[-1]
-    if loss_rule.logits is not None:  # from the logits: finite where yhat rounds to 0 or 1
-        ell = loss_rule.logits.subs({rules.z: pre[-1], rules.y: target})
-    else:
-        ell = loss_rule.ell.subs({rules.a: yhat, rules.y: target})
-    l2 = sp.Rational(repr(network.loss.l2))
-    penalty = sum((Total(arrays[layer.weight] ** 2) for layer in network.layers), sp.S.Zero)
-    loss = add("L", c * Total(ell) + l2 * penalty, "loss",
-               f"{loss_rule.name}, {network.loss.reduction}"
-               + (f", scale {network.loss.scale:g}" if network.loss.scale != 1 else "")
-               + (f", l2 {network.loss.l2:g}" if l2 else ""), ())
+    if spec.reduction == "mean":
+        per_sample = network.outputs if rule.per == "element" else 1
+        count = (f.n if f.row else 1) * per_sample
+    c = sp.Rational(repr(spec.scale)) / count
+    data = rule.data(f, f.outputs[-1], f.pre, target, spec)
+    l2 = sp.Rational(repr(spec.l2))
+    penalty = sum((Total(f.arrays[name] ** 2) for name in network.weights), sp.S.Zero)
+    words = (f"{rule.name}, {spec.reduction}" + (f", scale {spec.scale:g}" if spec.scale != 1 else "")
+             + (f", margin {spec.margin:g}" if spec.kind == "multiclass_hinge" else "")
+             + (f", l2 {spec.l2:g}" if l2 else ""))
+    samples = f.n if f.row else sp.S.One
+    f.step("L", c * (Total(data) - rule.per_sample(spec) * samples) + l2 * penalty, words, 0, "loss")
+    f.loss_scale = c  # the factor of the data term, for display
 
-    # Output error.
-    last = network.layers[-1]
-    g = sp.diff(loss_rule.ell, rules.a).subs({rules.a: yhat, rules.y: target})
-    if last.activation == "softmax":
-        raw = yhat * (g - RowSum(yhat * g))
-        expr = sp.factor_terms(c * min((raw, sp.expand(raw)), key=sp.count_ops))
-        rule = "chain rule through softmax: delta = yhat * (g - RowSum(yhat * g)), g = d ell/d yhat"
-        notes = {"activation": "softmax", "scale": c, "dell": g, "unsimplified": c * raw}
-    else:
-        _, df = rules.ACTIVATIONS[last.activation].at(pre[-1], yhat, last.negative_slope)
-        expr = _simplify(c * g * df)
-        rule = f"chain rule: delta = d ell/d yhat * {last.activation}'(z)"
-        notes = {"activation": last.activation, "scale": c, "dell": g, "df": df,
-                 "unsimplified": sp.Mul(c, g, df, evaluate=False)}
-    delta = add(f"delta{len(network.layers)}", expr, "backward", rule, shape_of(last.units), **notes)
 
-    # Backward pass, last layer first.
-    gradients = {}
-    for i in range(len(network.layers), 0, -1):
-        layer = network.layers[i - 1]
-        previous = post[i - 2] if i > 1 else arrays[network.input]
-        W = arrays[layer.weight]
-        expr, rule = layout.weight_grad(previous, delta), "weight gradient: " + layout.weight_text
-        if l2:
-            expr, rule = expr + 2 * l2 * W, rule + " + 2 l2 W"
-        gradients[layer.weight] = add(grad_name(layer.weight), expr, "gradient", rule, shapes[layer.weight])
-        if layer.bias is not None:
-            if layer.shared_bias:
-                expr, rule = Total(delta), "shared bias gradient: sum of every delta"
-            else:
-                expr, rule = layout.bias_grad(delta), "bias gradient: delta" + (" summed over the batch" if rows else "")
-            gradients[layer.bias] = add(grad_name(layer.bias), expr, "gradient", rule, shapes[layer.bias])
-        if i > 1:
-            below = network.layers[i - 2]
-            _, df = rules.ACTIVATIONS[below.activation].at(pre[i - 2], post[i - 2], below.negative_slope)
-            delta = add(f"delta{i - 1}", layout.back(delta, W) * df, "backward",
-                        f"chain rule: delta = (back-propagated error) * {below.activation}'(z)",
-                        shape_of(below.units), activation=below.activation, df=df)
-        elif network.wrt_input:
-            gradients[network.input] = add(grad_name(network.input), layout.back(delta, W), "gradient",
-                                           "input gradient: the error propagated through W", shapes[network.input])
+def _backward(network: Network, f: layers.Forward, forward: list, composites) -> list[Step]:
+    """The sweep's gradients as steps: named, in the output's terms, inlined, simplified."""
+    deltas = {s.symbol: s.layer for s in forward if s.role == "pre-activation"}
+    roles = network.roles()
 
-    gradients = {name: gradients[name] for name in network.differentiated}
-    return Derivation(network, tuple(steps), arrays, n, yhat, loss, gradients)
+    def name(symbol):
+        return sp.Symbol(f"delta{deltas[symbol]}") if symbol in deltas else sp.Symbol(grad_name(symbol.name))
+
+    wanted = tuple(f.arrays[name] for name in network.differentiated)
+    grads = sweep([(s.symbol, s.expr) for s in forward], forward[-1].symbol, wanted, f.shapes, name, composites)
+    outputs = {s.expr: s.symbol for s in forward if not s.expr.is_Atom}  # sigma(z1) -> a1
+    for grad in grads:
+        grad.terms = [term.xreplace(outputs) for term in grad.terms]
+    grads = _inline(grads, keep={name(s) for s in deltas} | {name(s) for s in wanted})
+
+    steps = []
+    for grad in grads:
+        expr = _simplify(grad.expr) if len(grad.terms) == 1 else grad.expr
+        words = _through(grad, {s.symbol: s for s in forward})
+        if grad.of in wanted:
+            stage, role = "gradient", roles[grad.of.name]
+            words = f"{role} gradient: " + words
+        else:
+            stage, role = "backward", "delta" if grad.of in deltas else ""
+            words = "chain rule: " + words
+        steps.append(Step(grad.symbol, expr, stage, words, f.shapes[grad.of], layer=deltas.get(grad.of, 0),
+                          role=role, of=grad.of, unsimplified=grad.expr, sources=tuple(grad.sources)))
+    return steps
+
+
+def _through(grad, forward: dict) -> str:
+    """Where a gradient's pulls came from, in words."""
+    from .notation import TextPrinter
+
+    def one(source):
+        if isinstance(source, Composite):
+            return f"the {source.name} rule through {source.output} (the sums of a - mean vanish)"
+        if isinstance(source, tuple):
+            return " and ".join(one(s) for s in source) + ", broadcast"
+        step = forward[source]
+        if step.role == "loss":
+            return "the loss L"
+        if step.activation and step.activation not in ("identity", "softmax") and step.expr.has(grad.of):
+            return f"dL/d{source} * {step.activation}'({grad.of})"
+        if step.activation == "identity" and step.expr == grad.of:
+            return f"dL/d{source} (identity)"
+        return f"{source} = {TextPrinter().doprint(step.expr)}"
+
+    names = [one(source) for source in grad.sources]
+    if len(names) > 1:
+        return "the sum over its uses: " + ", ".join(names)
+    return names[0] if names[0].startswith("dL/d") else "through " + names[0]
+
+
+def _inline(grads: list, keep: set) -> list:
+    """Each gradient used by exactly one other, once, and not in `keep`, written into that one."""
+    def uses(symbol):
+        return sum(term.count(symbol) for g in grads for term in g.terms)
+
+    changed = True
+    while changed:
+        changed = False
+        for grad in grads:
+            if grad.symbol in keep or uses(grad.symbol) != 1:
+                continue
+            for other in grads:
+                if any(term.has(grad.symbol) for term in other.terms):
+                    other.terms = [term.xreplace({grad.symbol: grad.expr}) for term in other.terms]
+            grads = [g for g in grads if g is not grad]
+            changed = True
+            break
+    return grads
 
 
 def _simplify(expr: sp.Expr) -> sp.Expr:

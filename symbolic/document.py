@@ -20,7 +20,9 @@ from itertools import zip_longest
 import sympy as sp
 
 from . import rules
-from .derive import grad_name
+from .arrays import OneHot, RowSum
+from .derive import derive, grad_name
+from .sweep import Composite
 from .notation import ArrayLatexPrinter, latex_name, latex_width
 
 LINE = 40.0  # em: the longest formula set on one line (the text width, 16 cm at 11 pt, is 41.6 em)
@@ -129,11 +131,14 @@ def sections(derivation) -> list[Section]:
 
 def _network(derivation, p) -> Section:
     net = derivation.network
-    roles = {net.input: "input", net.target: "target" + (" (class labels)" if net.loss.labels else "")}
-    for i, layer in enumerate(net.layers, 1):
-        roles[layer.weight] = f"weight of layer {i}"
-        if layer.bias is not None:
-            roles[layer.bias] = f"{'shared ' if layer.shared_bias else ''}bias of layer {i}"
+    roles = {}
+    for name, role in net.roles().items():
+        layers = net.using(name)
+        if role == "target" and net.loss.labels:
+            role += " (class labels)"
+        if layers and name != net.input:
+            role += f" of layer{'s' if len(layers) > 1 else ''} " + " and ".join(map(str, layers))
+        roles[name] = role
     section = Section("Network")
     if net.description:
         section.text.append(net.description.replace("$", ""))
@@ -149,7 +154,6 @@ def _network(derivation, p) -> Section:
 
 
 def _forward(derivation, p) -> Section:
-    net = derivation.network
     section = Section("Forward pass", [
         r"Sums, products $\odot$, powers and functions of arrays act elementwise; $A B$ is the matrix "
         r"product, $\sum_n$ sums over the samples, $\sum_k$ over a sample's classes, $\sum$ over every "
@@ -158,12 +162,11 @@ def _forward(derivation, p) -> Section:
         if step.stage != "forward":
             continue
         forms = [p.doprint(step.expr)]
-        if step.name.startswith("a"):  # the activation by its name, then what it computes
-            rule = rules.ACTIVATIONS[net.layers[int(step.name[1:]) - 1].activation]
-            z = sp.Symbol("z" + step.name[1:])
-            applied = rule.latex + r"\left(" + latex_name(z.name) + r"\right)"
-            named = step.expr.is_Function and step.expr.args == (z,)  # tanh(z1): once, not twice
-            forms = [applied] if named else [applied] + forms
+        if step.activation == "identity" and step.expr.is_Symbol:  # a = id(z) = z
+            forms.insert(0, rules.ACTIVATIONS["identity"].latex + r"\left(" + forms[0] + r"\right)")
+        written = rules.explicit(step.expr)
+        if written != step.expr and not (written.is_Function and written.args == step.expr.args[:1]):
+            forms.append(p.doprint(written))  # sigma(z) = 1/(1 + e^{-z}); tanh(z) only once
         section.rows.append(_eq(latex_name(step.name), *forms))
     return section
 
@@ -172,10 +175,15 @@ def _loss(derivation, p) -> Section:
     net = derivation.network
     rule = rules.LOSSES[net.loss.kind]
     yhat = sp.Symbol("yhat")
-    ell = sp.latex(rule.ell.subs({rules.a: yhat, rules.y: sp.Symbol("y")}), symbol_names={yhat: r"{\hat y}"})
+    if rule.ell is not None:
+        ell = sp.latex(rule.ell.subs({rules.a: yhat, rules.y: sp.Symbol("y")}), symbol_names={yhat: r"{\hat y}"})
+        per = r"per entry $\ell(\hat y, y) = " + ell + "$"
+    else:
+        per = (r"per sample of class $c$, $\ell(\hat y, y) = " + rule.ell_latex + r"$ with margin $\Delta = "
+               + f"{net.loss.margin:g}$")
     words = net.loss.kind.replace("_", " ") + (", averaged" if net.loss.reduction == "mean" else ", summed")
-    section = Section("Loss", [words.capitalize() + r": per entry $\ell(\hat y, y) = " + ell
-                               + r"$, with $\hat y = " + latex_name(derivation.output.name) + "$."])
+    section = Section("Loss", [words.capitalize() + ": " + per
+                               + r", with $\hat y = " + latex_name(derivation.output.name) + "$."])
     loss = derivation.step("L").expr
     if latex_width("L = " + p.doprint(loss)) <= LINE:
         section.rows.append(_eq("L", p.doprint(loss)))
@@ -186,40 +194,81 @@ def _loss(derivation, p) -> Section:
 
 def _backward(derivation, p) -> Section:
     section = Section("Backward pass", [r"$\delta_l = \partial L / \partial z_l$, the error at layer $l$'s "
-                                        r"pre-activation; the chain rule carries it down, one layer at a time."])
+                                        r"pre-activation; the chain rule carries it down, one step at a time, "
+                                        r"and an array used twice gets the sum of both pulls."])
+    staged = None
     for step in derivation.steps:
-        if step.stage == "backward":
-            section.rows += _delta_rows(step, p)
-        elif step.stage == "gradient":
-            note = step.rule.split(":")[0].split(" gradient")[0]
+        if step.stage not in ("backward", "gradient"):
+            continue
+        composites = [source for source in step.sources if isinstance(source, Composite)]
+        if composites:
+            staged = staged or derive(derivation.network, compact=False)
+            section.rows += _staged_rows(staged, composites[0], p)
+        if step.role == "delta":
+            section.rows += _delta_rows(derivation, step, p)
+        elif composites:
+            section.rows.append(_eq(latex_name(step.name), p.doprint(step.expr),
+                                    notes=[f"the {composites[0].name} rule: the same, simplified"]))
+        else:
+            note = step.role if step.stage == "gradient" else "chain rule"
             section.rows.append(_eq(latex_name(step.name), p.doprint(step.expr), notes=[note]))
     return section
 
 
-def _delta_rows(step, p) -> list[Row]:
+def _staged_rows(staged, composite, p) -> list[Row]:
+    """The chain rule through a normalization's mean and variance, step by step, as the sweep
+    gives it without the compact rule."""
+    inner = set(composite.inner) | {composite.input}
+    rows = []
+    for step in staged.steps:
+        if step.of in inner:
+            rows.append(_eq(latex_name(step.name), p.doprint(step.expr),
+                            notes=["staged" if step.of != composite.input else "staged, in full"]))
+    return rows
+
+
+def _delta_rows(derivation, step, p) -> list[Row]:
     """A delta step: the rule, SymPy's derivatives, and the result."""
-    notes, rows = step.notes, []
-    activation = notes["activation"]
-    name = latex_name(step.name)
-    if "dell" in notes:  # the output layer
-        rows.append(_eq(r"\frac{\partial \ell}{\partial \hat y}", p.doprint(notes["dell"]),
+    rows, name = [], latex_name(step.name)
+    output = next((s for s in derivation.steps if s.role == "activation" and s.layer == step.layer
+                   and step.of in s.expr.free_symbols), None)
+    activation = output.activation if output is not None else "identity"
+    from_loss = output is not None and output.symbol == derivation.output  # the last layer
+    rule = rules.LOSSES[derivation.network.loss.kind]
+    g = None
+    if from_loss and rule.ell is not None:  # the output layer: SymPy's derivative of the loss
+        target = derivation.arrays[derivation.network.target]
+        if derivation.network.loss.labels:
+            target = OneHot(target, derivation.network.outputs)
+        g = sp.diff(rule.ell, rules.a).subs({rules.a: derivation.output, rules.y: target})
+        rows.append(_eq(r"\frac{\partial \ell}{\partial \hat y}", p.doprint(g),
                         notes=[r"SymPy: $\partial \ell / \partial \hat y$"]))
+    c = derivation.step("L").notes.get("scale", 1)
     if activation == "softmax":
-        rows.append(_eq(name, p.doprint(notes["unsimplified"]), p.doprint(step.expr),
-                        notes=["through softmax", "simplified"]))
+        if g is not None:
+            a = derivation.output
+            rows.append(_eq(name, p.doprint(c * a * (g - RowSum(a * g))), p.doprint(step.expr),
+                            notes=["through softmax", "simplified"]))
+        else:
+            rows.append(_eq(name, p.doprint(step.expr), notes=["chain rule"]))
         return rows
-    rule = rules.ACTIVATIONS[activation]
-    z = sp.Symbol("z")
-    fz = sp.Function(rule.latex)(z)
-    sympy_form = rule.derivative.subs(rules.slope, sp.Symbol("s"))
-    table_form = rule.df.subs({rules.a: fz, rules.slope: sp.Symbol("s")})
-    derivative = [sp.latex(sympy_form)]
-    if sp.latex(table_form) != derivative[0]:
-        derivative.append(ArrayLatexPrinter().doprint(table_form))
-    said = ["SymPy's diff", "the form used"] if len(derivative) > 1 else ["SymPy's diff, the form used"]
-    rows.append(_eq(rule.latex + r"'\left(z\right)", *derivative, notes=said))
-    if "dell" in notes:
-        rows.append(_eq(name, p.doprint(notes["unsimplified"]), p.doprint(step.expr),
+    if activation != "identity":
+        activation_rule = rules.ACTIVATIONS[activation]
+        z = sp.Symbol("z")
+        fz = sp.Function(activation_rule.latex)(z)
+        sympy_form = activation_rule.derivative.subs(rules.slope, sp.Symbol("s"))
+        table_form = rules.explicit(activation_rule.df).subs({rules.a: fz, rules.slope: sp.Symbol("s")})
+        if activation_rule.df.has(rules.ElementwiseBase):  # softplus' = sigma
+            table_form = activation_rule.df.subs({rules.z: z})
+        derivative = [sp.latex(sympy_form)]
+        if sp.latex(table_form) != derivative[0]:
+            derivative.append(ArrayLatexPrinter().doprint(table_form))
+        said = ["SymPy's diff", "the form used"] if len(derivative) > 1 else ["SymPy's diff, the form used"]
+        rows.append(_eq(activation_rule.latex + r"'\left(z\right)", *derivative, notes=said))
+    if g is not None:  # the loss's derivative times the activation's, then simplified
+        slope = sp.Rational(repr(derivation.network.layers[step.layer - 1].negative_slope))
+        df = rules.ACTIVATIONS[activation].df.xreplace({rules.z: step.of, rules.a: derivation.output, rules.slope: slope})
+        rows.append(_eq(name, p.doprint(sp.Mul(c, g, df, evaluate=False)), p.doprint(step.expr),
                         notes=["chain rule", "simplified"]))
     else:
         rows.append(_eq(name, p.doprint(step.expr), notes=["chain rule"]))

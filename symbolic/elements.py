@@ -2,7 +2,9 @@
 
 The loss is written out over one scalar symbol per array entry (W1_01 is W1[0, 1]: indices from
 0, as NumPy and `symprop check` count) for concrete sizes, and `sympy.diff` differentiates it with
-respect to each of them. Nothing here uses the matrix-level rules of `symbolic.derive`: the two
+respect to each of them. The forward steps are the layers' own (`symbolic.layers`), evaluated
+entry by entry (`symbolic.arrays.evaluate`), every activation written out (`rules.explicit`):
+no gradient rule of the operations and no derivative of the rule table is used, so the two
 derivations are independent, and the tests prove that they agree exactly.
 """
 
@@ -15,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from . import rules
+from .arrays import Softmax, evaluate
 from .spec import Network
 
 MAX_ENTRIES = 400  # more differentiated entries than this: too large to write out
@@ -28,7 +31,17 @@ class Elements:
     symbols: dict  # array name -> object array of its entries' symbols (labels: integers)
     output: np.ndarray  # yhat, entry by entry
     loss: sp.Expr
-    layers: tuple = ()  # per layer: (z, a), its pre-activations and outputs, entry by entry
+    steps: dict = None  # every forward step's name -> its entries, in order
+    inverses: dict = None  # an activation step's name -> (its activation, the pre-activation's name)
+
+    @property
+    def layers(self) -> tuple:
+        """(z, a) entries of each layer that has a pre-activation z<l> and an output a<l>."""
+        pairs = []
+        for l in range(1, len(self.network.layers) + 1):
+            if f"z{l}" in self.steps and f"a{l}" in self.steps:
+                pairs.append((self.steps[f"z{l}"], self.steps[f"a{l}"]))
+        return tuple(pairs)
 
     def compact(self, expr: sp.Expr) -> sp.Expr:
         """`expr` with every pre-activation and activation written as its own symbol (z1_01,
@@ -47,10 +60,10 @@ class Elements:
 
     @cached_property
     def _stages(self) -> list[dict]:
-        """Per layer, z then a: {entry's value, written in the names before it: its symbol}."""
+        """Per forward step: {entry's value, written in the names before it: its symbol}."""
         stages = []
-        for i, (z, a) in enumerate(self.layers, 1):
-            for name, values in ((f"z{i}", z), (f"a{i}", a)):
+        for name, values in self.steps.items():
+            if values.shape:
                 names = {}
                 for index in np.ndindex(values.shape):
                     value = values[index]
@@ -96,20 +109,21 @@ class Elements:
     def _inverses(self) -> dict:
         """{z entry: its value in terms of the a entry} where the activation is invertible."""
         out = {}
-        for i, (layer, (z, _)) in enumerate(zip(self.network.layers, self.layers), 1):
-            inverse = _inverse(layer.activation)
-            for index in np.ndindex(z.shape) if inverse is not None else ():
-                out[entry_symbol(f"z{i}", index)] = inverse.subs(rules.a, entry_symbol(f"a{i}", index))
+        for name, (activation, pre) in self.inverses.items():
+            inverse = _inverse(activation)
+            for index in np.ndindex(self.steps[pre].shape) if inverse is not None else ():
+                out[entry_symbol(pre, index)] = inverse.subs(rules.a, entry_symbol(name, index))
         return out
 
     @cached_property
     def _unit_sums(self) -> dict:
         """{each softmax row's outputs, summed: 1}."""
         out = {}
-        for i, (layer, (z, _)) in enumerate(zip(self.network.layers, self.layers), 1):
-            if layer.activation == "softmax":
+        for name, (activation, pre) in self.inverses.items():
+            z = self.steps[pre]
+            if activation == "softmax":
                 for row in np.ndindex(z.shape[:-1]):
-                    out[sp.Add(*(entry_symbol(f"a{i}", row + (k,)) for k in range(z.shape[-1])))] = sp.S.One
+                    out[sp.Add(*(entry_symbol(name, row + (k,)) for k in range(z.shape[-1])))] = sp.S.One
         return out
 
 
@@ -142,38 +156,20 @@ def expand(network: Network, batch: int = 2, labels=None) -> Elements:
             array[index] = entry_symbol(name, index)
         symbols[name] = array
 
-    row = network.layout == "row"
-    a = symbols[network.input]
-    layers = []
-    for layer in network.layers:
-        W = symbols[layer.weight]
-        z = a @ W if row else W @ a
-        if layer.bias is not None:
-            z = z + symbols[layer.bias]
-        a = _activate(layer, z)
-        layers.append((z, a))
+    from .derive import forward_pass
 
-    y = symbols[network.target]
-    if network.loss.labels:
-        y = (np.asarray(y)[..., None] == np.arange(network.outputs)).astype(int)
-    rule = rules.LOSSES[network.loss.kind]
-    total = sum(rule.ell.subs({rules.a: p, rules.y: t}) for p, t in zip(a.flat, y.flat))
-    if network.loss.reduction == "mean":
-        total = total / (a.size if rule.per == "element" else n)
-    loss = sp.Rational(repr(network.loss.scale)) * total
-    l2 = sp.Rational(repr(network.loss.l2))
-    if l2:
-        loss += l2 * sum(w**2 for layer in network.layers for w in symbols[layer.weight].flat)
-    return Elements(network, n, symbols, a, loss, tuple(layers))
-
-
-def _activate(layer, z: np.ndarray) -> np.ndarray:
-    rule = rules.ACTIVATIONS[layer.activation]
-    if rule.f is None:  # softmax over the last axis
-        e = np.vectorize(sp.exp, otypes=[object])(z)
-        return e / e.sum(axis=-1, keepdims=True)
-    f = lambda v: rule.at(v, v, layer.negative_slope)[0]  # noqa: E731
-    return np.vectorize(f, otypes=[object])(z)
+    f, forward = forward_pass(network, sp.Integer(n))
+    env = {sp.Symbol(name): entries if entries.shape else entries[()] for name, entries in symbols.items()}
+    steps, inverses = {}, {}
+    for step in forward:
+        value = evaluate(step.expr, env)
+        value = np.vectorize(rules.explicit, otypes=[object])(value) if np.ndim(value) else rules.explicit(value)
+        env[step.symbol] = value
+        steps[step.name] = np.asarray(value, dtype=object)
+        if isinstance(step.expr, (rules.ElementwiseBase, Softmax)) and step.expr.args[0].is_Symbol:
+            inverses[step.name] = (step.activation, step.expr.args[0].name)  # a = f(z), nothing added
+    loss = steps.pop("L")[()]
+    return Elements(network, n, symbols, steps[f.outputs[-1].name], loss, steps, inverses)
 
 
 def _named_sum(expr: sp.Add, sums: dict) -> sp.Expr:

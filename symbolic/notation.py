@@ -60,6 +60,9 @@ class TextPrinter(ArrayOrder, StrPrinter):
     _print_OneHot = _call("onehot")
     del _call
 
+    def _print_ElementwiseBase(self, expr):  # an activation by its name: relu(z1), leaky_relu(z1, 0.2)
+        return f"{expr.rule.name}({', '.join(self._print(arg) for arg in expr.args)})"
+
     def _print_Piecewise(self, expr):
         (then, cond), (otherwise, _) = expr.args
         if then == 1 and otherwise == 0:  # a step function: the condition as a 0/1 mask
@@ -123,6 +126,9 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
 
     def _print_Softmax(self, expr):
         return r"\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"
+
+    def _print_ElementwiseBase(self, expr):  # an activation by its name: \sigma(z_1)
+        return expr.rule.latex + r"\left(" + self._print(expr.args[0]) + r"\right)"
 
     def _print_LogSoftmax(self, expr):
         return r"\log\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"

@@ -113,6 +113,25 @@ class Network:
         """The weight matrices (what `l2` penalises), each once."""
         return tuple(dict.fromkeys(layer.weight for layer in self.layers if layer.kind == "dense"))
 
+    def roles(self) -> dict[str, str]:
+        """What each array is, in words: input, target, weight, bias, ... (see `using`)."""
+        roles = {self.input: "input", self.target: "target"}
+        for layer in self.layers:
+            if layer.kind == "dense":
+                roles.setdefault(layer.weight, "weight")
+                if layer.bias is not None:
+                    roles[layer.bias] = "shared bias" if layer.shared_bias else "bias"
+            elif layer.kind == "dropout":
+                roles[layer.mask] = "dropout mask"
+            else:
+                roles.update({name: role for name, role in ((layer.scale, "scale"), (layer.shift, "shift")) if name})
+        return roles
+
+    def using(self, name: str) -> tuple[int, ...]:
+        """The 1-based positions of the layers that use the array `name`."""
+        return tuple(l for l, layer in enumerate(self.layers, 1)
+                     if name in (*layer.parameters, layer.mask))
+
     @property
     def masks(self) -> tuple[str, ...]:
         """The dropout masks: input arrays, never differentiated."""
@@ -356,9 +375,9 @@ class _Reader:
                 self.fail(prefix + "residual", f"layer {l} has no layer {residual} below it "
                           f"(k = {residual} reaches past the input; at most {l})")
             below = widths[l - residual]
-            source = "the input" if l == residual else f"layer {l - residual}"
+            source = "the input" if l == residual else f"the output of layer {l - residual}"
             if below != units:
-                self.fail(prefix + "residual", f"adds the output of {source} ({below} wide) to this layer's "
+                self.fail(prefix + "residual", f"adds {source} ({below} wide) to this layer's "
                           f"{units} units: the widths must match")
         return Layer(units=units, activation=activation, negative_slope=slope,
                      weight=self.get(table, "weight", str, f"W{l}", prefix), bias=bias, shared_bias=shared,
@@ -399,6 +418,7 @@ class _Reader:
 
     def loss(self, table) -> Loss:
         self.keys(table, _LOSS_KEYS, "loss.")
+        self.loss_keys = set(table)  # a key given for a loss it does not apply to is an error
         if "kind" not in table:
             self.fail("loss.kind", "required key is missing")
         return Loss(
@@ -411,19 +431,23 @@ class _Reader:
         )
 
     def check_loss(self, net: Network):
-        last = net.layers[-1].activation
-        if net.loss.kind == "cross_entropy" and last != "softmax":
-            self.fail("loss.kind", f"cross_entropy needs a softmax last layer, not {last}")
-        if net.loss.kind == "binary_cross_entropy" and last != "sigmoid":
-            self.fail("loss.kind", f"binary_cross_entropy needs a sigmoid last layer, not {last}")
-        if net.loss.kind == "multiclass_hinge":
-            if last != "identity" or net.layers[-1].kind == "dropout":
-                what = "a dropout layer" if net.layers[-1].kind == "dropout" else f"{last} activation"
-                self.fail("loss.kind", f"multiclass_hinge scores the last layer's raw outputs: its activation "
-                          f"must be identity, not {what}")
+        kind, layer = net.loss.kind, net.layers[-1]
+        last = "a dropout layer" if layer.kind == "dropout" else layer.activation
+        needs = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(kind)
+        if needs is not None:
+            if last != needs:
+                self.fail("loss.kind", f"{kind} needs a {needs} last layer, not {last}")
+            if layer.residual:  # yhat = f(z) + a would not be a probability: its log is undefined
+                self.fail(f"layers[{len(net.layers)}].residual", f"{kind} takes the log of the last layer's "
+                          f"{needs} output; a residual added to it is no longer a probability")
+        if kind == "multiclass_hinge":
+            if last != "identity":
+                what = ("the last layer cannot be a dropout layer" if layer.kind == "dropout"
+                        else f"the last layer's activation must be identity, not {last}")
+                self.fail("loss.kind", f"multiclass_hinge scores the last layer's raw outputs: {what}")
             if net.outputs < 2:
                 self.fail("loss.kind", "multiclass_hinge needs at least 2 classes (the last layer has 1 unit)")
-        elif net.loss.margin != 1.0:
+        elif "margin" in self.loss_keys:
             self.fail("loss.margin", "applies to multiclass_hinge only")
         if net.loss.labels and net.loss.kind not in ("cross_entropy", "multiclass_hinge"):
             self.fail("loss.labels", "integer labels apply to cross_entropy and multiclass_hinge only")
@@ -492,6 +516,10 @@ class _Reader:
                 n, n_from = array.shape[expected.index("N")], key
             if name in net.masks and not np.all((array == 0) | (array == 1)):
                 self.fail(key, "a dropout mask holds 0 (dropped) and 1 (kept) only")
+            if name == net.target and net.loss.kind == "multiclass_hinge" and not net.loss.labels:
+                if not (np.all((array == 0) | (array == 1)) and np.all(array.sum(axis=-1) == 1)):
+                    self.fail(key, "multiclass_hinge targets are one-hot: a single 1 per sample, 0 elsewhere "
+                              "(or labels = true for integer labels)")
             if name == net.target and net.loss.labels:
                 if not np.all(array == np.round(array)) or np.any(array < 0) or np.any(array >= net.outputs):
                     self.fail(key, f"labels must be integers from 0 to {net.outputs - 1}")

@@ -125,13 +125,20 @@ def random_values(network: Network, seed: int = 0, batch: int = 3) -> dict:
     n = batch
     if network.batch is None and network.layout == "row" and network.input in values:
         n = np.shape(values[network.input])[0]
-    widths = [network.inputs] + [layer.units for layer in network.layers]
-    fan_in = {layer.weight: widths[i] for i, layer in enumerate(network.layers)}
+    fan_in = {}  # a weight's fan-in: the inputs of its first dense layer (transposed or not)
+    for layer in network.layers:
+        if layer.kind == "dense":
+            fan_in.setdefault(layer.weight, layer.inputs)
+    keep = {layer.mask: 1 - layer.p for layer in network.layers if layer.kind == "dropout"}
     for name, shape in network.shapes(n).items():
         if name in values:
             continue
         if name == network.target:
             values[name] = _random_target(network, shape, rng)
+        elif name in keep:  # 1 (kept) with probability 1 - p, else 0; never all dropped
+            values[name] = (rng.uniform(size=shape) < keep[name]).astype(np.float64)
+            if values[name].size and not values[name].any():
+                values[name].flat[rng.integers(values[name].size)] = 1.0
         else:  # magnitudes 0.25 to 1.25, random signs
             values[name] = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.25, 1.25, size=shape)
             if fan_in.get(name, 0) > WIDE:  # as an initialisation does: pre-activations of order 1
@@ -142,7 +149,7 @@ def random_values(network: Network, seed: int = 0, batch: int = 3) -> dict:
 def _random_target(network: Network, shape, rng):
     if network.loss.labels:
         return rng.integers(0, network.outputs, size=shape)
-    if network.loss.kind == "cross_entropy":
+    if network.loss.kind in ("cross_entropy", "multiclass_hinge"):  # one-hot rows
         return np.eye(network.outputs)[rng.integers(0, network.outputs, size=shape[:-1])]
     if network.loss.kind == "binary_cross_entropy":
         return rng.uniform(0, 1, size=shape)
@@ -153,6 +160,8 @@ def values_away_from_kinks(network: Network, seed: int, steps, batch: int = 3) -
     """Random values (for the arrays the spec lacks) whose ReLU pre-activations are all at least
     KINK_MARGIN from zero: the seed is advanced until they are. Returns (values, seed used)."""
     kinked = [f"z{i}" for i, layer in enumerate(network.layers, 1) if "relu" in layer.activation]
+    if network.loss.kind == "multiclass_hinge" and network.loss.margin != 0:
+        kinked.append("margins")  # the hinge's kinks (the label's own margin is the margin itself)
     for attempt in range(100):
         values = random_values(network, seed + attempt, batch)
         if len(values) == len(network.values) or not kinked:
@@ -439,7 +448,7 @@ def should_be(network: Network, name: str, index: tuple, steps: dict, values: di
         lines.append(f"{label} should be {entry} = {value:.10g}, not {got:.10g}")
     else:
         lines.append(f"{label} should be {value:.10g}, not {got:.10g}")
-    delta = next((s for s in derivation.steps if s.name.startswith("delta") and s.symbol in step.expr.free_symbols), None)
+    delta = next((s for s in derivation.steps if s.role == "delta" and s.symbol in step.expr.free_symbols), None)
     if delta is not None:
         lines.append(f"with {delta.name} = {printer.doprint(delta.expr)}")
     return "\n".join(lines)
@@ -448,7 +457,11 @@ def should_be(network: Network, name: str, index: tuple, steps: dict, values: di
 def _entry_formula(network, name, index, steps, values):
     """The entry's formula in indexed form, with the numbers of this check."""
     row = network.layout == "row"
+    if name in network.weights and len(network.using(name)) > 1:
+        return ""  # a tied weight: the sum of two layers' formulas
     for i, layer in enumerate(network.layers, 1):
+        if layer.kind != "dense" or layer.transpose_weight:
+            continue
         previous = network.input if i == 1 else f"a{i - 1}"
         A = values[network.input] if i == 1 else steps[previous]
         delta = steps[f"delta{i}"]

@@ -1,8 +1,9 @@
 """The same network in PyTorch, float64 autograd: an independent reference for the checks.
 
-The layers are PyTorch's own functions (`torch.relu`, `F.leaky_relu`, `F.softplus`, ...) and the
-losses its own (`F.cross_entropy` on the logits, with class labels or probability targets,
-`F.binary_cross_entropy_with_logits`), so nothing here shares code or formulas with the derivation.
+The layers are PyTorch's own functions (`torch.relu`, `F.leaky_relu`, `F.softplus`,
+`F.batch_norm` in training mode, `F.layer_norm`, ...) and the losses its own (`F.cross_entropy` on
+the logits, with class labels or probability targets, `F.binary_cross_entropy_with_logits`,
+`F.multi_margin_loss`), so nothing here shares code or formulas with the derivation.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
     tensors = {}
     for name, value in values.items():
         array = np.asarray(value)
-        if array.dtype.kind in "iu":
+        if array.dtype.kind in "iu" and name not in network.masks:  # class labels
             tensors[name] = torch.tensor(array, dtype=torch.long)
         else:
             tensors[name] = torch.tensor(array, dtype=dtype,
@@ -47,25 +48,56 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
         "softmax": lambda z, layer: torch.softmax(z, dim=-1),
     }
     row = network.layout == "row"
-    a = tensors[network.input]
-    for layer in network.layers:
-        W = tensors[layer.weight]
-        z = a @ W if row else W @ a
-        if layer.bias is not None:
-            z = z + tensors[layer.bias]
+    outputs = [tensors[network.input]]  # a_0 (the input), a_1, ...
+
+    def optional(name):
+        return None if name is None else tensors[name]
+
+    for l, layer in enumerate(network.layers, 1):
+        a = outputs[-1]
+        if layer.kind == "dropout":
+            outputs.append(a * tensors[layer.mask] / (1 - layer.p))
+            continue
+        if layer.kind == "dense":
+            W = tensors[layer.weight]
+            if layer.transpose_weight:
+                W = W.T
+            z = a @ W if row else W @ a
+            if layer.bias is not None:
+                z = z + tensors[layer.bias]
+        elif layer.kind == "batchnorm":  # training mode: the batch's mean and biased variance
+            gamma, beta = optional(layer.scale), optional(layer.shift)
+            if a.shape[0] > 1:
+                z = F.batch_norm(a, None, None, weight=gamma, bias=beta, training=True, eps=layer.eps)
+            else:  # F.batch_norm refuses one sample; its op gives xhat = 0 (a zero variance)
+                z = torch.batch_norm(a, gamma, beta, None, None, True, 0.0, layer.eps, False)
+        elif layer.kind == "layernorm":
+            z = F.layer_norm(a, (a.shape[-1],), optional(layer.scale), optional(layer.shift), layer.eps)
+        else:
+            raise ValueError(f"the PyTorch reference has no layer kind '{layer.kind}'")
         a = activations[layer.activation](z, layer)
+        if layer.residual:
+            a = a + outputs[l - layer.residual]
+        outputs.append(a)
+    a = outputs[-1]
     y = tensors[network.target]
     spec = network.loss
     if spec.kind == "squared_error":
         data = F.mse_loss(a, y, reduction=spec.reduction)
     elif spec.kind == "binary_cross_entropy":  # on the logits z of the sigmoid layer: stable
         data = F.binary_cross_entropy_with_logits(z, y, reduction=spec.reduction)
+    elif spec.kind == "multiclass_hinge":  # PyTorch divides each sample's sum by the class count K
+        scores, labels = (a, y) if row else (a.unsqueeze(0), y.reshape(1) if spec.labels else y.unsqueeze(0))
+        if not spec.labels:
+            labels = labels.argmax(dim=-1)
+        K = scores.shape[-1]
+        data = K * F.multi_margin_loss(scores, labels, margin=spec.margin, reduction=spec.reduction)
     else:  # cross_entropy, on the logits z of the softmax layer
         logits, target = (z, y) if row else (z.unsqueeze(0), y.reshape(1) if spec.labels else y.unsqueeze(0))
         data = F.cross_entropy(logits, target, reduction=spec.reduction)
     loss = spec.scale * data
     if spec.l2:
-        loss = loss + spec.l2 * sum((tensors[layer.weight] ** 2).sum() for layer in network.layers)
+        loss = loss + spec.l2 * sum((tensors[name] ** 2).sum() for name in network.weights)
     loss.backward()
     grads = {name: tensors[name].grad.numpy() for name in network.differentiated}
     return float(loss.detach()), grads

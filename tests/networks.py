@@ -1,5 +1,6 @@
 """Test networks: `mlp` for a fixed one, Hypothesis strategies for random specs covering every
-activation, loss and layout."""
+activation, loss and layout (and, with `kinds=True`, every layer kind of section 1a but the
+convolutional ones, residuals, tied weights and multiclass_hinge)."""
 
 from __future__ import annotations
 
@@ -22,26 +23,40 @@ def mlp(inputs: int, *layers: tuple[int, str], loss: str = "squared_error", layo
 
 
 @st.composite
-def specs(draw, max_depth: int = 4, max_width: int = 6) -> str:
-    """The TOML text of a random valid network."""
+def specs(draw, max_depth: int = 4, max_width: int = 6, kinds: bool = False) -> str:
+    """The TOML text of a random valid network. With `kinds`, it may also hold batchnorm (row layout),
+    layernorm and dropout layers between the dense ones, dense residuals where the widths match, a
+    weight tied (transposed) to an earlier layer's where the shapes allow, and the multiclass_hinge
+    loss. Without, it draws exactly what it always has (dense layers only)."""
     depth = draw(st.integers(1, max_depth))
     layout = draw(st.sampled_from(["row", "column"]))
-    kind = draw(st.sampled_from(["squared_error", "cross_entropy", "binary_cross_entropy"]))
+    kind = draw(st.sampled_from(["squared_error", "cross_entropy", "binary_cross_entropy"]
+                                + (["multiclass_hinge"] if kinds else [])))
     widths = [draw(st.integers(1, max_width)) for _ in range(depth + 1)]
+    if kinds and depth >= 2 and draw(st.booleans()):  # a mirrored width: room for a tied transposed weight
+        mirror = draw(st.integers(2, depth))
+        widths[mirror] = widths[mirror - 2]
     lines = ['name = "random_net"', f'layout = "{layout}"', f"inputs = {widths[0]}",
              f"wrt_input = {str(draw(st.booleans())).lower()}"]
     if layout == "row" and draw(st.booleans()):
         lines.append(f"batch = {draw(st.integers(1, 3))}")
+    position, outputs = 0, [widths[0]]  # [[layers]] tables so far; outputs[k]: the width of a_k
+    weights = {}  # weight name -> the shape of its array (kinds only)
     for i, units in enumerate(widths[1:], 1):
         last = i == depth
         if last and kind == "cross_entropy":
             activation = "softmax"
         elif last and kind == "binary_cross_entropy":
             activation = "sigmoid"
+        elif last and kind == "multiclass_hinge":
+            activation = "identity"
         else:
             activation = draw(st.sampled_from(HIDDEN + (["softmax"] if last and units > 1 else [])))
         if activation == "softmax" and units == 1:  # a softmax over one class is a spec error
             units = widths[i] = 2
+        if kind == "multiclass_hinge" and last and units == 1:  # so is a hinge over one class
+            units = widths[i] = 2
+        position += 1
         lines += ["", "[[layers]]", f"units = {units}", f'activation = "{activation}"']
         bias = draw(st.sampled_from(["vector", "shared", "none"]))
         if bias == "shared":
@@ -50,13 +65,61 @@ def specs(draw, max_depth: int = 4, max_width: int = 6) -> str:
             lines.append("bias = false")
         if activation == "leaky_relu":
             lines.append(f"negative_slope = {draw(st.sampled_from([0.01, 0.2, 1.5]))}")
+        if kinds:
+            lines += _kinds_of_dense(draw, layout, position, units, outputs, weights,
+                                     residual=not (last and kind in ("cross_entropy", "binary_cross_entropy")))
+            outputs.append(units)
+            if not last:
+                for table in _between(draw, layout, units):
+                    position += 1
+                    outputs.append(units)
+                    lines += ["", "[[layers]]"] + table
     lines += ["", "[loss]", f'kind = "{kind}"',
               f'reduction = "{draw(st.sampled_from(["mean", "sum"]))}"',
               f"scale = {draw(st.sampled_from([1.0, 0.5, 2.0]))}",
               f"l2 = {draw(st.sampled_from([0.0, 0.0, 0.1]))}"]
-    if kind == "cross_entropy":
+    if kind in ("cross_entropy", "multiclass_hinge"):
         lines.append(f"labels = {str(draw(st.booleans())).lower()}")
+    if kind == "multiclass_hinge":
+        lines.append(f"margin = {draw(st.sampled_from([1.0, 0.5]))}")
     return "\n".join(lines) + "\n"
+
+
+def _kinds_of_dense(draw, layout, position, units, outputs, weights, residual) -> list[str]:
+    """The keys of a dense layer beyond what `specs` draws without kinds: a residual (k such that
+    a_(position - k) is `units` wide) and a weight tied, transposed, to an earlier layer's."""
+    lines = []
+    inputs = outputs[-1]
+    fits = [k for k in range(1, position + 1) if outputs[position - k] == units]
+    if residual and fits and draw(st.booleans()):
+        k = draw(st.sampled_from(fits))
+        lines.append(f"residual = {'true' if k == 1 and draw(st.booleans()) else k}")
+    shape = (inputs, units) if layout == "row" else (units, inputs)
+    tied = [name for name, array in weights.items() if array == shape[::-1]]
+    if tied and draw(st.booleans()):
+        lines += [f'weight = "{draw(st.sampled_from(tied))}"', "transpose_weight = true"]
+    else:
+        weights[f"W{position}"] = shape
+    return lines
+
+
+def _between(draw, layout, width) -> list[list[str]]:
+    """Normalization and dropout layers (each a table's lines) after a dense layer `width` wide."""
+    choices = ["dropout"] + (["batchnorm"] if layout == "row" else []) + (["layernorm"] if width > 1 else [])
+    tables = []
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(choices))
+        table = [f'kind = "{kind}"']
+        if kind == "dropout":
+            table.append(f"p = {draw(st.sampled_from([0.0, 0.5]))}")
+        else:
+            table.append(f'activation = "{draw(st.sampled_from(HIDDEN))}"')
+            table.append(f"eps = {draw(st.sampled_from([1e-5, 1e-3]))}")
+            for key in ("scale", "shift"):
+                if not draw(st.booleans()):
+                    table.append(f"{key} = false")
+        tables.append(table)
+    return tables
 
 
 def networks(**kwargs):

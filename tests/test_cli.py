@@ -27,7 +27,7 @@ def test_derive_prints_forward_loss_and_backward_steps(capsys):
     assert main(["derive", "relu_softmax_3_4_2"]) == 0
     out = capsys.readouterr().out
     for line in ["z1 = W @ x + b1", "a2 = softmax(z2)", "L = -sum(y*log_softmax(z2))", "delta2 = a2*rowsum(y) - y",
-                 "dL_dU = outer(delta2, a1)", "delta1 = (z1 > 0)*(U.T @ delta2)", "a1 = max(z1, 0)", "dL_dx = W.T @ delta1"]:
+                 "dL_dU = outer(delta2, a1)", "delta1 = (z1 > 0)*(U.T @ delta2)", "a1 = relu(z1)", "dL_dx = W.T @ delta1"]:
         assert line in out, line
 
 

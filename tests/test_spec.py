@@ -216,3 +216,244 @@ def _toml(doc):
         lines += ["[[layers]]"] + [f"{k} = {value(v)}" for k, v in layer.items()]
     lines += ["[loss]"] + [f"{k} = {value(v)}" for k, v in doc["loss"].items()]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer kinds beyond dense, residuals, tied weights and multiclass_hinge (contract 1, 1a)
+
+
+def spec(*layers, loss=None, inputs=3, top="", values=""):
+    """The TOML text of a network "net" with `layers` (dicts of keys) and the `loss` table."""
+    import json
+
+    def table(header, keys):
+        return [header] + [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+
+    lines = ['name = "net"', f"inputs = {json.dumps(inputs)}"] + ([top] if top else [])
+    for layer in layers:
+        lines += table("[[layers]]", layer)
+    lines += table("[loss]", loss or {"kind": "squared_error"})
+    return "\n".join(lines) + "\n" + (f"[values]\n{values}\n" if values else "")
+
+
+def dense(units, **keys):
+    return {"units": units, **keys}
+
+
+BN, LN = {"kind": "batchnorm"}, {"kind": "layernorm"}
+DROP = {"kind": "dropout", "p": 0.5}
+HINGE = {"kind": "multiclass_hinge"}
+
+BAD_KINDS = [
+    # (spec text, key named in the message, words of the rule)
+    # kinds and their keys
+    (spec(BN, top='layout = "column"'), "layers[1].kind", "batchnorm normalizes over the batch: it needs the row layout"),
+    (spec({"kind": "batchnrom"}), "layers[1].kind",
+     "must be one of dense, batchnorm, layernorm, dropout, not 'batchnrom'; did you mean 'batchnorm'?"),
+    (spec({"kind": "layer_norm"}), "layers[1].kind", "did you mean 'layernorm'?"),
+    (spec({"kind": 3}), "layers[1].kind", "must be a string, not an integer"),
+    (spec({**BN, "units": 3}), "layers[1].units", "unknown key for a batchnorm layer (it applies to dense)"),
+    (spec(dense(3, p=0.5)), "layers[1].p", "unknown key for a dense layer (it applies to dropout)"),
+    (spec({**DROP, "eps": 0.1}), "layers[1].eps", "unknown key for a dropout layer (it applies to batchnorm, layernorm)"),
+    (spec({**DROP, "activation": "relu"}), "layers[1].activation",
+     "unknown key for a dropout layer (it applies to dense, batchnorm, layernorm)"),
+    (spec({**LN, "residual": True}), "layers[1].residual", "unknown key for a layernorm layer (it applies to dense)"),
+    (spec({**LN, "mask": "m"}), "layers[1].mask", "unknown key for a layernorm layer (it applies to dropout)"),
+    (spec(dense(3, scale="g")), "layers[1].scale", "unknown key for a dense layer (it applies to batchnorm, layernorm)"),
+    (spec({**BN, "epsilon": 0.1}), "layers[1].epsilon", "unknown key; did you mean 'eps'?"),
+    # dropout's p
+    (spec({"kind": "dropout", "p": 1}), "layers[1].p", "must be at least 0 and less than 1 (the probability of dropping"),
+    (spec({"kind": "dropout", "p": 1.0}), "layers[1].p", "less than 1 (the probability of dropping an entry), not 1"),
+    (spec({"kind": "dropout", "p": -0.1}), "layers[1].p", "must be at least 0 and less than 1 (the probability of dropping an entry), not -0.1"),
+    (spec({"kind": "dropout"}), "layers[1].p", "required key is missing"),
+    (spec({"kind": "dropout", "p": "0.5"}), "layers[1].p", "must be a number, not a string"),
+    (spec({"kind": "dropout", "p": True}), "layers[1].p", "must be a number, not a boolean"),
+    # eps, scale, shift
+    (spec({**LN, "eps": 0}), "layers[1].eps", "must be a number > 0, not 0"),
+    (spec({**BN, "eps": -1e-5}), "layers[1].eps", "must be a number > 0, not -1e-05"),
+    (spec({**BN, "eps": "small"}), "layers[1].eps", "must be a number, not a string"),
+    (spec({**BN, "scale": True}), "layers[1].scale", "must be a name or false, not a boolean"),
+    (spec({**LN, "shift": 0}), "layers[1].shift", "must be a name or false, not an integer"),
+    (spec({**LN, "negative_slope": 0.1}), "layers[1].negative_slope", "applies to leaky_relu only"),
+    (spec({**LN, "activation": "softmax"}, LN), "layers[1].activation", "softmax is allowed on the last layer only"),
+    (spec(dense(1), {**BN, "activation": "softmax"}), "layers[2].activation", "a softmax over one class is always 1"),
+    (spec(LN, inputs=1), "layers[1].kind", "layernorm over one feature always gives 0"),
+    (spec(dense(1), LN), "layers[2].kind", "its input must be at least 2 wide"),
+    # residual
+    (spec(dense(4, residual=True)), "layers[1].residual",
+     "adds the input (3 wide) to this layer's 4 units: the widths must match"),
+    (spec(dense(4), dense(3, residual=1)), "layers[2].residual",
+     "adds the output of layer 1 (4 wide) to this layer's 3 units: the widths must match"),
+    (spec(dense(4), DROP, dense(4, residual=3)), "layers[3].residual", "adds the input (3 wide) to this layer's 4 units"),
+    (spec(dense(3), dense(3, residual=3)), "layers[2].residual",
+     "layer 2 has no layer 3 below it (k = 3 reaches past the input; at most 2)"),
+    (spec(dense(3, residual=2)), "layers[1].residual", "k = 2 reaches past the input; at most 1"),
+    (spec(dense(3, residual=0)), "layers[1].residual", "must be true, false or a whole number k >= 1, not 0"),
+    (spec(dense(3, residual=-1)), "layers[1].residual", "must be true, false or a whole number k >= 1, not -1"),
+    (spec(dense(3, residual="1")), "layers[1].residual", "must be true, false or a whole number k >= 1, not '1'"),
+    (spec(dense(3, residual=1.0)), "layers[1].residual", "a whole number k >= 1, not 1.0"),
+    (spec(dense(3, activation="softmax", residual=True), loss={"kind": "cross_entropy"}), "layers[1].residual",
+     "cross_entropy takes the log of the last layer's softmax output; a residual added to it is no longer a probability"),
+    (spec(dense(3, activation="sigmoid", residual=True), loss={"kind": "binary_cross_entropy"}), "layers[1].residual",
+     "binary_cross_entropy takes the log of the last layer's sigmoid output"),
+    # tied weights
+    (spec(dense(4, weight="W"), dense(3, weight="W")), "layers[2].weight",
+     "'W' is the weight of layers[1] with shape (3, 4); here it needs shape (4, 3); transpose_weight = true uses its transpose"),
+    (spec(dense(4, weight="W"), dense(2, weight="W", transpose_weight=True)), "layers[2].weight",
+     "'W' is the weight of layers[1] with shape (3, 4); here it needs shape (2, 4)"),
+    (spec(dense(4, weight="W"), dense(4, weight="W")), "layers[2].weight",
+     "'W' is the weight of layers[1] with shape (3, 4); here it needs shape (4, 4)"),
+    (spec(dense(4, weight="W"), dense(3, weight="W"), top='layout = "column"'), "layers[2].weight",
+     "'W' is the weight of layers[1] with shape (4, 3); here it needs shape (3, 4); transpose_weight = true"),
+    (spec(dense(3), dense(3, weight="W1", transpose_weight="yes")), "layers[2].transpose_weight",
+     "must be true or false, not a string"),
+    (spec(dense(4), dense(3, bias="W1")), "layers[2].bias", "'W1' is already the name of layers[1].weight"),
+    (spec(dense(4), {**DROP, "mask": "W1"}), "layers[2].mask", "'W1' is already the name of layers[1].weight"),
+    (spec(dense(4), {**BN, "scale": "W1"}), "layers[2].scale", "'W1' is already the name of layers[1].weight"),
+    (spec(dense(4), dense(3, weight="b1")), "layers[2].weight", "'b1' is already the name of layers[1].bias"),
+    (spec(DROP, dense(3, weight="m1")), "layers[2].weight", "'m1' is already the name of layers[1].mask"),
+    (spec({**DROP, "mask": "x"}), "layers[1].mask", "'x' is already the name of input"),
+    (spec(BN, {**LN, "shift": "beta1"}), "layers[2].shift", "'beta1' is already the name of layers[1].shift"),
+    # names the generated code takes for itself
+    (spec({**DROP, "mask": "z1"}), "layers[1].mask", "'z1' is reserved for the generated code's intermediates"),
+    (spec(dense(3, weight="mu1")), "layers[1].weight", "'mu1' is reserved"),
+    (spec({**BN, "scale": "xhat2"}), "layers[1].scale", "'xhat2' is reserved"),
+    (spec({**LN, "shift": "sigma1"}), "layers[1].shift", "'sigma1' is reserved"),
+    (spec({**DROP, "mask": "var1"}), "layers[1].mask", "'var1' is reserved"),
+    (spec(dense(3), top='target = "margins"'), "target", "'margins' is reserved"),
+    (spec(dense(3, bias="margins")), "layers[1].bias", "'margins' is reserved"),
+    # multiclass_hinge and its margin
+    (spec(dense(3, activation="softmax"), loss=HINGE), "loss.kind",
+     "multiclass_hinge scores the last layer's raw outputs: the last layer's activation must be identity, not softmax"),
+    (spec(dense(3, activation="sigmoid"), loss=HINGE), "loss.kind", "activation must be identity, not sigmoid"),
+    (spec(dense(3), {**BN, "activation": "relu"}, loss=HINGE), "loss.kind", "activation must be identity, not relu"),
+    (spec(dense(1), loss=HINGE), "loss.kind", "multiclass_hinge needs at least 2 classes (the last layer has 1 unit)"),
+    (spec(dense(1), loss={**HINGE, "labels": True}), "loss.kind", "at least 2 classes"),
+    (spec(dense(3), DROP, loss=HINGE), "loss.kind",
+     "multiclass_hinge scores the last layer's raw outputs: the last layer cannot be a dropout layer"),
+    (spec(dense(3), DROP, loss={"kind": "cross_entropy"}), "loss.kind", "cross_entropy needs a softmax last layer, not a dropout layer"),
+    (spec(dense(3), loss={"kind": "multiclass_hinj"}), "loss.kind", "did you mean 'multiclass_hinge'?"),
+    (spec(dense(3), loss={"kind": "squared_error", "margin": 0.5}), "loss.margin", "applies to multiclass_hinge only"),
+    (spec(dense(3, activation="softmax"), loss={"kind": "cross_entropy", "margin": 1.0}), "loss.margin",
+     "applies to multiclass_hinge only"),
+    (spec(dense(3), loss={**HINGE, "margin": "1"}), "loss.margin", "must be a number, not a string"),
+    (spec(dense(3), loss={"kind": "squared_error", "labels": True}), "loss.labels",
+     "integer labels apply to cross_entropy and multiclass_hinge only"),
+    (spec(dense(3, activation="sigmoid"), loss={"kind": "binary_cross_entropy", "labels": True}), "loss.labels",
+     "integer labels apply to cross_entropy and multiclass_hinge only"),
+    # [values] of masks and hinge targets
+    (spec(DROP, values="m1 = [[1.0, 0.5, 0.0]]"), "values.m1", "a dropout mask holds 0 (dropped) and 1 (kept) only"),
+    (spec(DROP, values="m1 = [[1, 2, 0]]"), "values.m1", "0 (dropped) and 1 (kept) only"),
+    (spec(DROP, top='layout = "column"', values="m1 = [1.0, -1.0, 0.0]"), "values.m1", "0 (dropped) and 1 (kept) only"),
+    (spec(DROP, values="m1 = [1.0, 0.0, 1.0]"), "values.m1", "has shape (3,), expected (N, 3)"),
+    (spec(dense(3), loss=HINGE, values="y = [[0.5, 0.5, 0.0]]"), "values.y",
+     "multiclass_hinge targets are one-hot: a single 1 per sample, 0 elsewhere (or labels = true for integer labels)"),
+    (spec(dense(3), loss=HINGE, values="y = [[1.0, 1.0, 0.0]]"), "values.y", "multiclass_hinge targets are one-hot"),
+    (spec(dense(3), loss={**HINGE, "labels": True}, values="y = [0, 3]"), "values.y", "labels must be integers from 0 to 2"),
+    (spec(dense(4, weight="W"), dense(3, weight="W", transpose_weight=True, bias=False), values="W = [[1.0, 2.0, 3.0]]"),
+     "values.W", "has shape (1, 3), expected (3, 4)"),
+]
+
+
+@pytest.mark.parametrize("text, key, rule", BAD_KINDS, ids=[f"{i}-{k}" for i, (_, k, _) in enumerate(BAD_KINDS)])
+def test_bad_layer_kind_residual_tied_weight_or_hinge_is_one_line_naming_key_and_rule(text, key, rule):
+    with pytest.raises(SpecError) as error:
+        symbolic.loads(text, source="bad.toml")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"bad.toml: {key}: ")
+    assert rule in message
+    assert (error.value.source, error.value.key) == ("bad.toml", key)
+
+
+def test_transpose_hint_only_when_the_transpose_would_fit():
+    for text in (spec(dense(4, weight="W"), dense(2, weight="W", transpose_weight=True)),
+                 spec(dense(4, weight="W"), dense(4, weight="W"))):
+        with pytest.raises(SpecError) as error:
+            symbolic.loads(text)
+        assert "transpose_weight" not in str(error.value)
+
+
+EVERY_KIND = spec(
+    dense(4, activation="relu"),  # 1: W1 (3, 4), b1
+    BN,  # 2: gamma2, beta2
+    {"kind": "dropout", "p": 0.25},  # 3: mask m3 (N, 4)
+    dense(4, activation="tanh", residual=True),  # 4: W4 (4, 4), b4; adds a3
+    {**LN, "scale": False, "eps": 1e-3},  # 5: beta5 only
+    dense(3, weight="W1", transpose_weight=True),  # 6: W1 again, transposed; b6
+    dense(3, residual=1, bias=False, weight="V"),  # 7: V (3, 3), no bias; adds a6
+    loss={**HINGE, "labels": True},
+)
+
+
+def test_every_new_kind_parses_into_the_right_arrays():
+    net = symbolic.loads(EVERY_KIND)
+    kinds = [layer.kind for layer in net.layers]
+    assert kinds == ["dense", "batchnorm", "dropout", "dense", "layernorm", "dense", "dense"]
+    assert [layer.units for layer in net.layers] == [4, 4, 4, 4, 4, 3, 3]
+    assert [layer.inputs for layer in net.layers] == [3, 4, 4, 4, 4, 4, 3]
+    assert net.parameters == ("W1", "b1", "gamma2", "beta2", "W4", "b4", "beta5", "b6", "V")
+    assert net.masks == ("m3",)
+    assert net.weights == ("W1", "W4", "V")  # W1 once, though two layers use it
+    assert net.differentiated == net.parameters  # masks are inputs, never differentiated
+    assert net.shapes() == {
+        "x": ("N", 3), "y": ("N",), "m3": ("N", 4),
+        "W1": (3, 4), "b1": (4,), "gamma2": (4,), "beta2": (4,), "W4": (4, 4), "b4": (4,),
+        "beta5": (4,), "b6": (3,), "V": (3, 3),
+    }
+    assert net.shapes(n=7)["m3"] == (7, 4)
+    assert [layer.residual for layer in net.layers] == [0, 0, 0, 1, 0, 0, 1]
+    assert [layer.transpose_weight for layer in net.layers] == [False] * 5 + [True, False]
+    bn, drop, ln = net.layers[1], net.layers[2], net.layers[4]
+    assert (bn.eps, bn.scale, bn.shift, bn.activation, bn.parameters) == (1e-5, "gamma2", "beta2", "identity",
+                                                                           ("gamma2", "beta2"))
+    assert (drop.p, drop.mask, drop.parameters) == (0.25, "m3", ())
+    assert (ln.eps, ln.scale, ln.shift, ln.parameters) == (1e-3, None, "beta5", ("beta5",))
+    assert (net.loss.kind, net.loss.margin, net.loss.labels, net.outputs) == ("multiclass_hinge", 1.0, True, 3)
+
+
+def test_new_kinds_in_the_column_layout_and_with_a_fixed_batch():
+    net = symbolic.loads(spec(LN, {**DROP, "mask": "keep"}, dense(3, residual=2), top='layout = "column"',
+                              loss={**HINGE, "margin": 0.5}))
+    assert net.shapes() == {"x": (3,), "y": (3,), "keep": (3,), "gamma1": (3,), "beta1": (3,), "W3": (3, 3),
+                            "b3": (3,)}
+    assert (net.layers[2].residual, net.masks, net.loss.margin) == (2, ("keep",), 0.5)
+    assert net.parameters == ("gamma1", "beta1", "W3", "b3")
+    net = symbolic.loads(spec(dense(2), DROP, BN, top="batch = 5", loss={**HINGE, "labels": True}))
+    assert net.shapes() == {"x": (5, 3), "y": (5,), "m2": (5, 2), "W1": (3, 2), "b1": (2,), "gamma3": (2,),
+                            "beta3": (2,)}
+
+
+def test_scale_and_shift_false_remove_them_and_names_can_be_set():
+    net = symbolic.loads(spec({**BN, "scale": False, "shift": False}, {**LN, "scale": "g", "shift": False},
+                              {**LN, "scale": False, "shift": "b"}))
+    assert [layer.parameters for layer in net.layers] == [(), ("g",), ("b",)]
+    assert net.parameters == ("g", "b") and net.weights == ()
+    assert net.shapes() == {"x": ("N", 3), "y": ("N", 3), "g": (3,), "b": (3,)}
+
+
+def test_residual_true_is_one_and_false_is_none():
+    net = symbolic.loads(spec(dense(3, residual=True), dense(3, residual=False), dense(3, residual=2),
+                              dense(3, residual=4)))
+    assert [layer.residual for layer in net.layers] == [1, 0, 2, 4]  # k = 4 on layer 4: the input
+
+
+def test_tied_weights_are_one_array():
+    net = symbolic.loads(spec(dense(3, weight="W"), dense(3, weight="W"), loss={"kind": "squared_error", "l2": 0.1}))
+    assert (net.parameters, net.weights) == (("W", "b1", "b2"), ("W",))
+    assert net.shapes()["W"] == (3, 3)
+    net = symbolic.loads(spec(dense(5, weight="E"), dense(3, weight="E", transpose_weight=True), top='layout = "column"'))
+    assert (net.parameters, net.shapes()["E"]) == (("E", "b1", "b2"), (5, 3))
+
+
+def test_a_lone_transposed_weight_has_the_transposed_shape():
+    net = symbolic.loads(spec(dense(4, transpose_weight=True)))
+    assert net.shapes()["W1"] == (4, 3)
+
+
+def test_values_of_masks_and_hinge_targets():
+    net = symbolic.loads(spec(dense(3), DROP, dense(3), loss=HINGE,
+                              values="m2 = [[1, 0, 1], [0, 0, 1]]\ny = [[0, 0, 1], [1, 0, 0]]"))
+    np.testing.assert_array_equal(net.values["m2"], [[1, 0, 1], [0, 0, 1]])
+    net = symbolic.loads(spec(dense(3), loss={**HINGE, "labels": True, "margin": 2}, values="y = [2, 0]"))
+    assert net.values["y"].dtype == np.int64 and net.loss.margin == 2.0

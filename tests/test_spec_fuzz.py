@@ -9,6 +9,8 @@ from symprop import symbolic
 from symprop.symbolic import SpecError
 from symprop.symbolic.spec import PRESETS_DIR
 
+from networks import specs
+
 KEYS = ["name", "description", "layout", "inputs", "batch", "input", "target", "wrt_input", "layers",
         "loss", "values", "units", "activation", "weight", "bias", "shared_bias", "negative_slope",
         "kind", "reduction", "scale", "labels", "l2", "x", "y", "W1", "b1"]
@@ -77,3 +79,12 @@ def test_mutated_presets(doc):
     result = outcome(dumps(doc))
     if not isinstance(result, SpecError):  # a valid network must also derive
         symbolic.derive(result)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=specs(kinds=True))
+def test_every_spec_drawn_with_kinds_loads(text):
+    network = symbolic.loads(text, source="drawn.toml")  # any SpecError fails the test
+    assert network.masks == tuple(layer.mask for layer in network.layers if layer.kind == "dropout")
+    shapes = network.shapes()
+    assert set(network.parameters) | set(network.masks) | {network.input, network.target} == set(shapes)
