@@ -59,14 +59,14 @@ def epochs_of(size: int, batch_size: int, seed: int):
 
 
 def is_classifier(network: Network) -> bool:
-    """Whether the network classifies: a softmax or sigmoid output with a cross-entropy loss."""
-    return network.loss.kind in ("cross_entropy", "binary_cross_entropy")
+    """Whether the network classifies: a cross-entropy loss, or the multiclass hinge on scores."""
+    return network.loss.kind in ("cross_entropy", "binary_cross_entropy", "multiclass_hinge")
 
 
 def accuracy(network: Network, outputs, target) -> float | None:
     """The fraction of samples classified right, for a classifier; None for other networks."""
     outputs, target = np.asarray(outputs), np.asarray(target)
-    if network.loss.kind == "cross_entropy":
+    if network.loss.kind in ("cross_entropy", "multiclass_hinge"):  # the highest score's class
         labels = target if network.loss.labels else np.argmax(target, axis=-1)
         return float(np.mean(np.argmax(outputs, axis=-1) == labels))
     if network.loss.kind == "binary_cross_entropy":

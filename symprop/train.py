@@ -135,12 +135,13 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
         def final_loss(**kw):
             return _unpack(loss_and_gradients(**kw), label)[0]
 
+    dropout = Dropout(network, seed)
     if data is not None:
         return _train_on_data(network, module, arrays, trained, frozen, loss_and_gradients, label, lr, int(steps),
-                              min(batch_size, size), shuffle_seed, callback)
+                              min(batch_size, size), shuffle_seed, callback, dropout)
     history_steps, losses = [], []
     for step in range(int(steps)):
-        loss, grads = _unpack(loss_and_gradients(**arrays), label)
+        loss, grads = _unpack(loss_and_gradients(**dropout.on(arrays)), label)
         if step % every == 0:
             history_steps.append(step)
             losses.append(loss)
@@ -150,18 +151,50 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
         for name in trained:
             updated[name] = np.asarray(arrays[name] - lr * _gradient(grads, name, arrays[name], label))
         arrays.update(updated)  # only once every gradient is checked
-    loss = float(final_loss(**arrays))
+    loss = float(final_loss(**dropout.off(arrays)))
     history_steps.append(int(steps))
     losses.append(loss)
     if callback is not None:
         callback(int(steps), loss, arrays)
 
-    outputs = np.asarray(module.forward(**{n: arrays[n] for n in (network.input, *network.parameters)}))
+    outputs = np.asarray(module.forward(**forward_arrays(network, dropout.off(arrays))))
     return History(history_steps, losses, arrays, outputs, network.name, lr, frozen, trained)
 
 
+def forward_arrays(network: Network, arrays: dict) -> dict:
+    """The arrays `forward` takes: the input, the dropout masks and the parameters."""
+    return {n: arrays[n] for n in (network.input, *network.masks, *network.parameters)}
+
+
+class Dropout:
+    """Dropout while training: each step draws fresh 0/1 masks (1 with probability 1 - p, from
+    a generator seeded by `seed`); measurements and outputs take every mask at 1 - p, which
+    switches dropout off (mask / (1 - p) = 1). Networks without dropout pass through."""
+
+    def __init__(self, network: Network, seed: int = 0):
+        self.masks = [(layer.mask, layer.p) for layer in network.layers if layer.kind == "dropout"]
+        self.row = network.layout == "row"
+        self.input = network.input
+        self.rng = np.random.default_rng([seed, 7])
+
+    def _shape(self, arrays, mask):
+        shape = np.shape(arrays[mask])
+        return (len(arrays[self.input]),) + shape[1:] if self.row else shape
+
+    def on(self, arrays: dict) -> dict:
+        if not self.masks:
+            return arrays
+        return {**arrays, **{m: (self.rng.random(self._shape(arrays, m)) >= p).astype(np.float64)
+                             for m, p in self.masks}}
+
+    def off(self, arrays: dict) -> dict:
+        if not self.masks:
+            return arrays
+        return {**arrays, **{m: np.full(self._shape(arrays, m), 1.0 - p) for m, p in self.masks}}
+
+
 def _train_on_data(network, module, arrays, trained, frozen, loss_and_gradients, label, lr, steps, batch_size,
-                   shuffle_seed, callback) -> History:
+                   shuffle_seed, callback, dropout) -> History:
     """Minibatch gradient descent on `arrays`' input and target; records per epoch (see `train`)."""
     x, y = network.input, network.target
     data = {x: arrays[x], y: arrays[y]}
@@ -169,8 +202,8 @@ def _train_on_data(network, module, arrays, trained, frozen, loss_and_gradients,
     record = History([], [], arrays, None, network.name, lr, frozen, trained)
 
     def measure(step, epoch):
-        loss = float(module.loss(**arrays))
-        outputs = np.asarray(module.forward(**{n: arrays[n] for n in (x, *network.parameters)}))
+        loss = float(module.loss(**dropout.off(arrays)))
+        outputs = np.asarray(module.forward(**forward_arrays(network, dropout.off(arrays))))
         record.steps.append(step)
         record.losses.append(loss)
         record.epochs.append(epoch)
@@ -187,7 +220,7 @@ def _train_on_data(network, module, arrays, trained, frozen, loss_and_gradients,
     step = 0
     while step < steps:
         for rows in next(shuffles)[:steps - step]:
-            batch = {**arrays, x: data[x][rows], y: data[y][rows]}
+            batch = dropout.on({**arrays, x: data[x][rows], y: data[y][rows]})
             _, grads = _unpack(loss_and_gradients(**batch), label)
             arrays.update({name: np.asarray(arrays[name] - lr * _gradient(grads, name, arrays[name], label))
                            for name in trained})
@@ -399,7 +432,7 @@ def run(args) -> int:
             bar.update(step)
 
     def history_outputs(arrays):
-        return module.forward(**{n: arrays[n] for n in (network.input, *network.parameters)})
+        return module.forward(**forward_arrays(network, Dropout(network).off(arrays)))
 
     try:
         with np.errstate(all="ignore"):  # a diverging run is reported below, not as warnings
