@@ -21,8 +21,14 @@ STAGES = {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"
           "gradient": "Backward pass"}
 
 
+def _array_product(term) -> bool:
+    """gamma2*xhat2: a product of named arrays, nothing else."""
+    return term.is_Mul and all(factor.is_Symbol for factor in term.args)
+
+
 class ArrayOrder:
-    """Printer mixin: sums print their array products first (x @ W1 + b1), as written by hand,
+    """Printer mixin: sums print their array products first (x @ W1 + b1), products before a
+    lone array (gamma2*xhat2 + beta2), as written by hand,
     and a common numeric factor outside ((a2 - y)/5, where SymPy stores a2/5 - y/5)."""
 
     def _print_Add(self, expr, order=None):
@@ -34,7 +40,7 @@ class ArrayOrder:
 
     def _as_ordered_terms(self, expr, order=None):
         terms = super()._as_ordered_terms(expr, order=order)
-        return sorted(terms, key=lambda term: not term.has(Matmul, Outer))
+        return sorted(terms, key=lambda term: (not term.has(Matmul, Outer), not _array_product(term)))
 
 
 class TextPrinter(ArrayOrder, StrPrinter):

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/bench.py: a --quick run on one tiny preset finishes and writes its files.
+"""Smoke tests of benchmarks/bench.py (a --quick run on one tiny preset finishes and writes its files)
+and of benchmarks/bench_batchnorm.py (a --quick run passes its agreement check and prints its tables).
 
 No timing assertions: the numbers depend on the machine. The run is a subprocess (the benchmark
 sets the BLAS thread count and imports PyTorch, which should not leak into the test session).
@@ -64,3 +65,25 @@ def test_quick_run_writes_a_png(quick_run):
         pytest.skip("matplotlib is not installed: the benchmark writes no figure")
     data = files["plot"].read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+
+
+BATCHNORM = ROOT / "benchmarks" / "bench_batchnorm.py"
+
+
+def test_batchnorm_quick_run_checks_agreement_and_prints_the_table():
+    """benchmarks/bench_batchnorm.py --quick: the gradients agree before timing, the tables print."""
+    result = subprocess.run([sys.executable, str(BATCHNORM), "--quick"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stdout = result.stdout
+    agreement = next(line for line in stdout.splitlines() if line.startswith("Agreement with the hand-written"))
+    assert agreement.endswith(": passed") and "gen " in agreement and "gen_noval " in agreement
+    assert "| implementation | best µs | median µs | × hand (best) | loops |" in stdout
+    for row in ("| hand-written NumPy (compact batchnorm formula) | ",
+                "| generated `gradients`, VALIDATE True (default) | ",
+                "| generated `gradients`, VALIDATE False | ",
+                "| PyTorch autograd, float64, 1 thread | "):
+        assert row in stdout
+    assert stdout.count("- goal generated <= 1.1x hand-written, VALIDATE") == 2
+    assert "| `dL_dW1 = _weight_gradient(x, delta1)` |" in stdout     # the line timings
+    assert "| check | µs |" in stdout and "| generated | µs | faster form | µs |" in stdout

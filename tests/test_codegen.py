@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 from conftest import ROOT, load_generated
 from networks import mlp
@@ -352,9 +353,11 @@ def test_finite_check_runs_on_every_call_and_can_be_switched_off():
 
 def test_readme_shows_the_generated_code_as_it_is():
     readme = (ROOT / "README.md").read_text()
-    shown = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    assert shown.startswith("def gradients(")
-    assert shown in (ROOT / "generated" / "relu_softmax_3_4_2.py").read_text()
+    shown = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    quoted = [block for block in shown if block.startswith("def gradients(")]
+    assert len(quoted) == 2  # a preset's, and the batch normalization example's
+    assert quoted[0] in (ROOT / "generated" / "relu_softmax_3_4_2.py").read_text()
+    assert quoted[1] in codegen.generate(symbolic.load(ROOT / "examples" / "batchnorm.toml"))
 
 
 def test_huge_finite_values_pass_the_finite_check(recwarn):
