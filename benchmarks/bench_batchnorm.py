@@ -242,7 +242,7 @@ def time_lines(module, source, arrays, repeats, target):
     for st in gradient_statements(source):
         code = compile(ast.Module(body=[st], type_ignores=[]), "<gradients>", "exec")
         exec(code, scope)                  # the statements run in order once: the next one's inputs
-        rows.append((st.targets[0].id, ast.unparse(st), time_statement(code, scope, repeats, target)))
+        rows.append((ast.unparse(st.targets[0]), ast.unparse(st), time_statement(code, scope, repeats, target)))
     return rows, scope
 
 

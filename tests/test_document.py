@@ -111,7 +111,7 @@ def test_a_deep_network_boxes_its_gradients_in_terms_of_deltas():
         assert len(boxed) == 1, name
     assert r"\boxed{\frac{\partial L}{\partial W_{1}} = x^{\top} \left(a_{1} \odot" in document
     assert r"\delta_{3} W_{3}^{\top}" in document  # the first layer's gradient, through delta_3
-    assert r"\boxed{\frac{\partial L}{\partial b_{10}} = \sum_{n} \left(\frac{1}{N}" in document  # in full
+    assert r"\boxed{\frac{\partial L}{\partial b_{10}} = \frac{\sum_{n} \left(a_{10} \odot" in document  # in full
 
 
 @needs_pdflatex
