@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import layers, rules
-from .arrays import OneHot, Total
+from .arrays import OneHot, SumRows, Total, shape_of
 from .spec import Network, as_network
 from .sweep import Composite, sweep
 
@@ -52,6 +52,7 @@ class Step:
     of: sp.Symbol | None = None  # a gradient step: the array it is the gradient of
     unsimplified: sp.Expr | None = field(default=None, compare=False)  # the sum of the pulls, as the sweep gave it
     sources: tuple = field(default=(), compare=False)  # per pull: the step or composite rule it came through
+    composites: tuple = field(default=(), compare=False)  # the composite rules applied in it
 
     @property
     def name(self) -> str:
@@ -162,13 +163,19 @@ def _backward(network: Network, f: layers.Forward, forward: list, composites) ->
     wanted = tuple(f.arrays[name] for name in network.differentiated)
     grads = sweep([(s.symbol, s.expr) for s in forward], forward[-1].symbol, wanted, f.shapes, name, composites)
     outputs = {s.expr: s.symbol for s in forward if not s.expr.is_Atom}  # sigma(z1) -> a1
+    roots = {s.expr: s.symbol for s in forward if s.expr.is_Pow and not s.expr.exp.is_Integer}
     for grad in grads:
-        grad.terms = [term.xreplace(outputs) for term in grad.terms]
+        grad.terms = [_in_output_terms(term, outputs, roots) for term in grad.terms]
     grads = _inline(grads, keep={name(s) for s in deltas} | {name(s) for s in wanted})
 
-    steps = []
+    steps, named = [], {}
+    shapes = f.shapes | {grad.symbol: f.shapes[grad.of] for grad in grads}
     for grad in grads:
-        expr = _simplify(grad.expr) if len(grad.terms) == 1 else grad.expr
+        expr = _sums_factored(grad.expr, shapes)
+        expr = _simplify(expr) if len(grad.terms) == 1 else expr
+        expr = expr.xreplace(named)  # a sum computed already, by its name: sum_rows(delta2) = dL_dbeta2
+        if grad.of in wanted and isinstance(expr, SumRows):
+            named[expr] = grad.symbol
         words = _through(grad, {s.symbol: s for s in forward})
         if grad.of in wanted:
             stage, role = "gradient", roles[grad.of.name]
@@ -177,8 +184,19 @@ def _backward(network: Network, f: layers.Forward, forward: list, composites) ->
             stage, role = "backward", "delta" if grad.of in deltas else ""
             words = "chain rule: " + words
         steps.append(Step(grad.symbol, expr, stage, words, f.shapes[grad.of], layer=deltas.get(grad.of, 0),
-                          role=role, of=grad.of, unsimplified=grad.expr, sources=tuple(grad.sources)))
+                          role=role, of=grad.of, unsimplified=grad.expr, sources=tuple(grad.sources),
+                          composites=tuple(grad.composites)))
     return steps
+
+
+def _in_output_terms(expr, outputs: dict, roots: dict):
+    """`expr` with every forward expression written by its name; a power of a root too:
+    (var + eps)**(-3/2) is sigma**(-3) where sigma = sqrt(var + eps)."""
+    expr = expr.xreplace(outputs)
+    for root, symbol in roots.items():
+        expr = expr.replace(lambda e: e.is_Pow and e.base == root.base and (e.exp / root.exp).is_Integer,
+                            lambda e: symbol ** (e.exp / root.exp))
+    return expr
 
 
 def _through(grad, forward: dict) -> str:
@@ -201,28 +219,57 @@ def _through(grad, forward: dict) -> str:
 
     names = [one(source) for source in grad.sources]
     if len(names) > 1:
-        return "the sum over its uses: " + ", ".join(names)
-    return names[0] if names[0].startswith("dL/d") else "through " + names[0]
+        words = "the sum over its uses: " + ", ".join(names)
+    else:
+        words = names[0] if names[0].startswith("dL/d") else "through " + names[0]
+    inlined = [c for c in grad.composites if c not in grad.sources]
+    return words + "".join(f", with the {c.name} rule through {c.output}" for c in inlined)
 
 
 def _inline(grads: list, keep: set) -> list:
-    """Each gradient used by exactly one other, once, and not in `keep`, written into that one."""
+    """Each gradient not in `keep` that is used once, or used by one other only and is a mere
+    product of arrays (gamma2*delta2), written into that one."""
     def uses(symbol):
         return sum(term.count(symbol) for g in grads for term in g.terms)
+
+    def users(symbol):
+        return sum(any(term.has(symbol) for term in g.terms) for g in grads)
 
     changed = True
     while changed:
         changed = False
         for grad in grads:
-            if grad.symbol in keep or uses(grad.symbol) != 1:
+            if grad.symbol in keep or not (uses(grad.symbol) == 1 or users(grad.symbol) == 1
+                                           and len(grad.terms) == 1 and _array_product(grad.expr)):
                 continue
             for other in grads:
                 if any(term.has(grad.symbol) for term in other.terms):
                     other.terms = [term.xreplace({grad.symbol: grad.expr}) for term in other.terms]
+                    other.composites = other.composites + grad.composites
             grads = [g for g in grads if g is not grad]
             changed = True
             break
     return grads
+
+
+def _array_product(expr) -> bool:
+    """A product of named arrays and numbers: gamma2*delta2."""
+    return expr.is_Mul and all(factor.is_Symbol or factor.is_Number for factor in expr.args)
+
+
+def _sums_factored(expr, shapes: dict):
+    """Every sum over the batch with the factors that do not vary along it taken out:
+    sum_rows(gamma2*delta2) = gamma2*sum_rows(delta2) (gamma2 is the same in every row)."""
+    def factored(op):
+        arg = op.args[0]
+        if not arg.is_Mul:
+            return op
+        rows = len(shape_of(arg, shapes))
+        outside = [f for f in arg.args if len(shape_of(f, shapes)) < rows]
+        if not outside or rows < 2:
+            return op
+        return sp.Mul(*outside) * SumRows(sp.Mul(*(f for f in arg.args if f not in outside)))
+    return expr.replace(lambda e: isinstance(e, SumRows), factored)
 
 
 def _simplify(expr: sp.Expr) -> sp.Expr:

@@ -200,30 +200,34 @@ def _backward(derivation, p) -> Section:
     for step in derivation.steps:
         if step.stage not in ("backward", "gradient"):
             continue
-        composites = [source for source in step.sources if isinstance(source, Composite)]
+        composites = list(step.composites)
         if composites:
             staged = staged or derive(derivation.network, compact=False)
-            section.rows += _staged_rows(staged, composites[0], p)
-        if step.role == "delta":
-            section.rows += _delta_rows(derivation, step, p)
-        elif composites:
+            shown = {s.name for s in derivation.steps}
+            section.rows += _staged_rows(staged, composites[0], step, shown - {step.name}, p)
+        if composites:
             section.rows.append(_eq(latex_name(step.name), p.doprint(step.expr),
                                     notes=[f"the {composites[0].name} rule: the same, simplified"]))
+        elif step.role == "delta":
+            section.rows += _delta_rows(derivation, step, p)
         else:
             note = step.role if step.stage == "gradient" else "chain rule"
             section.rows.append(_eq(latex_name(step.name), p.doprint(step.expr), notes=[note]))
     return section
 
 
-def _staged_rows(staged, composite, p) -> list[Row]:
+def _staged_rows(staged, composite, step, shown: set, p) -> list[Row]:
     """The chain rule through a normalization's mean and variance, step by step, as the sweep
-    gives it without the compact rule."""
-    inner = set(composite.inner) | {composite.input}
+    gives it without the compact rule: the steps the compact form does without, then `step`."""
+    inner = set(composite.inner)
     rows = []
-    for step in staged.steps:
-        if step.of in inner:
-            rows.append(_eq(latex_name(step.name), p.doprint(step.expr),
-                            notes=["staged" if step.of != composite.input else "staged, in full"]))
+    for other in staged.steps:
+        if other.stage != "backward" or other.name in shown:
+            continue
+        if other.of in inner or other.expr.free_symbols & inner and other.name != step.name:
+            rows.append(_eq(latex_name(other.name), p.doprint(other.expr), notes=["staged"]))
+        elif other.name == step.name:
+            rows.append(_eq(latex_name(other.name), p.doprint(other.expr), notes=["staged, in full"]))
     return rows
 
 

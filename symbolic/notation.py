@@ -83,7 +83,8 @@ class TextPrinter(ArrayOrder, StrPrinter):
 
 
 _SCALARS = {sp.Symbol("N", integer=True, positive=True)}  # the batch size: a number, not an array
-_GREEK = {"delta": r"\delta", "alpha": r"\alpha", "theta": r"\theta"}
+_GREEK = {"delta": r"\delta", "alpha": r"\alpha", "theta": r"\theta", "gamma": r"\gamma", "beta": r"\beta",
+          "mu": r"\mu", "sigma": r"\sigma", "xhat": r"\hat{x}"}
 
 
 def latex_name(name: str) -> str:

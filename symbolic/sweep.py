@@ -51,6 +51,7 @@ class Gradient:
     symbol: sp.Symbol
     terms: list = field(default_factory=list)
     sources: list = field(default_factory=list)  # per term: the step (symbol) or Composite that pulled it
+    composites: list = field(default_factory=list)  # the composite rules in its terms (also once inlined)
 
     @property
     def expr(self) -> sp.Expr:
@@ -108,7 +109,7 @@ def _gradient(of, symbol, pulls, shapes) -> Gradient:
     want, have = shapes[of], shape_of(sp.Add(*terms), shapes)
     if len(have) < len(want) or _smaller(have, want):
         sources, terms = [tuple(sources)], [BroadcastTo(sp.Add(*terms), *want)]
-    return Gradient(of, symbol, terms, sources)
+    return Gradient(of, symbol, terms, sources, [s for s in sources if isinstance(s, Composite)])
 
 
 def _smaller(have, want) -> bool:

@@ -156,12 +156,27 @@ def _random_target(network: Network, shape, rng):
     return rng.normal(size=shape)
 
 
+def kink_steps(network: Network) -> list[str]:
+    """The forward steps at whose zeros the loss has a kink: the arguments of every ReLU (the
+    layers' pre-activations, the hinge's margins)."""
+    from .symbolic.derive import derive
+    from .symbolic.rules import ACTIVATIONS
+
+    kinked = (ACTIVATIONS["relu"].function, ACTIVATIONS["leaky_relu"].function)
+    names = []
+    for step in derive(network).steps:
+        if step.stage in ("forward", "loss"):
+            for applied in sorted(step.expr.atoms(*kinked), key=str):
+                if applied.args[0].is_Symbol and applied.args[0].name not in names:
+                    names.append(applied.args[0].name)
+    return names
+
+
 def values_away_from_kinks(network: Network, seed: int, steps, batch: int = 3) -> tuple[dict, int]:
     """Random values (for the arrays the spec lacks) whose ReLU pre-activations are all at least
     KINK_MARGIN from zero: the seed is advanced until they are. Returns (values, seed used)."""
-    kinked = [f"z{i}" for i, layer in enumerate(network.layers, 1) if "relu" in layer.activation]
-    if network.loss.kind == "multiclass_hinge" and network.loss.margin != 0:
-        kinked.append("margins")  # the hinge's kinks (the label's own margin is the margin itself)
+    kinked = [name for name in kink_steps(network)  # the label's own hinge margin is the margin itself
+              if not (name == "margins" and abs(network.loss.margin) < KINK_MARGIN)]
     for attempt in range(100):
         values = random_values(network, seed + attempt, batch)
         if len(values) == len(network.values) or not kinked:
