@@ -8,41 +8,19 @@ printers record their imports.
 
 from __future__ import annotations
 
+import inspect
+
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from ..symbolic.arrays import Matmul, Transposed
 from ..symbolic.notation import ArrayOrder
+from . import runtime
 
-# Helpers a generated module defines when its code uses them.
-HELPERS = {
-    "_sigmoid": '''def _sigmoid(z):
-    """1 / (1 + exp(-z)); where exp(-z) overflows to inf, the result is 0, as it should be."""
-    with np.errstate(over="ignore"):
-        return 1/(1 + np.exp(-z))
-''',
-    "_weight_gradient": '''def _weight_gradient(a, delta):
-    """a.T @ delta, the sum over the batch of outer products.
-
-    With one row (batch 1), np.dot and @ hand the product to a general matrix multiply that is
-    slow for an inner dimension of one once the result is large; einsum writes it directly.
-    """
-    if a.shape[0] == 1 and a.size * delta.size > 65536:
-        return np.einsum("ni,nj->ij", a, delta)
-    return np.dot(a.T, delta)
-''',
-    "_softmax": '''def _softmax(z):
-    """exp(z) / sum(exp(z)) over the last axis, shifted by the row maximum (no overflow)."""
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-''',
-    "_log_softmax": '''def _log_softmax(z):
-    """log(softmax(z)) over the last axis, from the shifted logits (finite for any z)."""
-    shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-''',
-}
+# Helpers a generated module defines when its code uses them: real functions (codegen.runtime).
+HELPERS = {name: inspect.getsource(getattr(runtime, name))
+           for name in ("_sigmoid", "_weight_gradient", "_softmax", "_log_softmax")}
 
 
 class _Sigmoid(sp.Function):
