@@ -219,7 +219,7 @@ def _backward(derivation, p) -> Section:
 def _staged_rows(staged, composite, step, shown: set, p) -> list[Row]:
     """The chain rule through a normalization's mean and variance, step by step, as the sweep
     gives it without the compact rule: the steps the compact form does without, then `step`."""
-    inner = set(composite.inner)
+    inner = set(composite.inner) | {composite.output}
     rows = []
     for other in staged.steps:
         if other.stage != "backward" or other.name in shown:
