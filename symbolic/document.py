@@ -222,7 +222,7 @@ def _staged_rows(staged, composite, step, shown: set, p) -> list[Row]:
     inner = set(composite.inner) | {composite.output}
     rows = []
     for other in staged.steps:
-        if other.stage != "backward" or other.name in shown:
+        if other.stage not in ("backward", "gradient") or other.name in shown:
             continue
         if other.of in inner or other.expr.free_symbols & inner and other.name != step.name:
             rows.append(_eq(latex_name(other.name), p.doprint(other.expr), notes=["staged"]))

@@ -134,8 +134,9 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
     def _print_Softmax(self, expr):
         return r"\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"
 
-    def _print_ElementwiseBase(self, expr):  # an activation by its name: \sigma(z_1)
-        return expr.rule.latex + r"\left(" + self._print(expr.args[0]) + r"\right)"
+    def _print_ElementwiseBase(self, expr, exp=None):  # an activation by its name: \sigma(z_1)
+        applied = expr.rule.latex + r"\left(" + self._print(expr.args[0]) + r"\right)"
+        return applied if exp is None else r"\left(" + applied + r"\right)^{" + exp + "}"
 
     def _print_LogSoftmax(self, expr):
         return r"\log\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"

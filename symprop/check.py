@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .numerical import finite_differences, mismatched, relative_errors, sample_entries
+from .numerical import finite_differences, largest, mismatched, relative_errors, sample_entries
 from .symbolic.spec import Network, as_network
 
 from .codegen.files import compile_module
@@ -191,7 +191,8 @@ def values_away_from_kinks(network: Network, seed: int, steps, batch: int = 3) -
 # Comparing arrays
 
 
-def compare(name: str, got, expected, rtol: float = RTOL, loss: float = 0.0, worst: int = 3) -> ArrayReport:
+def compare(name: str, got, expected, rtol: float = RTOL, loss: float = 0.0, worst: int = 3,
+            overall: float = 0.0) -> ArrayReport:
     """How far `got` is from `expected`, entry by entry (NaN entries of `expected`: not compared)."""
     if got is None:
         return ArrayReport(name, "missing", note="no gradient returned for this array")
@@ -201,17 +202,17 @@ def compare(name: str, got, expected, rtol: float = RTOL, loss: float = 0.0, wor
     got = got.astype(np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     if got.shape != expected.shape:
-        if got.ndim == 2 and got.shape == expected.T.shape and _close(got.T, expected, rtol, loss):
+        if got.ndim == 2 and got.shape == expected.T.shape and _close(got.T, expected, rtol, loss, overall):
             return ArrayReport(name, "transposed",
                                note=f"returned transposed: shape {got.shape}, expected {expected.shape}")
-        if got.size == expected.size and _close(got.reshape(expected.shape), expected, rtol, loss):
+        if got.size == expected.size and _close(got.reshape(expected.shape), expected, rtol, loss, overall):
             return ArrayReport(name, "wrong shape",
                                note=f"right values in shape {got.shape}, expected {expected.shape}")
         return ArrayReport(name, "wrong shape", note=f"shape {got.shape}, expected {expected.shape}")
     compared = ~np.isnan(expected)
     diff = np.where(compared, np.abs(got - expected), 0.0)
-    rel = np.where(compared, relative_errors(got, expected, loss), 0.0)
-    wrong = mismatched(got, expected, rtol, loss)
+    rel = np.where(compared, relative_errors(got, expected, loss, overall), 0.0)
+    wrong = mismatched(got, expected, rtol, loss, overall)
     badness = np.where(wrong, np.where(np.isnan(diff), np.inf, diff), rel * 1e-300)  # wrong ones (NaN worst) first
     order = np.argsort(-badness.ravel(), kind="stable")[:worst]
     entries = [(tuple(int(j) for j in np.unravel_index(i, got.shape)), float(got.flat[i]), float(expected.flat[i]))
@@ -222,8 +223,8 @@ def compare(name: str, got, expected, rtol: float = RTOL, loss: float = 0.0, wor
                        compared=int(compared.sum()), size=int(got.size))
 
 
-def _close(got, expected, rtol, loss):
-    return not mismatched(got, expected, max(rtol, 1e-6), loss).any()
+def _close(got, expected, rtol, loss, overall=0.0):
+    return not mismatched(got, expected, max(rtol, 1e-6), loss, overall).any()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,9 +286,10 @@ def _check_numerical(report, module, values64, loss, generated, entries, seed, p
                                           progress=progress)
     rows = []
     for name in network.differentiated:
-        row = compare(name, generated[name], numerical[name], RTOL, loss)
+        row = compare(name, generated[name], numerical[name], RTOL, loss, overall=largest(generated))
         if kinks[name]:
-            row = _excuse_kinks(row, name, generated[name], numerical[name], kinks[name], loss, report)
+            row = _excuse_kinks(row, name, generated[name], numerical[name], kinks[name], loss, report,
+                                largest(generated))
         rows.append(row)
     report.sections["generated vs numerical"] = rows
     sampled = {name: row for name, row in zip(network.differentiated, rows) if row.compared < row.size}
@@ -308,7 +310,7 @@ def _sampled_entries(network, values, entries, seed):
     return result
 
 
-def _excuse_kinks(row, name, generated, numerical, indices, loss, report):
+def _excuse_kinks(row, name, generated, numerical, indices, loss, report, overall=0.0):
     """Entries within the finite-difference step of a kink are reported, not counted."""
     mask = np.ones(np.shape(generated), dtype=bool)
     for index in indices:
@@ -316,7 +318,8 @@ def _excuse_kinks(row, name, generated, numerical, indices, loss, report):
     listed = ", ".join(f"{name}{list(i)}" for i in indices[:4]) + (" ..." if len(indices) > 4 else "")
     report.notes.append(f"warning: {listed} within the finite-difference step of a kink (ReLU at 0): "
                         "numerical value unreliable there, not counted")
-    if row.verdict == "WRONG" and not mismatched(np.asarray(generated)[mask], numerical[mask], RTOL, loss).any():
+    if row.verdict == "WRONG" and not mismatched(np.asarray(generated)[mask], numerical[mask], RTOL, loss,
+                                                 overall).any():
         row.verdict, row.note = "ok", f"{len(indices)} entries near a kink not counted"
     return row
 
@@ -400,9 +403,9 @@ def _check_against(report, against, values, loss, generated, steps, values64, rt
                             else their_loss, np.array(loss), rtol))
     for name in network.differentiated:
         if name in theirs:
-            row = compare(name, theirs[name], generated[name], rtol, loss)
+            row = compare(name, theirs[name], generated[name], rtol, loss, overall=largest(generated))
         else:
-            row = _renamed(name, theirs, extra, generated[name], rtol, loss)
+            row = _renamed(name, theirs, extra, generated[name], rtol, loss, largest(generated))
         if row.verdict == "WRONG":
             index, got, _ = row.worst[0]
             row.should_be = should_be(network, name, index, steps, values64, generated[name], got)
@@ -425,7 +428,7 @@ def _kink_hints(network, steps) -> list[str]:
     return hints
 
 
-def _renamed(name, theirs, extra, expected, rtol, loss):
+def _renamed(name, theirs, extra, expected, rtol, loss, overall=0.0):
     """A missing array: returned under another name (dW1, W1_grad), perhaps reshaped (keepdims),
     or not at all."""
     shape, size = np.shape(expected), np.size(expected)
@@ -433,7 +436,7 @@ def _renamed(name, theirs, extra, expected, rtol, loss):
     candidates.sort(key=lambda k: (np.shape(theirs[k]) != shape, name.casefold() not in str(k).casefold(), str(k)))
     for key in candidates:
         got = np.asarray(theirs[key])
-        row = compare(name, got.reshape(shape), expected, rtol, loss)
+        row = compare(name, got.reshape(shape), expected, rtol, loss, overall=overall)
         if row.ok:
             extra.remove(key)
             if got.shape == shape:
@@ -500,7 +503,8 @@ def _check_torch(report, values64, loss, generated):
 
     network = report.network
     torch_loss, torch_grads = torch_loss_and_gradients(network, values64)
-    rows = [compare(name, generated[name], torch_grads[name], RTOL_TORCH, loss) for name in network.differentiated]
+    rows = [compare(name, generated[name], torch_grads[name], RTOL_TORCH, loss, overall=largest(generated))
+            for name in network.differentiated]
     loss_row = compare("loss", np.array(loss), np.array(torch_loss), RTOL_TORCH)
     report.sections["generated vs PyTorch autograd (float64)"] = [loss_row, *rows]
 

@@ -99,8 +99,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Compare the generated gradients with finite differences (float64), and with a "
                     "hand-written backward (--against) and PyTorch autograd (--torch). Each array's error is "
                     "shown as its largest absolute error and its relative error, max |got - expected| / "
-                    "max |expected| over the array (at least 1e-6 max(1, |loss|) in the denominator); an array "
-                    "is wrong when that exceeds 1e-6 (1e-5 for a float32 backward, 1e-10 against PyTorch). "
+                    "max |expected| over the array (at least 1e-6 max(1, |loss|) and 1e-4 of the largest "
+                    "gradient entry in the denominator); an array is wrong when that exceeds 1e-6 (1e-5 for "
+                    "a float32 backward, 1e-10 against PyTorch). "
                     "Exit status: 0 all agree, 1 a difference, 2 bad input.")
     p.add_argument("net", help="a preset name or a path to a spec (.toml)")
     p.add_argument("--against", metavar="MODULE:FUNCTION",

@@ -10,10 +10,14 @@ may legitimately differ from the exact derivative.
 
 Comparing gradients (`relative_errors`, `mismatched`): an array's error is measured relative to
 its scale, its largest entry |expected|, the normwise relative error max |got - expected| /
-max |expected|. The scale is floored at FLOOR * max(1, |L|): a gradient that is zero up to
-rounding (a shared bias before a softmax) has no scale of its own, and a finite difference's
-rounding is about 1e-12 of the loss (1e-15 relative over a step of 1e-3). One definition, used by
-`symprop check` and by the tests.
+max |expected|. A gradient that is zero up to rounding (a shared bias before a softmax, a bias
+before a batch normalization) has no scale of its own, so the scale is floored at
+FLOOR * max(1, |L|), a finite difference's rounding being about 1e-12 of the loss (1e-15 relative
+over a step of 1e-3), and at OVERALL * the largest entry of all the network's gradients
+(`overall`): what such a gradient sums to zero is of that size, and its rounding with it (a sum of
+N rows cancels to N eps of its terms; a finite difference whose step shrank to 1e-6 rounds to
+1e-9 of the loss). A gradient 1e-4 of the largest is still compared to 1e-10 of the largest
+against finite differences. One definition, used by `symprop check` and by the tests.
 """
 
 from __future__ import annotations
@@ -24,25 +28,35 @@ SHRINKS = (1, 1e-1, 1e-2, 1e-3)  # the steps tried, as fractions of the first
 AGREE_RTOL = 1e-7  # two estimates this close (or within rounding) agree
 ROUNDING = 1e-15  # relative rounding of one loss evaluation, with some margin
 FLOOR = 1e-6  # the smallest gradient scale, as a fraction of max(1, |loss|)
+OVERALL = 1e-4  # the smallest gradient scale, as a fraction of the largest gradient entry of all
 
 
-def gradient_scale(expected, loss: float = 0.0) -> float:
-    """max |expected|, floored at FLOOR * max(1, |loss|) (see the module docstring)."""
-    return max(float(np.max(np.abs(expected), initial=0.0)), FLOOR * max(1.0, abs(float(loss))))
+def gradient_scale(expected, loss: float = 0.0, overall: float = 0.0) -> float:
+    """max |expected|, floored at FLOOR * max(1, |loss|) and OVERALL * `overall`, the largest
+    gradient entry of all the arrays (see the module docstring)."""
+    return max(float(np.max(np.abs(expected), initial=0.0)), FLOOR * max(1.0, abs(float(loss))),
+               OVERALL * float(overall))
 
 
-def relative_errors(got, expected, loss: float = 0.0) -> np.ndarray:
-    """|got - expected| / gradient_scale(expected, loss), entry by entry (NaN where either is)."""
+def largest(gradients: dict) -> float:
+    """The largest finite |entry| of all the gradients: the `overall` of `gradient_scale`."""
+    return max((float(np.max(np.abs(g[np.isfinite(g)]), initial=0.0))
+                for g in map(np.asarray, gradients.values())), default=0.0)
+
+
+def relative_errors(got, expected, loss: float = 0.0, overall: float = 0.0) -> np.ndarray:
+    """|got - expected| / gradient_scale(expected, loss, overall), entry by entry (NaN where either is)."""
     got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    return np.abs(got - expected) / gradient_scale(expected[~np.isnan(expected)], loss)
+    return np.abs(got - expected) / gradient_scale(expected[~np.isnan(expected)], loss, overall)
 
 
-def mismatched(got, expected, rtol: float, loss: float = 0.0) -> np.ndarray:
+def mismatched(got, expected, rtol: float, loss: float = 0.0, overall: float = 0.0) -> np.ndarray:
     """Entries whose relative error exceeds rtol, or that are NaN where `expected` is not (entries
     not compared, NaN in `expected`, are not counted)."""
     got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        return (relative_errors(got, expected, loss) > rtol) | (np.isnan(got) & ~np.isnan(expected))
+        return ((relative_errors(got, expected, loss, overall) > rtol)
+                | (np.isnan(got) & ~np.isnan(expected)))
 
 
 def sample_entries(shape, count: int | None, seed: int = 0) -> list[tuple] | None:

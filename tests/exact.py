@@ -32,9 +32,12 @@ AGREE = 35  # digits that must agree
 
 
 def is_rational(network) -> bool:
-    """Whether the loss is a rational function (piecewise) of the entries."""
+    """Whether the loss is a rational function (piecewise) of the entries. A normalization's
+    square root is not: its exact values are radicals, which a ReLU after it cannot compare with 0
+    (its Relu stays unevaluated), so such networks are evaluated in 60-digit arithmetic too."""
     return network.loss.kind == "squared_error" and all(
-        layer.activation in RATIONAL_ACTIVATIONS for layer in network.layers)
+        layer.activation in RATIONAL_ACTIVATIONS and layer.kind not in ("batchnorm", "layernorm")
+        for layer in network.layers)
 
 
 def point_for(expanded: elements.Elements, rng) -> dict:
@@ -53,10 +56,21 @@ def point_for(expanded: elements.Elements, rng) -> dict:
 
 
 def at_a_kink(network, expanded, point) -> bool:
-    """Whether a relu or leaky_relu pre-activation is exactly zero at `point`."""
-    for layer, (z, _) in zip(network.layers, expanded.layers):
-        if "relu" in layer.activation and any(entry.xreplace(point) == 0 for entry in z.flat):
+    """Whether a relu or leaky_relu pre-activation, or a multiclass hinge's margin, is exactly zero
+    at `point` (where sympy.diff's Heaviside(0) and the rule table's convention differ).
+
+    Layer l's pre-activation is the step z<l>, found by name: a dropout layer has none, so the
+    layers and `expanded.layers` do not pair up by position. An entry that is zero whatever the
+    point (the label's own with margin = 0; a batchnorm over one sample without a shift) is no kink
+    of the point's making: nothing moves it, so both derivations agree there; it is skipped."""
+    for l, layer in enumerate(network.layers, 1):
+        z = expanded.steps.get(f"z{l}")
+        if "relu" in layer.activation and z is not None and any(
+                entry != 0 and entry.xreplace(point) == 0 for entry in z.flat):
             return True
+    margins = expanded.steps.get("margins") if network.loss.kind == "multiclass_hinge" else None
+    if margins is not None:
+        return any(entry != 0 and entry.xreplace(point) == 0 for entry in margins.flat)
     return False
 
 
@@ -74,6 +88,33 @@ def matrix_gradients(derivation, expanded: elements.Elements, point: dict) -> di
         env[symbol] = values if values.shape else values[()]
     if derivation.batch.is_Symbol:
         env[derivation.batch] = sp.Integer(expanded.batch)
+    for step in derivation.steps:
+        env[step.symbol] = evaluate(step.expr, env)
+    return {name: np.asarray(env[symbol], dtype=object) for name, symbol in derivation.gradients.items()}
+
+
+def random_arrays(network, batch: int, seed: int, digits: int | None = None) -> dict:
+    """Random rational values (`digits`: as Floats of that many digits) for every array of
+    `network`, as object arrays; integer labels where the target holds them."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for name, shape in network.shapes(batch).items():
+        if name == network.target and network.loss.labels:
+            values[name] = rng.integers(0, network.outputs, size=shape)
+            continue
+        values[name] = np.empty(shape, dtype=object)
+        for index in np.ndindex(shape):
+            value = random_rational(rng)
+            values[name][index] = value if digits is None else sp.Float(value, digits)
+    return values
+
+
+def gradients_at(derivation, values: dict) -> dict:
+    """The derivation's gradients, its steps evaluated on `values` (name -> array of SymPy numbers)."""
+    env = {derivation.arrays[name]: value if np.ndim(value) else np.asarray(value)[()]
+           for name, value in values.items()}
+    if derivation.batch.is_Symbol and derivation.network.layout == "row":
+        env[derivation.batch] = sp.Integer(np.shape(values[derivation.network.input])[0])
     for step in derivation.steps:
         env[step.symbol] = evaluate(step.expr, env)
     return {name: np.asarray(env[symbol], dtype=object) for name, symbol in derivation.gradients.items()}
