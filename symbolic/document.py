@@ -227,8 +227,18 @@ def _staged_rows(staged, composite, step, shown: set, p) -> list[Row]:
         if other.of in inner or other.expr.free_symbols & inner and other.name != step.name:
             rows.append(_eq(latex_name(other.name), p.doprint(other.expr), notes=["staged"]))
         elif other.name == step.name:
-            rows.append(_eq(latex_name(other.name), p.doprint(other.expr), notes=["staged, in full"]))
+            rows += _broken(latex_name(other.name), other.expr, "staged, in full", p)
     return rows
+
+
+def _broken(lhs: str, expr, note: str, p) -> list[Row]:
+    """`lhs = expr` as rows of an align environment, broken between terms where too long."""
+    if latex_width(lhs + " = " + p.doprint(expr)) <= LINE - 8:  # room for the note
+        return [_eq(lhs, p.doprint(expr), notes=[note])]
+    long = Long.of_terms(lhs, p.terms(sp.expand_mul(expr, deep=False)))  # a product: its terms
+    long.lhs = lhs + r"\qquad\qquad"  # the room the note takes at the margin
+    first, *rest = long.lines()
+    return [_eq(lhs, first, notes=[note])] + [Row("", [r"\quad " + line], relation="") for line in rest]
 
 
 def _delta_rows(derivation, step, p) -> list[Row]:

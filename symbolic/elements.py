@@ -66,7 +66,9 @@ class Elements:
             if values.shape:
                 names = {}
                 for index in np.ndindex(values.shape):
-                    value = values[index]
+                    value = sp.sympify(values[index])
+                    if not value.free_symbols:
+                        continue  # a constant (a hinge's own margin, a batch of one's xhat) stays a number
                     for stage in stages:
                         value = value.xreplace(stage)
                     symbol = entry_symbol(name, index)

@@ -61,7 +61,7 @@ def dense(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
         z = z + f.arrays[layer.bias]
     words = "Z = A @ W + b, one row per sample" if f.row else "z = W @ a + b, one sample"
     if layer.transpose_weight:
-        words += f", with W = {layer.weight}.T"
+        words += f", W the transpose of {layer.weight}"
     z = f.step(f"z{l}", z, "affine map: " + words, l, "pre-activation")
     return f.activate(layer, l, z)
 

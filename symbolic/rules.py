@@ -152,7 +152,7 @@ def _multiclass_hinge(f, yhat, pre, target, loss):
     # every class j, the label's own too: max(0, s_j - s_label + margin) (taken away in L)
     margin = sp.Rational(repr(loss.margin))
     margins = f.step("margins", yhat - RowSum(yhat * target) + margin,
-                     f"margins: s_j - s_label + {loss.margin:g}, for every class j", 0)
+                     f"margins: s_j - s_label {'-' if loss.margin < 0 else '+'} {abs(loss.margin):g}, for every class j", 0)
     return Relu(margins)
 
 

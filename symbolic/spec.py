@@ -295,7 +295,7 @@ class _Reader:
         self.keys(doc, _TOP_KEYS)
         name = self.get(doc, "name", str, required=True)
         layout = self.layout = self.choice(doc, "layout", LAYOUTS, "row")
-        batch = self.size(doc, "batch", required=False)
+        batch = self.batch = self.size(doc, "batch", required=False)
         if batch is not None and layout == "column":
             self.fail("batch", "only the row layout has a batch; the column layout is one sample")
         layers = self.get(doc, "layers", list, required=True)
@@ -388,6 +388,9 @@ class _Reader:
         if self.layout == "column":
             self.fail(prefix + "kind", "batchnorm normalizes over the batch: it needs the row layout "
                       "(the column layout is one sample)")
+        if self.batch == 1:
+            self.fail(prefix + "kind", "batchnorm over a batch of 1 gives 0 (each feature's only value is "
+                      "its mean) and no gradient before it: batch must be at least 2")
         return self.normalization("batchnorm", table, prefix, l, last, widths)
 
     def layernorm(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:

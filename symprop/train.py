@@ -142,6 +142,8 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
     history_steps, losses = [], []
     for step in range(int(steps)):
         loss, grads = _unpack(loss_and_gradients(**dropout.on(arrays)), label)
+        if step % every == 0 and dropout.masks:  # the loss recorded with dropout off
+            loss = float(final_loss(**dropout.off(arrays)))
         if step % every == 0:
             history_steps.append(step)
             losses.append(loss)

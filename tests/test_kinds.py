@@ -454,3 +454,36 @@ def test_a_tanh_residual_layer_has_a_document(form):
                         'residual = true\n[loss]\nkind = "squared_error"\n')
     document = getattr(symbolic.derive(net), form)()
     assert latex_name("delta1") in document and r"\tanh" in document
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by a review
+
+
+BN_SPEC = ('name = "b"\ninputs = 2\n{batch}[[layers]]\nunits = 3\n[[layers]]\nkind = "batchnorm"\n'
+           '[[layers]]\nunits = 1\n[loss]\nkind = "squared_error"\n')
+
+
+def test_a_batchnorm_over_one_sample_is_refused():
+    # its variance is 0: xhat is 0 and nothing before it gets a gradient (PyTorch refuses it too)
+    with pytest.raises(symprop.SpecError, match=r"layers\[2\]\.kind: batchnorm over a batch of 1"):
+        symprop.loads(BN_SPEC.format(batch="batch = 1\n"))
+    with pytest.raises(ValueError, match="batch must be at least 2 for a batchnorm"):
+        symprop.check(symprop.loads(BN_SPEC.format(batch="")), batch=1)
+
+
+def test_training_records_the_loss_with_dropout_off():
+    net = symprop.loads('name = "d"\ninputs = 2\nbatch = 4\n[[layers]]\nunits = 6\nactivation = "tanh"\n'
+                        '[[layers]]\nkind = "dropout"\np = 0.5\n[[layers]]\nunits = 1\n[loss]\nkind = "squared_error"\n')
+    from symprop.train import train
+    history = train(net, lr=1e-12, steps=6)  # no learning: the recorded loss is the same
+    assert np.ptp(history.losses) <= 1e-9 * abs(history.losses[0])
+    masked = compile_module(net).loss(**random_values(net, 0))  # one mask: another loss
+    assert abs(masked - history.losses[0]) > 1e-3 * abs(history.losses[0])
+
+
+def test_every_entry_of_a_hinge_network_keeps_its_constants():
+    # the label's own margin is the constant 1 in every sample: never written as a named entry
+    net = network("hinge_labels_mean_margin1")
+    document = symbolic.derive(net).markdown(elements=True)
+    assert "margins_" not in document and "margins}_" not in document
