@@ -414,7 +414,11 @@ def _check_against(report, against, values, loss, generated, steps, values64, rt
             row.should_be = should_be(network, name, index, steps, values64, generated[name], got)
         rows.append(row)
     for key in extra:
-        report.notes.append(f"{label} returned '{key}', which names no array of {network.name}")
+        if key in network.shapes():
+            report.notes.append(f"{label} returned '{key}', an array {network.name} does not differentiate"
+                                + (" (wrt_input = false)" if key == network.input else ""))
+        else:
+            report.notes.append(f"{label} returned '{key}', which names no array of {network.name}")
     if any(not row.ok for row in rows):
         report.notes += _kink_hints(network, steps)
     report.sections[f"{label} vs generated"] = rows

@@ -467,15 +467,16 @@ def run(args) -> int:
 
 def _source(network: Network, seed: int, given=frozenset()) -> str:
     """Where the starting arrays come from, in words; random ones are named, with their shapes."""
-    drawn = [name for name in network.shapes() if name not in network.values and name not in given]
+    drawn = [name for name in network.shapes() if name not in network.values and name not in given
+             and name not in network.masks]  # masks are drawn afresh at every step
     if not drawn:
         return "the spec's [values]" if not given else "the data file"
-    shapes = {name: shape for name, shape in network.shapes(3).items()}
+    shapes = {name: shape for name, shape in network.shapes(network.batch or 3).items()}
     listed = ", ".join(f"{name} {shapes[name]}" for name in drawn)
     rest = "the spec's [values] and " if network.values else ""
     note = ""
     if network.input in drawn:
-        note = " (3 random samples, nothing to learn from: give --data FILE.npz)"
+        note = f" ({network.batch or 3} random samples, nothing to learn from: give --data FILE.npz)"
     return f"{rest}random values (seed {seed}) for {listed}{note}"
 
 
