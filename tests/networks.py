@@ -38,8 +38,10 @@ def specs(draw, max_depth: int = 4, max_width: int = 6, kinds: bool = False) -> 
         widths[mirror] = widths[mirror - 2]
     lines = ['name = "random_net"', f'layout = "{layout}"', f"inputs = {widths[0]}",
              f"wrt_input = {str(draw(st.booleans())).lower()}"]
+    batch = None
     if layout == "row" and draw(st.booleans()):
-        lines.append(f"batch = {draw(st.integers(1, 3))}")
+        batch = draw(st.integers(1, 3))
+        lines.append(f"batch = {batch}")
     position, outputs = 0, [widths[0]]  # [[layers]] tables so far; outputs[k]: the width of a_k
     weights = {}  # weight name -> the shape of its array (kinds only)
     for i, units in enumerate(widths[1:], 1):
@@ -70,7 +72,7 @@ def specs(draw, max_depth: int = 4, max_width: int = 6, kinds: bool = False) -> 
                                      residual=not (last and kind in ("cross_entropy", "binary_cross_entropy")))
             outputs.append(units)
             if not last:
-                for table in _between(draw, layout, units):
+                for table in _between(draw, layout, units, batch):
                     position += 1
                     outputs.append(units)
                     lines += ["", "[[layers]]"] + table
@@ -103,9 +105,11 @@ def _kinds_of_dense(draw, layout, position, units, outputs, weights, residual) -
     return lines
 
 
-def _between(draw, layout, width) -> list[list[str]]:
-    """Normalization and dropout layers (each a table's lines) after a dense layer `width` wide."""
-    choices = ["dropout"] + (["batchnorm"] if layout == "row" else []) + (["layernorm"] if width > 1 else [])
+def _between(draw, layout, width, batch=None) -> list[list[str]]:
+    """Normalization and dropout layers (each a table's lines) after a dense layer `width` wide
+    (no batchnorm over a batch of one: a spec error)."""
+    choices = (["dropout"] + (["batchnorm"] if layout == "row" and batch != 1 else [])
+               + (["layernorm"] if width > 1 else []))
     tables = []
     for _ in range(draw(st.integers(0, 2))):
         kind = draw(st.sampled_from(choices))
