@@ -47,6 +47,13 @@ def load_data(network: Network, path) -> dict:
         raise UsageError(f"{where}: {network.input!r} has shape {np.shape(arrays[network.input])} and "
                          f"{network.target!r} {np.shape(arrays[network.target])}: expected one sample per row, "
                          "the same number of rows, at least one")
+    target = np.asarray(arrays[network.target])
+    if network.loss.kind == "multiclass_hinge" and not network.loss.labels and target.ndim == 2:
+        one_hot = np.all((target == 0) | (target == 1), axis=-1) & (np.sum(target, axis=-1) == 1)
+        if not np.all(one_hot):
+            row = int(np.argmin(one_hot))
+            raise UsageError(f"{where}: {network.target!r} row {row} is not one-hot: multiclass_hinge takes "
+                             "one-hot rows (or labels = true and integer labels)")
     return arrays
 
 

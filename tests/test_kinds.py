@@ -487,3 +487,16 @@ def test_every_entry_of_a_hinge_network_keeps_its_constants():
     net = network("hinge_labels_mean_margin1")
     document = symbolic.derive(net).markdown(elements=True)
     assert "margins_" not in document and "margins}_" not in document
+
+
+def test_training_data_for_the_hinge_must_be_one_hot(tmp_path):
+    from symprop.data import load_data
+    from symprop.errors import UsageError
+
+    net = symprop.loads('name = "h"\ninputs = 2\n[[layers]]\nunits = 3\n[loss]\nkind = "multiclass_hinge"\n')
+    x = np.zeros((3, 2))
+    np.savez(tmp_path / "good.npz", x=x, y=np.eye(3))
+    np.savez(tmp_path / "bad.npz", x=x, y=np.array([[1.0, 0, 0], [1, 1, 0], [0, 0, 1]]))
+    assert load_data(net, tmp_path / "good.npz")["y"].shape == (3, 3)
+    with pytest.raises(UsageError, match="'y' row 1 is not one-hot"):
+        load_data(net, tmp_path / "bad.npz")
