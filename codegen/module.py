@@ -14,6 +14,7 @@ import shlex
 import sympy as sp
 
 from .. import symbolic
+from ..symbolic.arrays import BATCH
 from ..symbolic.derive import Derivation, Step
 from ..symbolic.spec import Network, as_network
 
@@ -165,7 +166,7 @@ def _worth_naming(expr: sp.Expr) -> bool:
         return False
     if expr.could_extract_minus_sign() and (-expr).is_Atom:
         return False
-    return bool(expr.free_symbols - {sp.Symbol("N", integer=True, positive=True)})
+    return bool(expr.free_symbols - {BATCH})
 
 
 def _cse(steps: list[Step]) -> list[tuple[sp.Symbol, sp.Expr]]:
@@ -223,7 +224,7 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     body = [f'{INDENT}"""{doc}"""']
     if validate:
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)"]
-    if any(s.name == "N" for s in used) and network.batch is None:
+    if BATCH in used and network.batch is None:
         body.append(f"{INDENT}N = {network.input}.shape[0]")
     for symbol, expr in lines:
         body.append(f"{INDENT}{symbol.name} = {printer.doprint(expr)}")

@@ -24,9 +24,12 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
 
+BATCH = sp.Symbol("N", integer=True, positive=True)  # the batch size, where the spec leaves it open
+
+
 def _is_scalar(expr) -> bool:
     """A number or a power of the batch size N: no array in it."""
-    return not expr.atoms(sp.Function) and all(s.name == "N" for s in expr.free_symbols)
+    return not expr.atoms(sp.Function) and expr.free_symbols <= {BATCH}
 
 
 class ArrayFunction(sp.Function):
@@ -259,7 +262,7 @@ def shape_of(expr, shapes: dict) -> tuple:
         return tuple(expr.args[1:])
     if isinstance(expr, ArrayFunction):
         return type(expr).shape(*(shape_of(arg, shapes) for arg in expr.args))
-    if expr.is_Symbol and expr.name != "N":
+    if expr.is_Symbol and expr != BATCH:
         raise KeyError(f"no shape known for the array {expr}")
     if expr.is_Atom:  # a number, the batch size, true and false
         return ()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import layers, rules
-from .arrays import OneHot, SumRows, Total, shape_of
+from .arrays import BATCH, OneHot, SumRows, Total, shape_of
 from .spec import Network, as_network
 from .sweep import Composite, sweep
 
@@ -112,7 +112,7 @@ def derive(network: Network, compact: bool = True) -> Derivation:
     spec it names). `compact=False` leaves out the composite rules: the gradients through a
     normalization then take the staged chain rule, through its mean and variance."""
     network = as_network(network)
-    n = sp.Symbol("N", integer=True, positive=True) if network.batch is None else sp.Integer(network.batch)
+    n = BATCH if network.batch is None else sp.Integer(network.batch)
     f, forward = forward_pass(network, n)
     backward = _backward(network, f, forward, f.composites if compact else ())
     gradients = {s.of.name: s.symbol for s in backward if s.stage == "gradient"}

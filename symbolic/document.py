@@ -268,12 +268,9 @@ def _delta_rows(derivation, step, p) -> list[Row]:
         return rows
     if activation != "identity":
         activation_rule = rules.ACTIVATIONS[activation]
-        z = sp.Symbol("z")
-        fz = sp.Function(activation_rule.latex)(z)
+        fz = sp.Function(activation_rule.latex)(sp.Symbol("z"))
         sympy_form = activation_rule.derivative.subs(rules.slope, sp.Symbol("s"))
-        table_form = rules.explicit(activation_rule.df).subs({rules.a: fz, rules.slope: sp.Symbol("s")})
-        if activation_rule.df.has(rules.ElementwiseBase):  # softplus' = sigma
-            table_form = activation_rule.df.subs({rules.z: z})
+        table_form = activation_rule.df.subs({rules.a: fz, rules.slope: sp.Symbol("s")})  # softplus': sigma(z)
         derivative = [sp.latex(sympy_form)]
         if sp.latex(table_form) != derivative[0]:
             derivative.append(ArrayLatexPrinter().doprint(table_form))

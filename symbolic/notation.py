@@ -15,7 +15,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .arrays import Matmul, Outer
+from .arrays import BATCH, Matmul, Outer
 
 STAGES = {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass",
           "gradient": "Backward pass"}
@@ -82,7 +82,7 @@ class TextPrinter(ArrayOrder, StrPrinter):
         return f"min({', '.join(self._print(arg) for arg in sorted(expr.args, key=lambda a: a.is_Number))})"
 
 
-_SCALARS = {sp.Symbol("N", integer=True, positive=True)}  # the batch size: a number, not an array
+_SCALARS = {BATCH}  # the batch size: a number, not an array
 _GREEK = {"delta": r"\delta", "alpha": r"\alpha", "theta": r"\theta", "gamma": r"\gamma", "beta": r"\beta",
           "mu": r"\mu", "sigma": r"\sigma", "xhat": r"\hat{x}"}
 

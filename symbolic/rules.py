@@ -95,12 +95,6 @@ class Activation:
             return self.function(pre, sp.Rational(repr(float(negative_slope))))
         return self.function(pre)
 
-    def at(self, pre: sp.Expr, post: sp.Expr, negative_slope=0.01):
-        """(f(pre), f'(pre)) written out, the output written as `post`, the slope substituted."""
-        s = sp.Rational(repr(float(negative_slope)))
-        return (self.f.subs({z: pre, slope: s}),
-                self.df.subs({z: pre, a: post, slope: s}))
-
 
 def _relu(z):
     return sp.Max(z, 0)

@@ -60,6 +60,11 @@ class Layer:
     mask: str | None = None  # dropout: the mask's array name
     inputs: int = 0  # the width of the layer's input
 
+    def weight_shape(self, layout: str) -> tuple:
+        """The shape of a dense layer's named weight array (transposed when it uses W.T)."""
+        shape = (self.inputs, self.units) if layout == "row" else (self.units, self.inputs)
+        return shape[::-1] if self.transpose_weight else shape
+
     @property
     def parameters(self) -> tuple[str, ...]:
         """The layer's parameter names, in order (absent ones left out)."""
@@ -157,8 +162,7 @@ class Network:
                 shapes[layer.mask] = (n, layer.units) if row else (layer.units,)
         for layer in self.layers:
             if layer.kind == "dense":
-                shape = (layer.inputs, layer.units) if row else (layer.units, layer.inputs)
-                shapes.setdefault(layer.weight, shape[::-1] if layer.transpose_weight else shape)
+                shapes.setdefault(layer.weight, layer.weight_shape(self.layout))
                 if layer.bias is not None:
                     shapes[layer.bias] = () if layer.shared_bias else (layer.units,)
             for name in (layer.scale, layer.shift) if layer.kind != "dense" else ():
@@ -458,13 +462,13 @@ class _Reader:
             self.fail("loss.l2", f"must be at least 0, not {net.loss.l2}")
 
     def check_names(self, net: Network):
-        keys = {"name": net.name, "input": net.input, "target": net.target}
+        keys = {"name": (net.name, None), "input": (net.input, None), "target": (net.target, None)}
         for i, layer in enumerate(net.layers, 1):
             for field in ("weight", "bias", "scale", "shift", "mask"):
                 if getattr(layer, field) is not None:
-                    keys[f"layers[{i}].{field}"] = getattr(layer, field)
-        seen, weights = {}, {}  # weights: name -> (key, shape) of its first use
-        for key, value in keys.items():
+                    keys[f"layers[{i}].{field}"] = (getattr(layer, field), layer if field == "weight" else None)
+        seen, weights = {}, {}  # weights: name -> (its first layer's number, the array's shape)
+        for key, (value, weighted) in keys.items():
             if not value.isidentifier() or not value.isascii():
                 self.fail(key, f"'{value}' is not a Python identifier")
             if keyword.iskeyword(value) or keyword.issoftkeyword(value):
@@ -473,27 +477,21 @@ class _Reader:
                 continue
             if RESERVED.match(value):
                 self.fail(key, f"'{value}' is reserved for the generated code's intermediates")
-            if key.endswith(".weight") and value in weights:  # one array used by two layers
-                self._check_tied(net, key, value, *weights[value])
+            if weighted is not None and value in weights:  # one array used by two layers
+                self._check_tied(key, value, weighted, net.layout, *weights[value])
                 continue
             if value in seen:
                 self.fail(key, f"'{value}' is already the name of {seen[value]}")
             seen[value] = key
-            if key.endswith(".weight"):
-                weights[value] = (key, self._weight_shape(net, key))
+            if weighted is not None:
+                weights[value] = (key[:-len(".weight")], weighted.weight_shape(net.layout))
 
-    def _weight_shape(self, net: Network, key: str) -> tuple:
-        layer = net.layers[int(key[len("layers["):key.index("]")]) - 1]
-        shape = (layer.inputs, layer.units) if net.layout == "row" else (layer.units, layer.inputs)
-        return shape[::-1] if layer.transpose_weight else shape
-
-    def _check_tied(self, net: Network, key: str, name: str, first: str, shape: tuple):
+    def _check_tied(self, key: str, name: str, layer: Layer, layout: str, first: str, shape: tuple):
         """A weight name used again: the same array, so the shapes must agree."""
-        here = self._weight_shape(net, key)
+        here = layer.weight_shape(layout)
         if here != shape:
-            layer = net.layers[int(key[len("layers["):key.index("]")]) - 1]
             hint = "" if layer.transpose_weight or here[::-1] != shape else "; transpose_weight = true uses its transpose"
-            self.fail(key, f"'{name}' is the weight of {first[:-len('.weight')]} with shape {_words(shape)}; "
+            self.fail(key, f"'{name}' is the weight of {first} with shape {_words(shape)}; "
                       f"here it needs shape {_words(here)}{hint}")
 
     def values(self, net: Network, table: dict) -> dict:
