@@ -19,7 +19,7 @@ from ..symbolic.derive import Derivation, Step
 from ..symbolic.spec import Network, as_network
 
 from . import runtime
-from .printer import HELPERS, GradientPrinter, stable_forms
+from .printer import GradientPrinter, helper_source, stable_forms
 
 INDENT = "    "
 _FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
@@ -69,7 +69,7 @@ def generate(network: Network) -> str:
         "_EXPECTED = {}  # (function, input length) -> (type, shape, dtype kind) of each argument\n",
         *(source for source, _ in functions),
         _VALIDATION,
-        *(HELPERS[name] for name in sorted(printer.helpers)),
+        *(helper_source(name) for name in sorted(printer.helpers)),
     ]
     source = "\n\n".join(part.rstrip("\n") + "\n" for part in parts).replace("\n\n\n\n", "\n\n\n")
     return source.replace(HASH_PREFIX + HASH_BLANK, HASH_PREFIX + content_hash(source), 1)
@@ -118,7 +118,8 @@ def _header(net: Network) -> str:
         acts = "/".join(layer.activation for layer in net.layers)
         summary = f"{layers}, {acts}"
     else:
-        summary = f"{net.inputs} inputs; " + ", ".join(_describe(layer) for layer in net.layers)
+        inputs = "x".join(map(str, net.input_shape))
+        summary = f"{inputs} inputs; " + ", ".join(_describe(layer) for layer in net.layers)
     lines = [
         f"Gradients of the network {net.name}: {summary}, {net.loss.kind} ({net.layout} layout).",
         "",
@@ -135,7 +136,12 @@ def _describe(layer) -> str:
     """A layer in a few words: dense 4 relu (+a1), batchnorm tanh, dropout 0.5."""
     if layer.kind == "dropout":
         return f"dropout {layer.p:g}"
-    words = f"dense {layer.units}" if layer.kind == "dense" else layer.kind
+    if layer.kind in ("maxpool2d", "avgpool2d"):
+        return f"{layer.kind} {'x'.join(map(str, layer.kernel))}"
+    if layer.kind == "conv2d":
+        words = f"conv2d {layer.filters} {'x'.join(map(str, layer.kernel))}"
+    else:
+        words = f"dense {layer.units}" if layer.kind == "dense" else layer.kind
     if layer.activation != "identity":
         words += f" {layer.activation}"
     if layer.transpose_weight:

@@ -18,9 +18,10 @@ from ..symbolic.arrays import Matmul, Transposed
 from ..symbolic.notation import ArrayOrder
 from . import runtime
 
-# Helpers a generated module defines when its code uses them: real functions (codegen.runtime).
-HELPERS = {name: inspect.getsource(getattr(runtime, name))
-           for name in ("_sigmoid", "_weight_gradient", "_softmax", "_log_softmax")}
+def helper_source(name: str) -> str:
+    """The source of a helper a generated module defines when its code uses it: a real function
+    of `codegen.runtime`, copied in."""
+    return inspect.getsource(getattr(runtime, name))
 
 
 class _Sigmoid(sp.Function):
@@ -123,6 +124,57 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     def _print_LogSoftmax(self, expr):
         self.helpers.add("_log_softmax")
         return f"_log_softmax({self._print(expr.args[0])})"
+
+    # -- images (N, C, H, W): the helpers of codegen.runtime ----------------------------------
+
+    def _helper(self, name, expr, *keywords):
+        """`name(arrays..., keyword=setting, ...)`, the helper (and those it calls) recorded."""
+        self.helpers.add(name)
+        self.helpers.update(runtime.NEEDS.get(name, ()))
+        arrays, settings = expr.split()
+        words = [self._print(arg) for arg in arrays]
+        words += [f"{keyword}={setting!r}" for keyword, setting in zip(keywords, settings)]
+        return f"{name}({', '.join(words)})"
+
+    def _print_Conv2d(self, expr):
+        return self._helper("_conv2d", expr, "stride", "padding")
+
+    def _print_Conv2dInputGrad(self, expr):
+        return self._helper("_conv2d_input_gradient", expr, "stride", "padding", "size")
+
+    def _print_Conv2dWeightGrad(self, expr):
+        return self._helper("_conv2d_weight_gradient", expr, "stride", "padding", "kernel")
+
+    def _print_MaxPool2d(self, expr):
+        return self._helper("_max_pool2d", expr, "size", "stride")
+
+    def _print_MaxPool2dGrad(self, expr):
+        return self._helper("_max_pool2d_gradient", expr, "size", "stride")
+
+    def _print_AvgPool2d(self, expr):
+        return self._helper("_avg_pool2d", expr, "size", "stride")
+
+    def _print_AvgPool2dGrad(self, expr):
+        return self._helper("_avg_pool2d_gradient", expr, "size", "stride", "shape")
+
+    def _print_Flatten(self, expr):  # (N, C, H, W) -> (N, C*H*W)
+        a = expr.args[0]
+        return self._method_target(a) + f".reshape({self._method_target(a)}.shape[0], -1)"
+
+    def _print_Unflatten(self, expr):  # (N, C*H*W) -> (N, C, H, W)
+        g, image = expr.args
+        return self._method_target(g) + f".reshape(-1, {', '.join(str(int(d)) for d in image)})"
+
+    def _print_PerChannel(self, expr):  # (C,) -> (C, 1, 1): along the channel axis of (N, C, H, W)
+        return self._method_target(expr.args[0]) + "[:, None, None]"
+
+    def _print_SumAxes(self, expr):
+        a, axes, keepdims = expr.args
+        axis = "(" + ", ".join(str(int(k)) for k in axes) + ("," if len(axes) == 1 else "") + ")"
+        return self._method_target(a) + f".sum(axis={axis}" + (", keepdims=True)" if keepdims else ")")
+
+    def _print_Vector(self, expr):
+        return self._method_target(expr.args[0]) + ".reshape(-1)"
 
     def _print_OneHot(self, expr):
         labels, classes = expr.args  # a 0/1 (boolean) mask: keeps the logits' dtype

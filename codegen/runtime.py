@@ -150,3 +150,199 @@ def _weight_gradient(a, delta):
     if a.shape[0] == 1 and a.size * delta.size > 65536:
         return np.einsum("ni,nj->ij", a, delta)
     return np.dot(a.T, delta)
+
+
+# --- 2-D convolution and pooling (PyTorch semantics: F.conv2d, F.max_pool2d, F.avg_pool2d) ---
+#
+# Arrays are (N, C, H, Wd): batch, channels, height, width. `size`, `kernel`, `stride` and
+# `padding` are pairs (along the height, along the width). A layer's windows are read through a
+# strided view (`_windows`, no copy); the loops below run over the kh*kw offsets inside a window
+# only, never over samples, channels or pixels.
+
+
+def _windows(a, size, stride, writeable=False):
+    """The windows of a (N, C, H, Wd) as a view, no copy: windows[n, c, i, j, p, q] = a[n, c, i*sh + p, j*sw + q].
+
+    Shape (N, C, H', W', h, w), H' = (H - h) // sh + 1 and W' = (Wd - w) // sw + 1: the window (i, j)
+    starts at row i*sh and column j*sw. `windows[..., p, q]` is the (N, C, H', W') view of every
+    window's entry (p, q). Windows may overlap (stride < size), but at one offset (p, q) no two
+    share an entry of a, so with writeable=True `windows[..., p, q] += g` is an exact scatter-add.
+    """
+    # every window, at every start: (N, C, H - h + 1, Wd - w + 1, h, w)
+    every = np.lib.stride_tricks.sliding_window_view(a, size, axis=(2, 3), writeable=writeable)
+    return every[:, :, ::stride[0], ::stride[1]]  # keep the windows that start on the stride
+
+
+def _add_windows(g, stride, shape):
+    """The sum of window gradients g (N, C, H', W', h, w) at their windows' places: the adjoint of `_windows`.
+
+    out[n, c, i*sh + p, j*sw + q] += g[n, c, i, j, p, q] over all (i, j, p, q), out of shape
+    (N, C, *shape) and zero where no window reaches. One `+=` of a whole (N, C, H', W') slice per
+    offset (p, q).
+    """
+    n, channels, out_h, out_w, h, w = g.shape
+    out = np.zeros((n, channels) + tuple(shape), dtype=g.dtype)
+    targets = _windows(out, (h, w), stride, writeable=True)  # targets[..., p, q] is a view into out
+    for p, q in np.ndindex(h, w):
+        targets[:, :, :, :, p, q] += g[:, :, :, :, p, q]
+    return out
+
+
+def _padded(x, padding):
+    """x (N, C, H, Wd) with ph rows of zeros above and below and pw columns left and right."""
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    n, channels, height, width = x.shape
+    out = np.zeros((n, channels, height + 2*ph, width + 2*pw), dtype=x.dtype)  # faster than np.pad
+    out[:, :, ph:ph + height, pw:pw + width] = x
+    return out
+
+
+def _columns(x, kernel, stride, padding):
+    """im2col: the windows of the padded x, copied to columns[n, c, p, q, i, j] = xp[n, c, i*sh + p, j*sw + q].
+
+    Shape (N, C, kh, kw, H', W'), C-contiguous: for each sample, a (C*kh*kw, H'*W') matrix whose
+    column (i, j) holds the window (i, j), so that a convolution is one matrix product per sample.
+    """
+    windows = _windows(_padded(x, padding), kernel, stride)  # (N, C, H', W', kh, kw), a view
+    return np.ascontiguousarray(windows.transpose(0, 1, 4, 5, 2, 3))  # the copy: (N, C, kh, kw, H', W')
+
+
+def _conv2d(x, W, stride, padding):
+    """The cross-correlation of x (N, C, H, Wd) with the filters W (F, C, kh, kw), no bias (F.conv2d).
+
+    y[n, f, i, j] = sum_{c, p, q} W[f, c, p, q] * xp[n, c, i*sh + p, j*sw + q], xp = x padded by
+    (ph, pw) zeros; y has shape (N, F, H', W'), H' = (H + 2ph - kh) // sh + 1, W' likewise.
+    """
+    filters, channels, kh, kw = W.shape
+    columns = _columns(x, (kh, kw), stride, padding)  # (N, C, kh, kw, H', W')
+    n, _, _, _, out_h, out_w = columns.shape
+    # per sample: (F, C*kh*kw) @ (C*kh*kw, H'*W'), the batch as the leading axis of np.matmul
+    y = np.matmul(W.reshape(filters, channels*kh*kw), columns.reshape(n, channels*kh*kw, out_h*out_w))
+    return y.reshape(n, filters, out_h, out_w)
+
+
+def _conv2d_input_gradient(delta, W, stride, padding, size):
+    """dL/dx (N, C, H, Wd) of `_conv2d(x, W, stride, padding)` from delta = dL/dy (N, F, H', W').
+
+    dx[n, c, i*sh + p - ph, j*sw + q - pw] += sum_f delta[n, f, i, j] * W[f, c, p, q] over all
+    (i, j, p, q), size = (H, Wd). Input rows and columns that no window reaches (when
+    (H + 2ph - kh) % sh != 0) get 0; gradients that land in the padding are dropped.
+    """
+    n, filters, out_h, out_w = delta.shape
+    _, channels, kh, kw = W.shape
+    # the gradient of the im2col columns, per sample (C*kh*kw, F) @ (F, H'*W'):
+    # g[n, (c, p, q), (i, j)] = sum_f W[f, (c, p, q)] * delta[n, f, (i, j)]
+    g = np.matmul(W.reshape(filters, channels*kh*kw).T, delta.reshape(n, filters, out_h*out_w))
+    # (N, C, kh, kw, H', W') -> the window layout (N, C, H', W', kh, kw) of `_add_windows`, a view
+    g = g.reshape(n, channels, kh, kw, out_h, out_w).transpose(0, 1, 4, 5, 2, 3)
+    ph, pw = padding
+    dxp = _add_windows(g, stride, (size[0] + 2*ph, size[1] + 2*pw))  # dL/dxp, the padded input
+    return np.ascontiguousarray(dxp[:, :, ph:ph + size[0], pw:pw + size[1]])  # crop the padding
+
+
+def _conv2d_weight_gradient(x, delta, stride, padding, kernel):
+    """dL/dW (F, C, kh, kw) of `_conv2d(x, W, stride, padding)` from delta = dL/dy (N, F, H', W').
+
+    dW[f, c, p, q] = sum_{n, i, j} delta[n, f, i, j] * xp[n, c, i*sh + p, j*sw + q], kernel = (kh, kw).
+    """
+    columns = _columns(x, kernel, stride, padding)  # (N, C, kh, kw, H', W')
+    n, channels, kh, kw, out_h, out_w = columns.shape
+    filters = delta.shape[1]
+    # per sample (F, H'*W') @ (H'*W', C*kh*kw): the transposed columns are a view (BLAS reads them transposed)
+    per_sample = np.matmul(delta.reshape(n, filters, out_h*out_w),
+                           columns.reshape(n, channels*kh*kw, out_h*out_w).transpose(0, 2, 1))
+    return per_sample.sum(axis=0).reshape(filters, channels, kh, kw)
+
+
+def _window_max(windows):
+    """The maximum of each window of a windows view (..., h, w): out[...] = max_{p, q} windows[..., p, q].
+
+    By h*w - 1 elementwise maxima of the (...) offset slices: NumPy's own reduction over the two
+    short window axes of a strided view is many times slower. NaN wins, as in PyTorch.
+    """
+    entries = [windows[..., p, q] for p, q in np.ndindex(*windows.shape[-2:])]  # views, row-major
+    if len(entries) == 1:
+        return entries[0].copy()
+    out = np.maximum(entries[0], entries[1])  # a new contiguous array
+    for entry in entries[2:]:
+        np.maximum(out, entry, out=out)
+    return out
+
+
+def _max_pool2d(a, size, stride):
+    """Max pooling of a (N, C, H, Wd) (F.max_pool2d without padding).
+
+    out[n, c, i, j] = max_{p, q} a[n, c, i*sh + p, j*sw + q], shape (N, C, H', W'),
+    H' = (H - h) // sh + 1, W' = (Wd - w) // sw + 1. Separable: the maximum over the h rows of
+    each window for every column, then over the w columns (h + w - 2 maxima, not h*w - 1).
+    """
+    (h, w), (sh, sw) = size, stride
+    column_max = _window_max(_windows(a, (h, 1), (sh, 1)))  # (N, C, H', Wd): max_p a[n, c, i*sh + p, col]
+    return _window_max(_windows(column_max, (1, w), (1, sw)))  # (N, C, H', W')
+
+
+def _max_pool2d_gradient(a, delta, size, stride):
+    """dL/da (N, C, H, Wd) of `_max_pool2d(a, size, stride)` from delta = dL/dout (N, C, H', W').
+
+    da[n, c, i*sh + p, j*sw + q] += delta[n, c, i, j] for the FIRST (p, q) in row-major order with
+    a[n, c, i*sh + p, j*sw + q] = out[n, c, i, j]: the maximum np.argmax picks, and PyTorch's CPU
+    kernel among ties. Overlapping windows (stride < size) add up; entries no window picks get 0.
+    (Non-finite values differ from PyTorch: an inf or NaN in delta spreads NaN over its window,
+    0 * inf; a window holding NaN passes no gradient, where PyTorch picks its last NaN.)
+    """
+    windows = _windows(a, size, stride)  # (N, C, H', W', h, w)
+    largest = _max_pool2d(a, size, stride)  # (N, C, H', W')
+    gradient = np.zeros(a.shape, dtype=np.result_type(a, delta))
+    targets = _windows(gradient, size, stride, writeable=True)  # targets[..., p, q] is a view into gradient
+    disjoint = stride[0] >= size[0] and stride[1] >= size[1]  # no entry of a in two windows
+    unclaimed = np.ones(largest.shape, dtype=bool)  # the windows whose maximum is not found yet
+    for p, q in np.ndindex(*size):  # row-major, so the first maximum claims its window
+        first = (windows[:, :, :, :, p, q] == largest) & unclaimed
+        unclaimed ^= first
+        if disjoint:  # each entry gets one window's gradient at most: write it (faster than +=)
+            np.multiply(delta, first, out=targets[:, :, :, :, p, q])
+        else:  # no two windows share an entry at one offset (p, q)
+            targets[:, :, :, :, p, q] += delta * first
+    return gradient
+
+
+def _avg_pool2d(a, size, stride):
+    """Average pooling of a (N, C, H, Wd) (F.avg_pool2d without padding).
+
+    out[n, c, i, j] = (1 / (h*w)) * sum_{p, q} a[n, c, i*sh + p, j*sw + q], shape (N, C, H', W'):
+    the sum of the h*w offset slices, in row-major order, then one division.
+    """
+    windows = _windows(a, size, stride)
+    total = windows[:, :, :, :, 0, 0].copy()  # a contiguous (N, C, H', W')
+    for p, q in list(np.ndindex(*size))[1:]:
+        total += windows[:, :, :, :, p, q]
+    return total / (size[0] * size[1])
+
+
+def _avg_pool2d_gradient(delta, size, stride, shape):
+    """dL/da (N, C, H, Wd) of `_avg_pool2d(a, size, stride)` from delta = dL/dout (N, C, H', W'), shape = (H, Wd).
+
+    da[n, c, i*sh + p, j*sw + q] += delta[n, c, i, j] / (h*w) for every (i, j, p, q): overlapping
+    windows add up, entries no window reaches get 0.
+    """
+    share = delta / (size[0] * size[1])  # each entry of a window gets this share, (N, C, H', W')
+    g = np.broadcast_to(share[:, :, :, :, None, None], share.shape + tuple(size))  # (N, C, H', W', h, w), no copy
+    return _add_windows(g, stride, shape)
+
+
+NEEDS = {  # conv/pool helper -> every other runtime function it calls, directly or not
+    "_windows": (),
+    "_add_windows": ("_windows",),
+    "_padded": (),
+    "_columns": ("_windows", "_padded"),
+    "_conv2d": ("_columns", "_windows", "_padded"),
+    "_conv2d_input_gradient": ("_add_windows", "_windows"),
+    "_conv2d_weight_gradient": ("_columns", "_windows", "_padded"),
+    "_window_max": (),
+    "_max_pool2d": ("_window_max", "_windows"),
+    "_max_pool2d_gradient": ("_windows", "_max_pool2d", "_window_max"),
+    "_avg_pool2d": ("_windows",),
+    "_avg_pool2d_gradient": ("_add_windows", "_windows"),
+}

@@ -36,6 +36,8 @@ class ArrayFunction(sp.Function):
     """An operation on whole arrays that is not elementwise."""
 
     linear = False  # f(c * A) == c * f(A) for a number c
+    arrays = None  # how many leading arguments are arrays (None: all); the rest are settings (sizes)
+    named = False  # a gradient computed by it keeps its name in the derivation (never inlined)
 
     @classmethod
     def eval(cls, *args):
@@ -63,6 +65,12 @@ class ArrayFunction(sp.Function):
 
     def vjp(self, index: int, g, shape):
         raise NotImplementedError(f"{type(self).__name__} has no gradient with respect to argument {index}")
+
+    def split(self) -> tuple[tuple, tuple]:
+        """(the array arguments, the settings as Python ints or tuples of ints)."""
+        if self.arrays is None:
+            return self.args, ()
+        return self.args[:self.arrays], tuple(_setting(arg) for arg in self.args[self.arrays:])
 
 
 class Matmul(ArrayFunction):
@@ -238,6 +246,312 @@ class BroadcastTo(ArrayFunction):
         return g
 
 
+# ---------------------------------------------------------------------------------------------
+# Images: arrays of shape (N, C, H, W). Sizes, strides and paddings are (height, width) pairs.
+
+
+class SumAxes(ArrayFunction):
+    """Sum over the given axes, kept as axes of length one or dropped: the per-channel sums of
+    an image batch (axes 0, 2, 3), its per-sample sums (axes 1, 2, 3)."""
+
+    nargs = 3
+    linear = True
+    arrays = 1
+
+    @staticmethod
+    def numpy(a, axes, keepdims):
+        return np.sum(a, axis=axes, keepdims=bool(keepdims))
+
+    @classmethod
+    def shape(cls, a, axes, keepdims):
+        return tuple(sp.S.One if k in axes else d for k, d in enumerate(a) if keepdims or k not in axes)
+
+    def vjp(self, index, g, shape):
+        if not self.args[2]:
+            raise NotImplementedError("a sum that drops its axes is not differentiated")
+        return g  # it broadcasts back over the summed axes
+
+
+class PerChannel(ArrayFunction):
+    """A vector of one value per channel, (C,) -> (C, 1, 1): it broadcasts along the channel axis
+    of an image batch (a convolution's bias, a batch normalization's gamma and beta)."""
+
+    nargs = 1
+    linear = True
+
+    @staticmethod
+    def numpy(b):
+        return b[:, None, None]
+
+    @classmethod
+    def shape(cls, b):
+        return (b[0], sp.S.One, sp.S.One)
+
+    def vjp(self, index, g, shape):
+        return Vector(g)  # g is (C, 1, 1), or (1, C, 1, 1) from a sum over the other axes
+
+
+class Vector(ArrayFunction):
+    """An array as a vector (`reshape(-1)`): a per-channel gradient, (1, C, 1, 1) -> (C,)."""
+
+    nargs = 1
+    linear = True
+
+    @classmethod
+    def eval(cls, a):
+        if isinstance(a, SumAxes) and a.args[2]:  # a sum over every axis but one, kept: that axis alone
+            return SumAxes(a.args[0], a.args[1], sp.S.Zero)
+        return super().eval(a)
+
+    @staticmethod
+    def numpy(a):
+        return np.reshape(a, -1)
+
+    @classmethod
+    def shape(cls, a):
+        return (sp.Mul(*a),)
+
+
+class Flatten(ArrayFunction):
+    """(N, C, H, W) -> (N, C*H*W), C order: an image batch as rows for a dense layer."""
+
+    nargs = 1
+    linear = True
+
+    @staticmethod
+    def numpy(a):
+        return np.reshape(a, (np.shape(a)[0], -1))
+
+    @classmethod
+    def shape(cls, a):
+        return (a[0], sp.Mul(*a[1:]))
+
+    def vjp(self, index, g, shape):
+        return Unflatten(g, sp.Tuple(*shape(self.args[0])[1:]))
+
+
+class Unflatten(ArrayFunction):
+    """(N, C*H*W) -> (N, C, H, W): rows back into images (the gradient of a flatten)."""
+
+    named = True
+    nargs = 2
+    linear = True
+    arrays = 1
+
+    @staticmethod
+    def numpy(g, image):
+        return np.reshape(g, (np.shape(g)[0], *image))
+
+    @classmethod
+    def shape(cls, g, image):
+        return (g[0], *image)
+
+    def vjp(self, index, g, shape):
+        return Flatten(g)
+
+
+def _conv_size(size, kernel, stride, padding) -> int:
+    """An output's height (or width): (H + 2 padding - kernel) // stride + 1."""
+    return (int(size) + 2 * padding - kernel) // stride + 1
+
+
+def _padded(x, padding):
+    """An object array of images with `padding` zero rows and columns on each side."""
+    ph, pw = padding
+    out = np.full(x.shape[:2] + (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), sp.S.Zero, dtype=object)
+    out[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x
+    return out
+
+
+def _window(i, j, kernel, stride) -> tuple:
+    """The slice of the (padded) image that output pixel (i, j) sees."""
+    return (slice(i * stride[0], i * stride[0] + kernel[0]), slice(j * stride[1], j * stride[1] + kernel[1]))
+
+
+class Conv2d(ArrayFunction):
+    """Cross-correlation of images x (N, C, H, W) with filters W (F, C, kh, kw), zero padding:
+
+        out[n, f, i, j] = sum over c, p, q of W[f, c, p, q] x_pad[n, c, i sh + p, j sw + q]
+
+    (PyTorch's `conv2d`), of shape (N, F, H', W'), H' = (H + 2 ph - kh) // sh + 1."""
+
+    nargs = 4
+    linear = True
+    arrays = 2
+
+    @staticmethod
+    def numpy(x, W, stride, padding):
+        x = _padded(x, padding)
+        kernel = W.shape[2:]
+        out = np.empty((x.shape[0], W.shape[0], (x.shape[2] - kernel[0]) // stride[0] + 1,
+                        (x.shape[3] - kernel[1]) // stride[1] + 1), dtype=object)
+        for n, f, i, j in np.ndindex(out.shape):
+            out[n, f, i, j] = np.sum(x[(n, slice(None)) + _window(i, j, kernel, stride)] * W[f])
+        return out
+
+    @classmethod
+    def shape(cls, x, W, stride, padding):
+        return (x[0], W[0]) + tuple(_conv_size(x[k + 2], W[k + 2], stride[k], padding[k]) for k in (0, 1))
+
+    def vjp(self, index, g, shape):
+        x, W, stride, padding = self.args
+        if index == 0:  # each input pixel gathers delta through every filter entry that saw it
+            return Conv2dInputGrad(g, W, stride, padding, sp.Tuple(*shape(x)[2:]))
+        return Conv2dWeightGrad(x, g, stride, padding, sp.Tuple(*shape(W)[2:]))
+
+
+class Conv2dInputGrad(ArrayFunction):
+    """dL/dx of a convolution, given g = dL/d(out): the full convolution of g with the flipped
+    filters, stride and padding accounted for:
+
+        dx[n, c, h, w] = sum over f, i, j, p, q with i sh + p = h + ph, j sw + q = w + pw
+                         of g[n, f, i, j] W[f, c, p, q]"""
+
+    named = True
+    nargs = 5
+    linear = True
+    arrays = 2
+
+    @staticmethod
+    def numpy(g, W, stride, padding, size):
+        kernel = W.shape[2:]
+        dx = np.full((g.shape[0], W.shape[1], size[0] + 2 * padding[0], size[1] + 2 * padding[1]), sp.S.Zero,
+                     dtype=object)
+        for n, f, i, j in np.ndindex(g.shape):
+            dx[(n, slice(None)) + _window(i, j, kernel, stride)] += g[n, f, i, j] * W[f]
+        return dx[:, :, padding[0]:padding[0] + size[0], padding[1]:padding[1] + size[1]]
+
+    @classmethod
+    def shape(cls, g, W, stride, padding, size):
+        return (g[0], W[1]) + tuple(size)
+
+
+class Conv2dWeightGrad(ArrayFunction):
+    """dL/dW of a convolution, given g = dL/d(out): the correlation of the input with g,
+
+        dW[f, c, p, q] = sum over n, i, j of g[n, f, i, j] x_pad[n, c, i sh + p, j sw + q]"""
+
+    nargs = 5
+    arrays = 2
+
+    @staticmethod
+    def numpy(x, g, stride, padding, kernel):
+        x = _padded(x, padding)
+        dW = np.full((g.shape[1], x.shape[1]) + tuple(kernel), sp.S.Zero, dtype=object)
+        for n, f, i, j in np.ndindex(g.shape):
+            dW[f] += g[n, f, i, j] * x[(n, slice(None)) + _window(i, j, kernel, stride)]
+        return dW
+
+    @classmethod
+    def shape(cls, x, g, stride, padding, kernel):
+        return (g[1], x[1]) + tuple(kernel)
+
+
+class MaxPool2d(ArrayFunction):
+    """The maximum of each window: out[n, c, i, j] = max over p, q of a[n, c, i sh + p, j sw + q]."""
+
+    nargs = 3
+    arrays = 1
+
+    @staticmethod
+    def numpy(a, size, stride):
+        out = np.empty(a.shape[:2] + _pooled(a.shape[2:], size, stride), dtype=object)
+        for n, c, i, j in np.ndindex(out.shape):
+            out[n, c, i, j] = sp.Max(*a[(n, c) + _window(i, j, size, stride)].ravel())
+        return out
+
+    @classmethod
+    def shape(cls, a, size, stride):
+        return tuple(a[:2]) + _pooled(a[2:], size, stride)
+
+    def vjp(self, index, g, shape):
+        a, size, stride = self.args
+        return MaxPool2dGrad(a, g, size, stride)
+
+
+class MaxPool2dGrad(ArrayFunction):
+    """dL/da of a max-pooling, given g = dL/d(out): each window routes its g to the first
+    maximum of the window in row-major order (a mask), overlapping windows add up:
+
+        da[n, c, h, w] = sum over i, j of g[n, c, i, j] [(h, w) is the first argmax of window (i, j)]"""
+
+    named = True
+    nargs = 4
+    arrays = 2
+
+    @staticmethod
+    def numpy(a, g, size, stride):
+        da = np.full(a.shape, sp.S.Zero, dtype=object)
+        for n, c, i, j in np.ndindex(g.shape):
+            rows, cols = _window(i, j, size, stride)
+            window = a[n, c, rows, cols]
+            first = max(np.ndindex(window.shape), key=lambda pq: (window[pq], -pq[0], -pq[1]))
+            da[n, c, rows.start + first[0], cols.start + first[1]] += g[n, c, i, j]
+        return da
+
+    @classmethod
+    def shape(cls, a, g, size, stride):
+        return a
+
+
+class AvgPool2d(ArrayFunction):
+    """The mean of each window: out[n, c, i, j] = sum over p, q of a[n, c, i sh + p, j sw + q] / (h w)."""
+
+    nargs = 3
+    linear = True
+    arrays = 1
+
+    @staticmethod
+    def numpy(a, size, stride):
+        out = np.empty(a.shape[:2] + _pooled(a.shape[2:], size, stride), dtype=object)
+        for n, c, i, j in np.ndindex(out.shape):
+            out[n, c, i, j] = np.sum(a[(n, c) + _window(i, j, size, stride)]) / (size[0] * size[1])
+        return out
+
+    @classmethod
+    def shape(cls, a, size, stride):
+        return tuple(a[:2]) + _pooled(a[2:], size, stride)
+
+    def vjp(self, index, g, shape):
+        a, size, stride = self.args
+        return AvgPool2dGrad(g, size, stride, sp.Tuple(*shape(a)[2:]))
+
+
+class AvgPool2dGrad(ArrayFunction):
+    """dL/da of an average pooling, given g = dL/d(out): every entry of each window receives
+    its g / (h w), overlapping windows add up."""
+
+    named = True
+    nargs = 4
+    linear = True
+    arrays = 1
+
+    @staticmethod
+    def numpy(g, size, stride, image):
+        da = np.full(g.shape[:2] + tuple(image), sp.S.Zero, dtype=object)
+        for n, c, i, j in np.ndindex(g.shape):
+            da[(n, c) + _window(i, j, size, stride)] += g[n, c, i, j] / (size[0] * size[1])
+        return da
+
+    @classmethod
+    def shape(cls, g, size, stride, image):
+        return tuple(g[:2]) + tuple(image)
+
+
+def _pooled(image, size, stride) -> tuple:
+    return tuple(_conv_size(image[k], size[k], stride[k], 0) for k in (0, 1))
+
+
+def _setting(arg):
+    """A size setting of an operation (stride, padding, a shape) as Python ints."""
+    return tuple(int(d) for d in arg) if isinstance(arg, sp.Tuple) else int(arg)
+
+
+def pair(value) -> sp.Tuple:
+    """An int or a pair of ints as a SymPy pair: an operation's (height, width) setting."""
+    return sp.Tuple(*value) if isinstance(value, (tuple, list, sp.Tuple)) else sp.Tuple(value, value)
+
+
 def broadcast(*shapes) -> tuple:
     """NumPy's broadcasting of shapes whose lengths may be symbols (the batch size N)."""
     ndim = max((len(s) for s in shapes), default=0)
@@ -261,7 +575,8 @@ def shape_of(expr, shapes: dict) -> tuple:
     if isinstance(expr, BroadcastTo):
         return tuple(expr.args[1:])
     if isinstance(expr, ArrayFunction):
-        return type(expr).shape(*(shape_of(arg, shapes) for arg in expr.args))
+        arrays, settings = expr.split()
+        return type(expr).shape(*(shape_of(arg, shapes) for arg in arrays), *settings)
     if expr.is_Symbol and expr != BATCH:
         raise KeyError(f"no shape known for the array {expr}")
     if expr.is_Atom:  # a number, the batch size, true and false
@@ -288,7 +603,8 @@ def evaluate(expr: sp.Expr, env: dict):
     if expr.is_Number:
         return expr
     if isinstance(expr, ArrayFunction):
-        return type(expr).numpy(*(evaluate(arg, env) for arg in expr.args))
+        arrays, settings = expr.split()
+        return type(expr).numpy(*(evaluate(arg, env) for arg in arrays), *settings)
     if type(expr) in _BINARY:
         return reduce(_BINARY[type(expr)], (evaluate(arg, env) for arg in expr.args))
     if expr.is_Pow:

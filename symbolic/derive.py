@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import layers, rules
-from .arrays import BATCH, OneHot, SumRows, Total, shape_of
+from .arrays import BATCH, ArrayFunction, OneHot, PerChannel, SumAxes, SumRows, Total, shape_of
 from .spec import Network, as_network
 from .sweep import Composite, sweep
 
@@ -176,6 +176,8 @@ def _backward(network: Network, f: layers.Forward, forward: list, composites) ->
         expr = expr.xreplace(named)  # a sum computed already, by its name: sum_rows(delta2) = dL_dbeta2
         if grad.of in wanted and isinstance(expr, SumRows):
             named[expr] = grad.symbol
+        if grad.of in wanted and isinstance(expr, SumAxes) and not expr.args[2] and expr.args[1] == _CHANNEL_SUM:
+            named[SumAxes(expr.args[0], _CHANNEL_SUM, sp.S.One)] = PerChannel(grad.symbol)  # kept axes: broadcasts
         words = _through(grad, {s.symbol: s for s in forward})
         if grad.of in wanted:
             stage, role = "gradient", roles[grad.of.name]
@@ -239,7 +241,7 @@ def _inline(grads: list, keep: set) -> list:
     while changed:
         changed = False
         for grad in grads:
-            if grad.symbol in keep or not (uses(grad.symbol) == 1 or users(grad.symbol) == 1
+            if grad.symbol in keep or _named(grad.expr) or not (uses(grad.symbol) == 1 or users(grad.symbol) == 1
                                            and len(grad.terms) == 1 and _array_product(grad.expr)):
                 continue
             for other in grads:
@@ -252,24 +254,39 @@ def _inline(grads: list, keep: set) -> list:
     return grads
 
 
+def _named(expr) -> bool:
+    """Whether `expr` applies an operation whose result keeps its name (an image's gradient)."""
+    return any(op.named for op in expr.atoms(ArrayFunction))
+
+
 def _array_product(expr) -> bool:
-    """A product of named arrays and numbers: gamma2*delta2."""
-    return expr.is_Mul and all(factor.is_Symbol or factor.is_Number for factor in expr.args)
+    """A product of named arrays and numbers: gamma2*delta2 (gamma2 per channel of an image too)."""
+    return expr.is_Mul and all(factor.is_Symbol or factor.is_Number or isinstance(factor, PerChannel)
+                               and factor.args[0].is_Symbol for factor in expr.args)
+
+
+_CHANNEL_SUM = sp.Tuple(0, 2, 3)  # the axes of a per-channel sum over an image batch
 
 
 def _sums_factored(expr, shapes: dict):
-    """Every sum over the batch with the factors that do not vary along it taken out:
-    sum_rows(gamma2*delta2) = gamma2*sum_rows(delta2) (gamma2 is the same in every row)."""
+    """Every sum over the batch (or over axes of an image batch) with the factors that do not
+    vary along it taken out: sum_rows(gamma2*delta2) = gamma2*sum_rows(delta2) (gamma2 is the
+    same in every row)."""
     def factored(op):
         arg = op.args[0]
         if not arg.is_Mul:
             return op
         rows = len(shape_of(arg, shapes))
-        outside = [f for f in arg.args if len(shape_of(f, shapes)) < rows]
-        if not outside or rows < 2:
+        axes = (0,) if isinstance(op, SumRows) else tuple(int(k) for k in op.args[1])
+
+        def constant(f):  # of length one (or absent) along every summed axis
+            shape = shape_of(f, shapes)
+            return all(k < rows - len(shape) or shape[k - rows + len(shape)] == 1 for k in axes)
+        outside = [f for f in arg.args if constant(f)]
+        if not outside or rows < 2 or len(outside) == len(arg.args):
             return op
-        return sp.Mul(*outside) * SumRows(sp.Mul(*(f for f in arg.args if f not in outside)))
-    return expr.replace(lambda e: isinstance(e, SumRows), factored)
+        return sp.Mul(*outside) * op.func(sp.Mul(*(f for f in arg.args if f not in outside)), *op.args[1:])
+    return expr.replace(lambda e: isinstance(e, (SumRows, SumAxes)), factored)
 
 
 def _simplify(expr: sp.Expr) -> sp.Expr:

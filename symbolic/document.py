@@ -23,7 +23,7 @@ from . import rules
 from .arrays import OneHot, RowSum
 from .derive import derive, grad_name
 from .sweep import Composite
-from .notation import ArrayLatexPrinter, latex_name, latex_width
+from .notation import ArrayLatexPrinter, index_rows, latex_name, latex_width
 
 LINE = 40.0  # em: the longest formula set on one line (the text width, 16 cm at 11 pt, is 41.6 em)
 
@@ -157,7 +157,12 @@ def _forward(derivation, p) -> Section:
     section = Section("Forward pass", [
         r"Sums, products $\odot$, powers and functions of arrays act elementwise; $A B$ is the matrix "
         r"product, $\sum_n$ sums over the samples, $\sum_k$ over a sample's classes, $\sum$ over every "
-        r"entry; $\mathbf{1}[z > 0]$ is 1 where $z > 0$, else 0."])
+        r"entry; $\mathbf{1}[z > 0]$ is 1 where $z > 0$, else 0."]
+        + ([r"Images are $N \times C \times H \times W$ arrays; $\operatorname{conv}$ is PyTorch's "
+            r"convolution (a cross-correlation, zero padding), written out entry by entry below each step "
+            r"that uses it, as are the poolings; a bias or $\gamma$, $\beta$ of one value per channel "
+            r"$c$ is added to every pixel of that channel."]
+           if any(layer.image for layer in derivation.network.layers) else []))
     for step in derivation.steps:
         if step.stage != "forward":
             continue
@@ -168,7 +173,16 @@ def _forward(derivation, p) -> Section:
         if written != step.expr and not (written.is_Function and written.args == step.expr.args[:1]):
             forms.append(p.doprint(written))  # sigma(z) = 1/(1 + e^{-z}); tanh(z) only once
         section.rows.append(_eq(latex_name(step.name), *forms))
+        section.rows += _index_rows(step, p)
     return section
+
+
+def _index_rows(step, p) -> list[Row]:
+    """A convolution's or pooling's entries in index notation, below the step that applies it."""
+    rows = []
+    for lhs, rhs in index_rows(step.expr, p, latex_name(step.name)):
+        rows.append(_eq(lhs, rhs, notes=["in index notation"]))
+    return rows
 
 
 def _loss(derivation, p) -> Section:
@@ -213,6 +227,7 @@ def _backward(derivation, p) -> Section:
         else:
             note = step.role if step.stage == "gradient" else "chain rule"
             section.rows.append(_eq(latex_name(step.name), p.doprint(step.expr), notes=[note]))
+        section.rows += _index_rows(step, p)
     return section
 
 

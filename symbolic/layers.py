@@ -14,7 +14,8 @@ from __future__ import annotations
 import sympy as sp
 
 from . import rules
-from .arrays import Matmul, RowSum, Softmax, SumRows, Transposed, shape_of
+from .arrays import (AvgPool2d, Conv2d, Flatten, Matmul, MaxPool2d, PerChannel, RowSum, Softmax, SumAxes,
+                     SumRows, Transposed, pair, shape_of)
 from .sweep import Composite
 
 
@@ -67,10 +68,20 @@ def dense(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
 
 
 def _normalization(f: Forward, layer, l: int, a: sp.Symbol, over_batch: bool) -> sp.Symbol:
-    """xhat = (a - mean) / sqrt(var + eps) over the batch (each feature) or over each sample's
-    features; then z = gamma xhat + beta and a = f(z)."""
-    total, count = (SumRows, f.n) if over_batch else (RowSum, sp.Integer(layer.units))
-    where = "over the batch, per feature" if over_batch else "over the features, per sample"
+    """xhat = (a - mean) / sqrt(var + eps) over the batch (each feature; each channel of an
+    image, over the batch and the pixels) or over each sample's features (all of C, H, W);
+    then z = gamma xhat + beta and a = f(z)."""
+    image = layer.image
+    if image:
+        axes = (0, 2, 3) if over_batch else (1, 2, 3)
+        count = f.n * layer.shape[1] * layer.shape[2] if over_batch else sp.Integer(layer.units)
+
+        def total(e):
+            return SumAxes(e, sp.Tuple(*axes), sp.S.One)
+        where = "over the batch and the pixels, per channel" if over_batch else "over C, H and W, per sample"
+    else:
+        total, count = (SumRows, f.n) if over_batch else (RowSum, sp.Integer(layer.units))
+        where = "over the batch, per feature" if over_batch else "over the features, per sample"
     mu = f.step(f"mu{l}", total(a) / count, f"mean {where}", l)
     var = f.step(f"var{l}", total((a - mu) ** 2) / count, f"variance {where} (biased: divided by {count})", l)
     eps = sp.Rational(repr(layer.eps))
@@ -79,10 +90,11 @@ def _normalization(f: Forward, layer, l: int, a: sp.Symbol, over_batch: bool) ->
     f.composites.append(Composite(xhat, a, (mu, var, sigma), rules.standardize_vjp(xhat, sigma, total, count),
                                   "normalization"))
     z = xhat
+    per_channel = PerChannel if image and over_batch else (lambda array: array)  # gamma[c]: along axis 1
     if layer.scale is not None:
-        z = f.arrays[layer.scale] * z
+        z = per_channel(f.arrays[layer.scale]) * z
     if layer.shift is not None:
-        z = z + f.arrays[layer.shift]
+        z = z + per_channel(f.arrays[layer.shift])
     z = f.step(f"z{l}", z, "scale and shift: gamma * xhat + beta", l, "pre-activation")
     return f.activate(layer, l, z)
 
@@ -102,7 +114,40 @@ def dropout(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
                   l, "activation")
 
 
-KINDS = {"dense": dense, "batchnorm": batchnorm, "layernorm": layernorm, "dropout": dropout}
+def conv2d(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
+    z = Conv2d(a, f.arrays[layer.weight], pair(layer.stride), pair(layer.padding))
+    if layer.bias is not None:
+        z = z + PerChannel(f.arrays[layer.bias])
+    words = (f"convolution: {layer.filters} filters {layer.kernel[0]}x{layer.kernel[1]}, "
+             f"stride {_pair_words(layer.stride)}, padding {_pair_words(layer.padding)}")
+    z = f.step(f"z{l}", z, words + (", plus a bias per filter" if layer.bias is not None else ""),
+               l, "pre-activation")
+    return f.activate(layer, l, z)
+
+
+def maxpool2d(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
+    return f.step(f"a{l}", MaxPool2d(a, pair(layer.kernel), pair(layer.stride)),
+                  f"max pooling: the maximum of each {layer.kernel[0]}x{layer.kernel[1]} window, "
+                  f"stride {_pair_words(layer.stride)}", l, "activation")
+
+
+def avgpool2d(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
+    return f.step(f"a{l}", AvgPool2d(a, pair(layer.kernel), pair(layer.stride)),
+                  f"average pooling: the mean of each {layer.kernel[0]}x{layer.kernel[1]} window, "
+                  f"stride {_pair_words(layer.stride)}", l, "activation")
+
+
+def flatten(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
+    return f.step(f"a{l}", Flatten(a), "flatten: each sample's C x H x W values as one row, in C order",
+                  l, "activation")
+
+
+def _pair_words(value: tuple) -> str:
+    return str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
+
+
+KINDS = {"dense": dense, "batchnorm": batchnorm, "layernorm": layernorm, "dropout": dropout,
+         "conv2d": conv2d, "maxpool2d": maxpool2d, "avgpool2d": avgpool2d, "flatten": flatten}
 
 
 def forward(network, n) -> Forward:

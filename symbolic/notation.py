@@ -15,7 +15,8 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .arrays import BATCH, Matmul, Outer
+from .arrays import (BATCH, AvgPool2d, AvgPool2dGrad, Conv2d, Conv2dInputGrad, Conv2dWeightGrad, Matmul, MaxPool2d,
+                     MaxPool2dGrad, Outer)
 
 STAGES = {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass",
           "gradient": "Backward pass"}
@@ -40,7 +41,7 @@ class ArrayOrder:
 
     def _as_ordered_terms(self, expr, order=None):
         terms = super()._as_ordered_terms(expr, order=order)
-        return sorted(terms, key=lambda term: (not term.has(Matmul, Outer), not _array_product(term)))
+        return sorted(terms, key=lambda term: (not term.has(Matmul, Outer, Conv2d), not _array_product(term)))
 
 
 class TextPrinter(ArrayOrder, StrPrinter):
@@ -64,7 +65,45 @@ class TextPrinter(ArrayOrder, StrPrinter):
     _print_Softmax = _call("softmax")
     _print_LogSoftmax = _call("log_softmax")
     _print_OneHot = _call("onehot")
+    _print_Flatten = _call("flatten")
     del _call
+
+    def _image_call(self, expr, *names):
+        """An image operation: its arrays, then its settings by name (a square one as one number)."""
+        arrays, settings = expr.split()
+        words = [self._print(arg) for arg in arrays]
+        for name, value in zip(names, settings):
+            if name:
+                words.append(f"{name}={value[0] if value[0] == value[1] else value}")
+        return f"{_IMAGE_NAMES[type(expr).__name__]}({', '.join(words)})"
+
+    def _print_Conv2d(self, expr):
+        return self._image_call(expr, "stride", "padding")
+
+    def _print_Conv2dInputGrad(self, expr):
+        return self._image_call(expr, "stride", "padding")
+
+    def _print_Conv2dWeightGrad(self, expr):
+        return self._image_call(expr, "stride", "padding")
+
+    def _print_MaxPool2d(self, expr):
+        return self._image_call(expr, "size", "stride")
+
+    _print_MaxPool2dGrad = _print_AvgPool2d = _print_AvgPool2dGrad = _print_MaxPool2d
+
+    def _print_Unflatten(self, expr):
+        g, image = expr.args
+        return f"unflatten({self._print(g)}, {tuple(int(d) for d in image)})"
+
+    def _print_PerChannel(self, expr):  # b[c]: one value per channel, along axis 1
+        return self._print(expr.args[0]) + "[c]"
+
+    def _print_SumAxes(self, expr):
+        a, axes, keepdims = expr.args
+        return f"sum_{_axis_letters(axes)}({self._print(a)})"
+
+    def _print_Vector(self, expr):
+        return f"vector({self._print(expr.args[0])})"
 
     def _print_ElementwiseBase(self, expr):  # an activation by its name: relu(z1), leaky_relu(z1, 0.2)
         return f"{expr.rule.name}({', '.join(self._print(arg) for arg in expr.args)})"
@@ -80,6 +119,16 @@ class TextPrinter(ArrayOrder, StrPrinter):
 
     def _print_Min(self, expr):
         return f"min({', '.join(self._print(arg) for arg in sorted(expr.args, key=lambda a: a.is_Number))})"
+
+
+_IMAGE_NAMES = {"Conv2d": "conv2d", "Conv2dInputGrad": "conv2d_input_grad", "Conv2dWeightGrad": "conv2d_weight_grad",
+                "MaxPool2d": "max_pool2d", "MaxPool2dGrad": "max_pool2d_grad", "AvgPool2d": "avg_pool2d",
+                "AvgPool2dGrad": "avg_pool2d_grad"}
+
+
+def _axis_letters(axes) -> str:
+    """The axes of an image batch by their index letters: (0, 2, 3) is nij (sample, row, column)."""
+    return "".join("ncij"[int(k)] for k in axes)
 
 
 _SCALARS = {BATCH}  # the batch size: a number, not an array
@@ -158,6 +207,49 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
         args = sorted(expr.args, key=lambda a: a.is_Number)
         return r"\min\left(" + ", ".join(self._print(a) for a in args) + r"\right)"
 
+    # -- images (N, C, H, W); `index_rows` writes each operation out in index notation -------
+
+    def _operator(self, name, *args, transposed=False):
+        return (r"\operatorname{" + name + "}" + (r"^{\top}" if transposed else "") + r"\left("
+                + ", ".join(self._print(a) for a in args) + r"\right)")
+
+    def _print_Conv2d(self, expr):
+        return self._operator("conv", *expr.split()[0])
+
+    def _print_Conv2dInputGrad(self, expr):
+        return self._operator("conv", *expr.split()[0], transposed=True)
+
+    def _print_Conv2dWeightGrad(self, expr):
+        return self._operator("corr", *expr.split()[0])
+
+    def _print_MaxPool2d(self, expr):
+        return self._operator("maxpool", *expr.split()[0])
+
+    def _print_MaxPool2dGrad(self, expr):
+        return self._operator("maxpool", *expr.split()[0], transposed=True)
+
+    def _print_AvgPool2d(self, expr):
+        return self._operator("avgpool", *expr.split()[0])
+
+    def _print_AvgPool2dGrad(self, expr):
+        return self._operator("avgpool", *expr.split()[0], transposed=True)
+
+    def _print_Flatten(self, expr):
+        return self._operator("flatten", expr.args[0])
+
+    def _print_Unflatten(self, expr):
+        return self._operator("unflatten", expr.args[0])
+
+    def _print_PerChannel(self, expr):  # b_c, broadcast along the channel axis
+        return self._print(expr.args[0])
+
+    def _print_SumAxes(self, expr):
+        a, axes, keepdims = expr.args
+        return r"\sum_{" + ",".join("ncij"[int(k)] for k in axes) + "} " + self.parenthesize(a, PRECEDENCE["Mul"], strict=False)
+
+    def _print_Vector(self, expr):
+        return self._operator("vec", expr.args[0])
+
     def _print_Mul(self, expr):
         """Products of arrays are elementwise: their factors are joined by \\odot, after the scalar
         coefficient (numbers and powers of the batch size N) as a fraction."""
@@ -181,6 +273,78 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
     @staticmethod
     def _wrap(body, count):
         return r"\left(" + body + r"\right)" if count > 1 else body
+
+
+IMAGE_OPERATIONS = (Conv2d, Conv2dInputGrad, Conv2dWeightGrad, MaxPool2d, MaxPool2dGrad, AvgPool2d, AvgPool2dGrad)
+
+
+def index_rows(expr, p, name: str | None = None) -> list[tuple[str, str]]:
+    """(lhs, rhs) in LaTeX: each convolution or pooling in `expr` written out in index notation
+    (on the left by `name`, the step's LaTeX name, where `expr` is the operation itself),
+    entry by entry (n the sample, c and f channels, i and j output pixels, p and q kernel offsets,
+    h and w input pixels; zero padding: x is 0 outside the image)."""
+    rows = []
+    for op in sorted(expr.atoms(*IMAGE_OPERATIONS), key=sp.default_sort_key):
+        arrays, settings = op.split()
+        args = [p._print(a) for a in arrays]
+        kind = type(op).__name__
+        if kind in ("Conv2d", "Conv2dWeightGrad", "Conv2dInputGrad"):
+            stride, padding = settings[0], settings[1]
+        else:
+            size, stride = settings[0], settings[1]
+        rows_, cols_ = _offset("i", "p", stride[0], padding[0] if "Conv" in kind else 0), \
+            _offset("j", "q", stride[1], padding[1] if "Conv" in kind else 0)
+        if kind == "Conv2d":
+            x, W = args
+            rhs = r"\sum_{c,p,q} " + _entry(W, "fcpq") + r"\, " + _entry(x, f"n,c,{rows_},{cols_}")
+            lhs = _entry(p._print(op), "nfij")
+        elif kind == "Conv2dWeightGrad":
+            x, g = args
+            rhs = r"\sum_{n,i,j} " + _entry(g, "nfij") + r"\, " + _entry(x, f"n,c,{rows_},{cols_}")
+            lhs = _entry(p._print(op), "fcpq")
+        elif kind == "Conv2dInputGrad":
+            g, W = args
+            rhs = (r"\sum_{f,p,q} " + _entry(g, f"n,f,{_source('h', 'p', stride[0], padding[0])},"
+                                          f"{_source('w', 'q', stride[1], padding[1])}") + r"\, " + _entry(W, "fcpq"))
+            lhs = _entry(p._print(op), "nchw")
+        elif kind == "MaxPool2d":
+            rhs = r"\max_{p<" + str(size[0]) + ",\\, q<" + str(size[1]) + "} " + _entry(args[0], f"n,c,{rows_},{cols_}")
+            lhs = _entry(p._print(op), "ncij")
+        elif kind == "MaxPool2dGrad":
+            a, g = args
+            rhs = (r"\sum_{i,j} " + _entry(g, "ncij") + r"\, \mathbf{1}\left[(h, w) = ("
+                   + f"{rows_.replace('+p', '')}, {cols_.replace('+q', '')}" + r") + \operatorname{argmax}_{p,q} "
+                   + _entry(a, f"n,c,{rows_},{cols_}") + r"\right]")
+            lhs = _entry(p._print(op), "nchw")
+        elif kind == "AvgPool2d":
+            rhs = r"\frac{1}{" + str(size[0] * size[1]) + r"} \sum_{p,q} " + _entry(args[0], f"n,c,{rows_},{cols_}")
+            lhs = _entry(p._print(op), "ncij")
+        else:  # AvgPool2dGrad
+            rhs = (r"\frac{1}{" + str(size[0] * size[1]) + r"} \sum_{i,j:\ h = " + rows_ + ",\\ w = " + cols_ + "} "
+                   + _entry(args[0], "ncij"))
+            lhs = _entry(p._print(op), "nchw")
+        if name is not None and op == expr:
+            lhs = _entry(name, lhs[lhs.rindex("_{") + 2:-1])
+        rows.append((lhs, rhs))
+    return rows
+
+
+def _entry(latex: str, indices: str) -> str:
+    """An entry of an array in LaTeX: x_{nfij}, or (W_{1})_{fcpq} where the name has a subscript."""
+    base = latex if re.fullmatch(r"[A-Za-z]", latex) else r"\left(" + latex + r"\right)"
+    return base + "_{" + indices + "}"
+
+
+def _offset(out: str, kernel: str, stride: int, padding: int) -> str:
+    """The input row that output row `out` sees at kernel offset `kernel`: s i + p - P."""
+    text = (f"{stride}{out}" if stride != 1 else out) + "+" + kernel
+    return text + (f"-{padding}" if padding else "")
+
+
+def _source(pixel: str, kernel: str, stride: int, padding: int) -> str:
+    """The output row whose window holds input row `pixel` at offset `kernel`: (h + P - p) / s."""
+    text = pixel + (f"+{padding}" if padding else "") + "-" + kernel
+    return text if stride == 1 else f"({text})/{stride}"
 
 
 def text(derivation) -> str:

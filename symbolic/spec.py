@@ -22,7 +22,8 @@ PRESETS_DIR = Path(str(importlib.resources.files(__package__) / "networks"))  # 
 
 ACTIVATION_NAMES = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softmax")
 LOSS_KINDS = ("squared_error", "cross_entropy", "binary_cross_entropy", "multiclass_hinge")
-LAYER_KINDS = ("dense", "batchnorm", "layernorm", "dropout")
+LAYER_KINDS = ("dense", "batchnorm", "layernorm", "dropout", "conv2d", "maxpool2d", "avgpool2d", "flatten")
+IMAGE_KINDS = ("conv2d", "maxpool2d", "avgpool2d", "flatten")  # they take images: (N, C, H, W)
 LAYOUTS = ("row", "column")
 REDUCTIONS = ("mean", "sum")
 
@@ -58,17 +59,46 @@ class Layer:
     shift: str | None = None  # batchnorm, layernorm: beta; None: no shift
     p: float = 0.0  # dropout: the probability of dropping an entry
     mask: str | None = None  # dropout: the mask's array name
-    inputs: int = 0  # the width of the layer's input
+    inputs: int = 0  # the width of the layer's input (flattened: C*H*W for an image)
+    input_shape: tuple = ()  # one sample's input: (width,) or an image (C, H, W); () for (inputs,)
+    shape: tuple = ()  # one sample's output: (units,) or an image (C, H, W); () for (units,)
+    filters: int = 0  # conv2d
+    kernel: tuple = ()  # conv2d: (kh, kw); the pools: the window (h, w)
+    stride: tuple = (1, 1)  # conv2d, the pools
+    padding: tuple = (0, 0)  # conv2d: zero rows and columns on each side
+
+    def __post_init__(self):
+        if not self.shape:
+            object.__setattr__(self, "shape", (self.units,))
+        if not self.input_shape:
+            object.__setattr__(self, "input_shape", (self.inputs,))
+
+    @property
+    def image(self) -> bool:
+        """Whether the layer's output is an image batch (N, C, H, W)."""
+        return len(self.shape) == 3
 
     def weight_shape(self, layout: str) -> tuple:
-        """The shape of a dense layer's named weight array (transposed when it uses W.T)."""
+        """The shape of the layer's named weight array (transposed when it uses W.T)."""
+        if self.kind == "conv2d":
+            return (self.filters, self.input_shape[0], *self.kernel)
         shape = (self.inputs, self.units) if layout == "row" else (self.units, self.inputs)
         return shape[::-1] if self.transpose_weight else shape
 
     @property
+    def fan_in(self) -> int:
+        """The inputs each output of a dense or conv2d layer sums over."""
+        return self.input_shape[0] * self.kernel[0] * self.kernel[1] if self.kind == "conv2d" else self.inputs
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the layer has a weight and a bias (dense, conv2d)."""
+        return self.kind in ("dense", "conv2d")
+
+    @property
     def parameters(self) -> tuple[str, ...]:
         """The layer's parameter names, in order (absent ones left out)."""
-        names = (self.weight, self.bias) if self.kind == "dense" else (self.scale, self.shift)
+        names = (self.weight, self.bias) if self.weighted else (self.scale, self.shift)
         return tuple(name for name in names if name is not None)
 
 
@@ -85,7 +115,7 @@ class Loss:
 @dataclass(frozen=True)
 class Network:
     name: str
-    inputs: int
+    inputs: int | tuple  # a width, or an image's (C, H, W)
     layers: tuple[Layer, ...]
     loss: Loss
     description: str = ""
@@ -104,6 +134,11 @@ class Network:
         return self.path is not None and self.path.parent == PRESETS_DIR.resolve()
 
     @property
+    def input_shape(self) -> tuple:
+        """One sample's input: (width,) or (C, H, W)."""
+        return self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
+
+    @property
     def outputs(self) -> int:
         return self.layers[-1].units
 
@@ -116,19 +151,19 @@ class Network:
     @property
     def weights(self) -> tuple[str, ...]:
         """The weight matrices (what `l2` penalises), each once."""
-        return tuple(dict.fromkeys(layer.weight for layer in self.layers if layer.kind == "dense"))
+        return tuple(dict.fromkeys(layer.weight for layer in self.layers if layer.weighted))
 
     def roles(self) -> dict[str, str]:
         """What each array is, in words: input, target, weight, bias, ... (see `using`)."""
         roles = {self.input: "input", self.target: "target"}
         for layer in self.layers:
-            if layer.kind == "dense":
+            if layer.weighted:
                 roles.setdefault(layer.weight, "weight")
                 if layer.bias is not None:
                     roles[layer.bias] = "shared bias" if layer.shared_bias else "bias"
             elif layer.kind == "dropout":
                 roles[layer.mask] = "dropout mask"
-            else:
+            elif layer.kind in ("batchnorm", "layernorm"):
                 roles.update({name: role for name, role in ((layer.scale, "scale"), (layer.shift, "shift")) if name})
         return roles
 
@@ -152,22 +187,25 @@ class Network:
         if self.batch is not None:
             n = self.batch
         row = self.layout == "row"
-        shapes = {self.input: (n, self.inputs) if row else (self.inputs,)}
+        shapes = {self.input: (n, *self.input_shape) if row else self.input_shape}
         if self.loss.labels:
             shapes[self.target] = (n,) if row else ()
         else:
             shapes[self.target] = (n, self.outputs) if row else (self.outputs,)
         for layer in self.layers:
             if layer.kind == "dropout":
-                shapes[layer.mask] = (n, layer.units) if row else (layer.units,)
+                shapes[layer.mask] = (n, *layer.shape) if row else layer.shape
         for layer in self.layers:
-            if layer.kind == "dense":
+            if layer.weighted:
                 shapes.setdefault(layer.weight, layer.weight_shape(self.layout))
                 if layer.bias is not None:
-                    shapes[layer.bias] = () if layer.shared_bias else (layer.units,)
-            for name in (layer.scale, layer.shift) if layer.kind != "dense" else ():
+                    shapes[layer.bias] = () if layer.shared_bias else (layer.filters or layer.units,)
+            # gamma and beta: one per feature, per channel of an image (batchnorm), or of the
+            # normalized shape (layernorm: C, H, W)
+            normalized = layer.shape[:1] if layer.kind == "batchnorm" else layer.shape
+            for name in (layer.scale, layer.shift) if layer.kind in ("batchnorm", "layernorm") else ():
                 if name is not None:
-                    shapes[name] = (layer.units,)
+                    shapes[name] = normalized
         return shapes
 
 
@@ -237,6 +275,10 @@ _LAYER_KEYS = {  # the keys each kind of layer takes
     "batchnorm": ("kind", "eps", "scale", "shift", "activation", "negative_slope"),
     "layernorm": ("kind", "eps", "scale", "shift", "activation", "negative_slope"),
     "dropout": ("kind", "p", "mask"),
+    "conv2d": ("kind", "filters", "kernel", "stride", "padding", "weight", "bias", "activation", "negative_slope"),
+    "maxpool2d": ("kind", "size", "stride"),
+    "avgpool2d": ("kind", "size", "stride"),
+    "flatten": ("kind",),
 }
 _LOSS_KEYS = ("kind", "reduction", "scale", "labels", "l2", "margin")
 
@@ -306,16 +348,17 @@ class _Reader:
         if not layers:
             self.fail("layers", "at least one layer is required")
         loss = self.loss(self.get(doc, "loss", dict, required=True))
+        inputs = self.inputs(doc)
         network = Network(
             name=name,
             description=self.get(doc, "description", str, ""),
             layout=layout,
-            inputs=self.size(doc, "inputs"),
+            inputs=inputs,
             batch=batch,
             input=self.get(doc, "input", str, "x"),
             target=self.get(doc, "target", str, "y"),
             wrt_input=self.get(doc, "wrt_input", bool, False),
-            layers=self.layers(layers, self.size(doc, "inputs")),
+            layers=self.layers(layers, inputs),
             loss=loss,
             source=self.source,
         )
@@ -325,20 +368,47 @@ class _Reader:
         object.__setattr__(network, "values", values)
         return network
 
-    def layers(self, tables: list, inputs: int) -> tuple[Layer, ...]:
-        layers, widths = [], [inputs]  # widths[k]: the width of a_k, a_0 the input
+    def inputs(self, doc: dict):
+        """`inputs`: a width, or an image's [C, H, W] (a tuple)."""
+        value = doc.get("inputs")
+        if not isinstance(value, list):
+            return self.size(doc, "inputs")
+        if len(value) != 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value):
+            self.fail("inputs", f"must be a width or an image's [channels, height, width] (three whole "
+                      f"numbers >= 1), not {value!r}")
+        if self.layout == "column":
+            self.fail("inputs", "images need the row layout (x of shape (N, C, H, W)); the column layout "
+                      "is one flat sample")
+        return tuple(value)
+
+    def layers(self, tables: list, inputs) -> tuple[Layer, ...]:
+        shapes = [inputs if isinstance(inputs, tuple) else (inputs,)]  # shapes[k]: one sample of a_k
+        layers = []
         for index, table in enumerate(tables):
-            layer = self.layer(table, index, len(tables), widths)
+            layer = self.layer(table, index, len(tables), shapes)
             layers.append(layer)
-            widths.append(layer.units)
+            shapes.append(layer.shape)
+        if layers[-1].image:
+            self.fail(f"layers[{len(layers)}].kind", f"the network's output is an image {_words(layers[-1].shape)} "
+                      "per sample; the loss takes rows: end with a flatten layer (and a dense layer)")
         return tuple(layers)
 
     def layer(self, table, index: int, count: int, widths: list) -> Layer:
+        """Layer `index` (from 0); `widths[k]` is one sample's shape of a_k, a_0 the input."""
         prefix = f"layers[{index + 1}]."
         if not isinstance(table, dict):
             self.fail(prefix[:-1], f"must be a table, not {_describe(table)}")
         kind = self.choice(table, "kind", LAYER_KINDS, "dense", prefix)
         self.keys(table, _LAYER_KEYS[kind], prefix, kind)
+        below = widths[-1]
+        if kind in IMAGE_KINDS and len(below) != 3:
+            where = "the input" if index == 0 else f"layer {index}'s output"
+            self.fail(prefix + "kind", f"{kind} takes images (N, C, H, W), but {where} is rows of "
+                      f"{below[0]} features" + ("; images need inputs = [C, H, W]" if index == 0 else ""))
+        if kind == "dense" and len(below) != 1:
+            where = "the input" if index == 0 else f"layer {index}'s output"
+            self.fail(prefix + "kind", f"a dense layer takes rows, but {where} is an image {_words(below)} "
+                      "per sample: put a flatten layer before it")
         return getattr(self, kind)(table, prefix, index + 1, index == count - 1, widths)
 
     def activation(self, table, prefix: str, last: bool) -> tuple[str, float]:
@@ -378,7 +448,7 @@ class _Reader:
             if residual > l:
                 self.fail(prefix + "residual", f"layer {l} has no layer {residual} below it "
                           f"(k = {residual} reaches past the input; at most {l})")
-            below = widths[l - residual]
+            below = widths[l - residual][0]
             source = "the input" if l == residual else f"the output of layer {l - residual}"
             if below != units:
                 self.fail(prefix + "residual", f"adds {source} ({below} wide) to this layer's "
@@ -386,7 +456,7 @@ class _Reader:
         return Layer(units=units, activation=activation, negative_slope=slope,
                      weight=self.get(table, "weight", str, f"W{l}", prefix), bias=bias, shared_bias=shared,
                      residual=residual, transpose_weight=self.get(table, "transpose_weight", bool, False, prefix),
-                     inputs=widths[-1])
+                     inputs=widths[-1][0])
 
     def batchnorm(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
         if self.layout == "column":
@@ -405,12 +475,16 @@ class _Reader:
         eps = self.get(table, "eps", float, 1e-5, prefix)
         if eps <= 0:
             self.fail(prefix + "eps", f"must be a number > 0, not {eps}")
-        if kind == "layernorm" and widths[-1] == 1:
+        below = widths[-1]
+        if kind == "layernorm" and np.prod(below) == 1:
             self.fail(prefix + "kind", "layernorm over one feature always gives 0 (each sample's only "
                       "value is its mean): its input must be at least 2 wide")
-        if activation == "softmax" and widths[-1] == 1:
+        if activation == "softmax" and below[-1] == 1:
             self.fail(prefix + "activation", "a softmax over one class is always 1: at least 2 units")
-        return Layer(kind=kind, units=widths[-1], inputs=widths[-1], activation=activation,
+        if activation == "softmax" and len(below) == 3:
+            self.fail(prefix + "activation", "softmax is over the features of a row, not an image")
+        return Layer(kind=kind, units=_flat(below), inputs=_flat(below), shape=below, input_shape=below,
+                     activation=activation,
                      negative_slope=slope, eps=eps,
                      scale=self.name(table, "scale", f"gamma{l}", prefix),
                      shift=self.name(table, "shift", f"beta{l}", prefix))
@@ -420,8 +494,62 @@ class _Reader:
         if not 0 <= p < 1:
             self.fail(prefix + "p", f"must be at least 0 and less than 1 (the probability of dropping "
                       f"an entry), not {p:g}")
-        return Layer(kind="dropout", units=widths[-1], inputs=widths[-1], p=p,
+        return Layer(kind="dropout", units=_flat(widths[-1]), inputs=_flat(widths[-1]), shape=widths[-1],
+                     input_shape=widths[-1], p=p,
                      mask=self.get(table, "mask", str, f"m{l}", prefix))
+
+    def pair(self, table, key, prefix, default=None, least=1):
+        """An int or a [height, width] pair of ints >= `least`, as a tuple."""
+        if key not in table:
+            if default is None:
+                self.fail(prefix + key, "required key is missing")
+            return default
+        value = table[key]
+        pair = value if isinstance(value, list) else [value, value]
+        if len(pair) != 2 or any(isinstance(d, bool) or not isinstance(d, int) for d in pair):
+            self.fail(prefix + key, f"must be a whole number or a pair [height, width], not {value!r}")
+        if min(pair) < least:
+            self.fail(prefix + key, f"must be at least {least}, not {value!r}")
+        return tuple(pair)
+
+    def conv2d(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        activation, slope = self.activation(table, prefix, last)
+        if activation == "softmax":
+            self.fail(prefix + "activation", "softmax is over the features of a row, not an image")
+        filters = self.size(table, "filters", prefix)
+        kernel = self.pair(table, "kernel", prefix)
+        stride = self.pair(table, "stride", prefix, (1, 1))
+        padding = self.pair(table, "padding", prefix, (0, 0), least=0)
+        channels, height, width = widths[-1]
+        padded = (height + 2 * padding[0], width + 2 * padding[1])
+        if kernel[0] > padded[0] or kernel[1] > padded[1]:
+            self.fail(prefix + "kernel", f"the kernel {kernel[0]}x{kernel[1]} is larger than its input "
+                      f"{padded[0]}x{padded[1]} (H x W {height}x{width} with padding {padding[0]}, {padding[1]})")
+        shape = (filters, *((padded[k] - kernel[k]) // stride[k] + 1 for k in (0, 1)))
+        bias = self.name(table, "bias", f"b{l}", prefix)
+        return Layer(kind="conv2d", units=_flat(shape), inputs=_flat(widths[-1]), shape=shape,
+                     input_shape=widths[-1], activation=activation, negative_slope=slope, filters=filters,
+                     kernel=kernel, stride=stride, padding=padding,
+                     weight=self.get(table, "weight", str, f"W{l}", prefix), bias=bias)
+
+    def maxpool2d(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        return self.pool("maxpool2d", table, prefix, widths)
+
+    def avgpool2d(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        return self.pool("avgpool2d", table, prefix, widths)
+
+    def pool(self, kind, table, prefix: str, widths: list) -> Layer:
+        size = self.pair(table, "size", prefix)
+        stride = self.pair(table, "stride", prefix, size)
+        channels, height, width = widths[-1]
+        if size[0] > height or size[1] > width:
+            self.fail(prefix + "size", f"the window {size[0]}x{size[1]} is larger than its input {height}x{width}")
+        shape = (channels, (height - size[0]) // stride[0] + 1, (width - size[1]) // stride[1] + 1)
+        return Layer(kind=kind, units=_flat(shape), inputs=_flat(widths[-1]), shape=shape, input_shape=widths[-1],
+                     kernel=size, stride=stride)
+
+    def flatten(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
+        return Layer(kind="flatten", units=_flat(widths[-1]), inputs=_flat(widths[-1]), input_shape=widths[-1])
 
     def loss(self, table) -> Loss:
         self.keys(table, _LOSS_KEYS, "loss.")
@@ -530,6 +658,11 @@ class _Reader:
 
 
 _KIND_WORDS = {str: "a string", bool: "true or false", dict: "a table", list: "an array of tables"}
+
+
+def _flat(shape: tuple) -> int:
+    """The number of features of one sample: C*H*W for an image."""
+    return int(np.prod(shape))
 
 
 def _fits(shape: tuple, expected: tuple) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .arrays import ArrayFunction, BroadcastTo, RowSum, SumRows, Total, shape_of
+from .arrays import ArrayFunction, BroadcastTo, RowSum, SumAxes, SumRows, Total, shape_of
 
 
 @dataclass(frozen=True)
@@ -185,4 +185,6 @@ def unbroadcast(expr, have: tuple, want: tuple):
         return SumRows(expr)
     if axes == [len(have) - 1] and extra == 0:
         return RowSum(expr)
-    raise NotImplementedError(f"no sum from shape {have} to {want}")
+    # Any other axes (the per-channel sums of an image batch): kept where broadcasting grew them,
+    # so that the sum broadcasts as `want` does (dropped leading axes are kept too, as ones).
+    return SumAxes(expr, sp.Tuple(*axes), sp.Integer(int(bool(grown))))

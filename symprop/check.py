@@ -125,10 +125,10 @@ def random_values(network: Network, seed: int = 0, batch: int = 3) -> dict:
     n = batch
     if network.batch is None and network.layout == "row" and network.input in values:
         n = np.shape(values[network.input])[0]
-    fan_in = {}  # a weight's fan-in: the inputs of its first dense layer (transposed or not)
+    fan_in = {}  # a weight's fan-in: the inputs of its first layer (transposed or not)
     for layer in network.layers:
-        if layer.kind == "dense":
-            fan_in.setdefault(layer.weight, layer.inputs)
+        if layer.weighted:
+            fan_in.setdefault(layer.weight, layer.fan_in)
     keep = {layer.mask: 1 - layer.p for layer in network.layers if layer.kind == "dropout"}
     for name, shape in network.shapes(n).items():
         if name in values:

@@ -1,7 +1,7 @@
 """The same network in PyTorch, float64 autograd: an independent reference for the checks.
 
 The layers are PyTorch's own functions (`torch.relu`, `F.leaky_relu`, `F.softplus`,
-`F.batch_norm` in training mode, `F.layer_norm`, ...) and the losses its own (`F.cross_entropy` on
+`F.batch_norm` in training mode, `F.layer_norm`, `F.conv2d`, `F.max_pool2d`, `F.avg_pool2d`, ...) and the losses its own (`F.cross_entropy` on
 the logits, with class labels or probability targets, `F.binary_cross_entropy_with_logits`,
 `F.multi_margin_loss`), so nothing here shares code or formulas with the derivation.
 """
@@ -58,6 +58,10 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
         if layer.kind == "dropout":
             outputs.append(a * tensors[layer.mask] / (1 - layer.p))
             continue
+        if layer.kind in ("maxpool2d", "avgpool2d", "flatten"):
+            pool = {"maxpool2d": F.max_pool2d, "avgpool2d": F.avg_pool2d}.get(layer.kind)
+            outputs.append(torch.flatten(a, 1) if pool is None else pool(a, layer.kernel, layer.stride))
+            continue
         if layer.kind == "dense":
             W = tensors[layer.weight]
             if layer.transpose_weight:
@@ -65,14 +69,17 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
             z = a @ W if row else W @ a
             if layer.bias is not None:
                 z = z + tensors[layer.bias]
-        elif layer.kind == "batchnorm":  # training mode: the batch's mean and biased variance
+        elif layer.kind == "conv2d":
+            z = F.conv2d(a, tensors[layer.weight], optional(layer.bias), stride=layer.stride, padding=layer.padding)
+        elif layer.kind == "batchnorm":  # training mode: the batch's mean and biased variance (per channel: BatchNorm2d)
             gamma, beta = optional(layer.scale), optional(layer.shift)
             if a.shape[0] > 1:
                 z = F.batch_norm(a, None, None, weight=gamma, bias=beta, training=True, eps=layer.eps)
             else:  # F.batch_norm refuses one sample; its op gives xhat = 0 (a zero variance)
                 z = torch.batch_norm(a, gamma, beta, None, None, True, 0.0, layer.eps, False)
         elif layer.kind == "layernorm":
-            z = F.layer_norm(a, (a.shape[-1],), optional(layer.scale), optional(layer.shift), layer.eps)
+            z = F.layer_norm(a, tuple(a.shape[1:]) if row else (a.shape[-1],), optional(layer.scale),
+                             optional(layer.shift), layer.eps)
         else:
             raise ValueError(f"the PyTorch reference has no layer kind '{layer.kind}'")
         a = activations[layer.activation](z, layer)
