@@ -159,9 +159,11 @@ def _forward(derivation, p) -> Section:
         r"product, $\sum_n$ sums over the samples, $\sum_k$ over a sample's classes, $\sum$ over every "
         r"entry; $\mathbf{1}[z > 0]$ is 1 where $z > 0$, else 0."]
         + ([r"Images are $N \times C \times H \times W$ arrays; $\operatorname{conv}$ is PyTorch's "
-            r"convolution (a cross-correlation, zero padding), written out entry by entry below each step "
-            r"that uses it, as are the poolings; a bias or $\gamma$, $\beta$ of one value per channel "
-            r"$c$ is added to every pixel of that channel."]
+            r"convolution (a cross-correlation with zero padding), written out entry by entry, in index "
+            r"notation, below each step that uses it, as are the poolings and their gradients: a sum over "
+            r"indices runs over those that land inside the arrays (whole numbers, where a stride divides), "
+            r"$\operatorname{argmax}$ is a window's first maximum in row-major order, and a bias, $\gamma$ "
+            r"or $\beta$ with one value per channel $c$ is added to every pixel of that channel."]
            if any(layer.image for layer in derivation.network.layers) else []))
     for step in derivation.steps:
         if step.stage != "forward":

@@ -275,58 +275,59 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
         return r"\left(" + body + r"\right)" if count > 1 else body
 
 
-IMAGE_OPERATIONS = (Conv2d, Conv2dInputGrad, Conv2dWeightGrad, MaxPool2d, MaxPool2dGrad, AvgPool2d, AvgPool2dGrad)
-
-
 def index_rows(expr, p, name: str | None = None) -> list[tuple[str, str]]:
     """(lhs, rhs) in LaTeX: each convolution or pooling in `expr` written out in index notation
     (on the left by `name`, the step's LaTeX name, where `expr` is the operation itself),
-    entry by entry (n the sample, c and f channels, i and j output pixels, p and q kernel offsets,
-    h and w input pixels; zero padding: x is 0 outside the image)."""
+    entry by entry: n the sample, c and f channels, i and j output pixels, p and q offsets in a
+    window, h and w input pixels; the input of a convolution is 0 outside the image (padding)."""
     rows = []
-    for op in sorted(expr.atoms(*IMAGE_OPERATIONS), key=sp.default_sort_key):
+    for op in sorted(expr.atoms(*_INDEX_FORMS), key=sp.default_sort_key):
         arrays, settings = op.split()
-        args = [p._print(a) for a in arrays]
-        kind = type(op).__name__
-        if kind in ("Conv2d", "Conv2dWeightGrad", "Conv2dInputGrad"):
-            stride, padding = settings[0], settings[1]
-        else:
-            size, stride = settings[0], settings[1]
-        rows_, cols_ = _offset("i", "p", stride[0], padding[0] if "Conv" in kind else 0), \
-            _offset("j", "q", stride[1], padding[1] if "Conv" in kind else 0)
-        if kind == "Conv2d":
-            x, W = args
-            rhs = r"\sum_{c,p,q} " + _entry(W, "fcpq") + r"\, " + _entry(x, f"n,c,{rows_},{cols_}")
-            lhs = _entry(p._print(op), "nfij")
-        elif kind == "Conv2dWeightGrad":
-            x, g = args
-            rhs = r"\sum_{n,i,j} " + _entry(g, "nfij") + r"\, " + _entry(x, f"n,c,{rows_},{cols_}")
-            lhs = _entry(p._print(op), "fcpq")
-        elif kind == "Conv2dInputGrad":
-            g, W = args
-            rhs = (r"\sum_{f,p,q} " + _entry(g, f"n,f,{_source('h', 'p', stride[0], padding[0])},"
-                                          f"{_source('w', 'q', stride[1], padding[1])}") + r"\, " + _entry(W, "fcpq"))
-            lhs = _entry(p._print(op), "nchw")
-        elif kind == "MaxPool2d":
-            rhs = r"\max_{p<" + str(size[0]) + ",\\, q<" + str(size[1]) + "} " + _entry(args[0], f"n,c,{rows_},{cols_}")
-            lhs = _entry(p._print(op), "ncij")
-        elif kind == "MaxPool2dGrad":
-            a, g = args
-            rhs = (r"\sum_{i,j} " + _entry(g, "ncij") + r"\, \mathbf{1}\left[(h, w) = ("
-                   + f"{rows_.replace('+p', '')}, {cols_.replace('+q', '')}" + r") + \operatorname{argmax}_{p,q} "
-                   + _entry(a, f"n,c,{rows_},{cols_}") + r"\right]")
-            lhs = _entry(p._print(op), "nchw")
-        elif kind == "AvgPool2d":
-            rhs = r"\frac{1}{" + str(size[0] * size[1]) + r"} \sum_{p,q} " + _entry(args[0], f"n,c,{rows_},{cols_}")
-            lhs = _entry(p._print(op), "ncij")
-        else:  # AvgPool2dGrad
-            rhs = (r"\frac{1}{" + str(size[0] * size[1]) + r"} \sum_{i,j:\ h = " + rows_ + ",\\ w = " + cols_ + "} "
-                   + _entry(args[0], "ncij"))
-            lhs = _entry(p._print(op), "nchw")
-        if name is not None and op == expr:
-            lhs = _entry(name, lhs[lhs.rindex("_{") + 2:-1])
-        rows.append((lhs, rhs))
+        indices, rhs = _INDEX_FORMS[type(op)](*(p._print(a) for a in arrays), *settings)
+        rows.append((_entry(name if name is not None and op == expr else p._print(op), indices), rhs))
     return rows
+
+
+def _window_entry(a: str, stride, padding=(0, 0)) -> str:
+    """Entry (p, q) of window (i, j) of `a`: a[n, c, s i + p - P, s j + q - P]."""
+    return _entry(a, f"n,c,{_offset('i', 'p', stride[0], padding[0])},{_offset('j', 'q', stride[1], padding[1])}")
+
+
+def _conv_form(x, W, stride, padding):
+    return "nfij", r"\sum_{c,p,q} " + _entry(W, "fcpq") + r"\, " + _window_entry(x, stride, padding)
+
+
+def _conv_weight_form(x, g, stride, padding, kernel):  # the correlation of the input with delta
+    return "fcpq", r"\sum_{n,i,j} " + _entry(g, "nfij") + r"\, " + _window_entry(x, stride, padding)
+
+
+def _conv_input_form(g, W, stride, padding, size):  # delta convolved with the flipped kernel
+    rows, cols = _source("h", "p", stride[0], padding[0]), _source("w", "q", stride[1], padding[1])
+    return "nchw", r"\sum_{f,p,q} " + _entry(g, f"n,f,{rows},{cols}") + r"\, " + _entry(W, "fcpq")
+
+
+def _max_form(a, size, stride):
+    return "ncij", rf"\max_{{p<{size[0]},\, q<{size[1]}}} " + _window_entry(a, stride)
+
+
+def _max_gradient_form(a, g, size, stride):  # routing by a mask: the first maximum of each window
+    corner = f"({_offset('i', '', stride[0], 0)}, {_offset('j', '', stride[1], 0)})".replace("+", "")
+    return "nchw", (r"\sum_{i,j} " + _entry(g, "ncij") + r"\, \mathbf{1}\left[(h, w) = " + corner
+                    + r" + \operatorname{argmax}_{p,q} " + _window_entry(a, stride) + r"\right]")
+
+
+def _mean_form(a, size, stride):
+    return "ncij", rf"\frac{{1}}{{{size[0] * size[1]}}} \sum_{{p,q}} " + _window_entry(a, stride)
+
+
+def _mean_gradient_form(g, size, stride, image):
+    where = rf"h = {_offset('i', 'p', stride[0], 0)},\ w = {_offset('j', 'q', stride[1], 0)}"
+    return "nchw", rf"\frac{{1}}{{{size[0] * size[1]}}} \sum_{{i,j:\ {where}}} " + _entry(g, "ncij")
+
+
+_INDEX_FORMS = {Conv2d: _conv_form, Conv2dWeightGrad: _conv_weight_form, Conv2dInputGrad: _conv_input_form,
+                MaxPool2d: _max_form, MaxPool2dGrad: _max_gradient_form, AvgPool2d: _mean_form,
+                AvgPool2dGrad: _mean_gradient_form}
 
 
 def _entry(latex: str, indices: str) -> str:
