@@ -14,7 +14,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ..symbolic.arrays import Matmul, Transposed
+from ..symbolic.arrays import ArrayFunction, Matmul, Transposed
 from ..symbolic.notation import ArrayOrder
 from . import runtime
 
@@ -81,7 +81,7 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     def _method_target(self, expr):
         """`expr` as the object of a method call or attribute: parenthesized unless atomic."""
         text = self._print(expr)
-        return text if expr.is_Symbol else f"({text})"
+        return text if expr.is_Symbol or isinstance(expr, ArrayFunction) else f"({text})"  # a call: np.dot(...)
 
     # -- whole-array operations ----------------------------------------------------------------
 
@@ -173,8 +173,6 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         axis = "(" + ", ".join(str(int(k)) for k in axes) + ("," if len(axes) == 1 else "") + ")"
         return self._method_target(a) + f".sum(axis={axis}" + (", keepdims=True)" if keepdims else ")")
 
-    def _print_Vector(self, expr):
-        return self._method_target(expr.args[0]) + ".reshape(-1)"
 
     def _print_OneHot(self, expr):
         labels, classes = expr.args  # a 0/1 (boolean) mask: keeps the logits' dtype

@@ -38,6 +38,7 @@ class ArrayFunction(sp.Function):
     linear = False  # f(c * A) == c * f(A) for a number c
     arrays = None  # how many leading arguments are arrays (None: all); the rest are settings (sizes)
     named = False  # a gradient computed by it keeps its name in the derivation (never inlined)
+    reduces = False  # its vjp takes the pull as broadcast, larger than its result, and sums it
 
     @classmethod
     def eval(cls, *args):
@@ -278,6 +279,7 @@ class PerChannel(ArrayFunction):
 
     nargs = 1
     linear = True
+    reduces = True
 
     @staticmethod
     def numpy(b):
@@ -288,28 +290,11 @@ class PerChannel(ArrayFunction):
         return (b[0], sp.S.One, sp.S.One)
 
     def vjp(self, index, g, shape):
-        return Vector(g)  # g is (C, 1, 1), or (1, C, 1, 1) from a sum over the other axes
-
-
-class Vector(ArrayFunction):
-    """An array as a vector (`reshape(-1)`): a per-channel gradient, (1, C, 1, 1) -> (C,)."""
-
-    nargs = 1
-    linear = True
-
-    @classmethod
-    def eval(cls, a):
-        if isinstance(a, SumAxes) and a.args[2]:  # a sum over every axis but one, kept: that axis alone
-            return SumAxes(a.args[0], a.args[1], sp.S.Zero)
-        return super().eval(a)
-
-    @staticmethod
-    def numpy(a):
-        return np.reshape(a, -1)
-
-    @classmethod
-    def shape(cls, a):
-        return (sp.Mul(*a),)
+        """g as broadcast, (N, C, H, W) or any shape ending in (C, h, w): summed over every axis
+        but the channel axis (the third from the end)."""
+        ndim = len(shape(g))
+        axes = [k for k in range(ndim) if k != ndim - 3]
+        return SumAxes(g, sp.Tuple(*axes), sp.S.Zero)
 
 
 class Flatten(ArrayFunction):

@@ -102,8 +102,6 @@ class TextPrinter(ArrayOrder, StrPrinter):
         a, axes, keepdims = expr.args
         return f"sum_{_axis_letters(axes)}({self._print(a)})"
 
-    def _print_Vector(self, expr):
-        return f"vector({self._print(expr.args[0])})"
 
     def _print_ElementwiseBase(self, expr):  # an activation by its name: relu(z1), leaky_relu(z1, 0.2)
         return f"{expr.rule.name}({', '.join(self._print(arg) for arg in expr.args)})"
@@ -247,8 +245,6 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
         a, axes, keepdims = expr.args
         return r"\sum_{" + ",".join("ncij"[int(k)] for k in axes) + "} " + self.parenthesize(a, PRECEDENCE["Mul"], strict=False)
 
-    def _print_Vector(self, expr):
-        return self._operator("vec", expr.args[0])
 
     def _print_Mul(self, expr):
         """Products of arrays are elementwise: their factors are joined by \\odot, after the scalar

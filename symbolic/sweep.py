@@ -142,7 +142,8 @@ def _pull(expr, g, shapes, active) -> list[tuple[sp.Symbol, sp.Expr]]:
             continue
         pull = (g * sp.diff(flat, u)).xreplace(back)
         target = back.get(u, u)
-        pull = _fit(pull, local[u], shapes)
+        if not (u in back and target.reduces):  # an operation that sums its broadcast pull itself
+            pull = _fit(pull, local[u], shapes)
         out += _pull(target, pull, shapes, active) if u in back else [(u, pull)]
     return out
 

@@ -1,6 +1,7 @@
 """Test networks: `mlp` for a fixed one, Hypothesis strategies for random specs covering every
 activation, loss and layout (and, with `kinds=True`, every layer kind of section 1a but the
-convolutional ones, residuals, tied weights and multiclass_hinge)."""
+convolutional ones, residuals, tied weights and multiclass_hinge); `images` for random
+convolutional networks."""
 
 from __future__ import annotations
 
@@ -124,6 +125,65 @@ def _between(draw, layout, width, batch=None) -> list[list[str]]:
                     table.append(f"{key} = false")
         tables.append(table)
     return tables
+
+
+@st.composite
+def images(draw) -> str:
+    """The TOML text of a random valid convolutional network: an image input [C, H, W], one to
+    three image layers (conv2d with any kernel, stride, padding and activation, with or without a
+    bias; max or average pooling, overlapping or not; batchnorm per channel, layernorm over C, H, W,
+    dropout), a flatten, an optional hidden dense layer and an output layer for any loss."""
+    shape = [draw(st.integers(1, 3)), draw(st.integers(2, 6)), draw(st.integers(2, 6))]
+    batch = draw(st.sampled_from([None, 2, 3]))
+    lines = ['name = "random_cnn"', f"inputs = {shape}"] + ([f"batch = {batch}"] if batch else [])
+    pair = st.one_of(st.integers(1, 3), st.lists(st.integers(1, 3), min_size=2, max_size=2))
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["conv2d", "conv2d", "maxpool2d", "avgpool2d", "batchnorm", "layernorm",
+                                     "dropout"]))
+        table = [f'kind = "{kind}"']
+        if kind == "conv2d":
+            kernel, stride, padding = draw(pair), draw(pair), draw(st.sampled_from([0, 1, [1, 0], [0, 2]]))
+            k, s, p = (_pair(v) for v in (kernel, stride, padding))
+            size = [shape[1] + 2 * p[0], shape[2] + 2 * p[1]]
+            if k[0] > size[0] or k[1] > size[1]:
+                continue
+            shape = [draw(st.integers(1, 3))] + [(size[i] - k[i]) // s[i] + 1 for i in (0, 1)]
+            table += [f"filters = {shape[0]}", f"kernel = {kernel}", f"stride = {stride}", f"padding = {padding}",
+                      f'activation = "{draw(st.sampled_from(HIDDEN))}"']
+            if draw(st.booleans()):
+                table.append("bias = false")
+        elif kind.endswith("pool2d"):
+            window = draw(pair)
+            k = _pair(window)
+            if k[0] > shape[1] or k[1] > shape[2]:
+                continue
+            s = [draw(st.integers(1, k[0])), draw(st.integers(1, k[1]))]
+            shape = [shape[0]] + [(shape[1 + i] - k[i]) // s[i] + 1 for i in (0, 1)]
+            table += [f"size = {window}", f"stride = {s}"]
+        elif kind == "dropout":
+            table.append(f"p = {draw(st.sampled_from([0.0, 0.5]))}")
+        else:
+            if kind == "layernorm" and shape[0] * shape[1] * shape[2] == 1:
+                continue
+            table.append(f'activation = "{draw(st.sampled_from(HIDDEN))}"')
+            if not draw(st.booleans()):
+                table.append(f'{draw(st.sampled_from(["scale", "shift"]))} = false')
+        lines += ["", "[[layers]]"] + table
+    lines += ["", "[[layers]]", 'kind = "flatten"']
+    if draw(st.booleans()):
+        lines += ["", "[[layers]]", f"units = {draw(st.integers(1, 4))}", f'activation = "{draw(st.sampled_from(HIDDEN))}"']
+    loss = draw(st.sampled_from(["squared_error", "cross_entropy", "binary_cross_entropy", "multiclass_hinge"]))
+    last = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss, "identity")
+    units = draw(st.integers(1 if loss in ("squared_error", "binary_cross_entropy") else 2, 3))
+    lines += ["", "[[layers]]", f"units = {units}", f'activation = "{last}"', "", "[loss]", f'kind = "{loss}"',
+              f'reduction = "{draw(st.sampled_from(["mean", "sum"]))}"', f"l2 = {draw(st.sampled_from([0.0, 0.1]))}"]
+    if loss in ("cross_entropy", "multiclass_hinge"):
+        lines.append(f"labels = {str(draw(st.booleans())).lower()}")
+    return "\n".join(lines) + "\n"
+
+
+def _pair(value) -> list:
+    return value if isinstance(value, list) else [value, value]
 
 
 def networks(**kwargs):

@@ -355,9 +355,10 @@ def test_readme_shows_the_generated_code_as_it_is():
     readme = (ROOT / "README.md").read_text()
     shown = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
     quoted = [block for block in shown if block.startswith("def gradients(")]
-    assert len(quoted) == 2  # a preset's, and the batch normalization example's
+    assert len(quoted) == 3  # a preset's, the batch normalization example's and the CNN example's
     assert quoted[0] in (ROOT / "generated" / "relu_softmax_3_4_2.py").read_text()
     assert quoted[1] in codegen.generate(symbolic.load(ROOT / "examples" / "batchnorm.toml"))
+    assert quoted[2] in codegen.generate(symbolic.load(ROOT / "examples" / "cnn.toml"))
 
 
 def test_huge_finite_values_pass_the_finite_check(recwarn):
