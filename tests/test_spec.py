@@ -457,3 +457,295 @@ def test_values_of_masks_and_hinge_targets():
     np.testing.assert_array_equal(net.values["m2"], [[1, 0, 1], [0, 0, 1]])
     net = symbolic.loads(spec(dense(3), loss={**HINGE, "labels": True, "margin": 2}, values="y = [2, 0]"))
     assert net.values["y"].dtype == np.int64 and net.loss.margin == 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Images: inputs = [C, H, W], conv2d, the pools, flatten, and the normalizations after a conv (1a)
+
+
+def conv(filters=2, kernel=3, **keys):
+    return {"kind": "conv2d", "filters": filters, "kernel": kernel, **keys}
+
+
+def maxpool(size=2, **keys):
+    return {"kind": "maxpool2d", "size": size, **keys}
+
+
+def avgpool(size=2, **keys):
+    return {"kind": "avgpool2d", "size": size, **keys}
+
+
+FLAT = {"kind": "flatten"}
+IMAGE = [1, 4, 4]  # one channel, 4 x 4
+SIX = [1, 6, 6]
+
+
+def image(*layers, inputs=IMAGE, **keys):
+    """A spec on images; `layers` end with a flatten and a dense layer of 2 units unless given."""
+    return spec(*layers, inputs=inputs, **keys)
+
+
+BAD_IMAGES = [
+    # (spec text, key named in the message, words of the rule)
+    # windows larger than their (padded) input
+    (image(conv(kernel=5), FLAT, dense(2)), "layers[1].kernel",
+     "the kernel 5x5 is larger than its input 4x4 (H x W 4x4 with padding 0, 0)"),
+    (image(conv(kernel=[2, 7], padding=[0, 1]), FLAT, dense(2)), "layers[1].kernel",
+     "the kernel 2x7 is larger than its input 4x6 (H x W 4x4 with padding 0, 1)"),
+    (image(conv(kernel=[6, 1], padding=[0, 3]), FLAT, dense(2)), "layers[1].kernel", "the kernel 6x1 is larger"),
+    (image(maxpool(size=5), FLAT, dense(2)), "layers[1].size", "the window 5x5 is larger than its input 4x4"),
+    (image(maxpool(size=[1, 5], stride=1), FLAT, dense(2)), "layers[1].size", "the window 1x5 is larger than its input 4x4"),
+    (image(conv(), avgpool(size=3), FLAT, dense(2)), "layers[2].size", "the window 3x3 is larger than its input 2x2"),
+    # inputs = [C, H, W]
+    (image(conv(), FLAT, dense(2), top='layout = "column"'), "inputs",
+     "images need the row layout (x of shape (N, C, H, W)); the column layout is one flat sample"),
+    (image(FLAT, dense(2), top='layout = "column"'), "inputs", "images need the row layout"),
+    (spec(dense(2), inputs=[3, 4]), "inputs",
+     "must be a width or an image's [channels, height, width] (three whole numbers >= 1), not [3, 4]"),
+    (spec(dense(2), inputs=[1, 3, 4, 4]), "inputs", "three whole numbers >= 1), not [1, 3, 4, 4]"),
+    (spec(dense(2), inputs=[]), "inputs", "three whole numbers >= 1), not []"),
+    (image(FLAT, dense(2), inputs=[1, 4.0, 4]), "inputs", "three whole numbers >= 1), not [1, 4.0, 4]"),
+    (image(FLAT, dense(2), inputs=[1, "4", 4]), "inputs", "three whole numbers >= 1), not [1, '4', 4]"),
+    (image(FLAT, dense(2), inputs=[1, True, 4]), "inputs", "three whole numbers >= 1), not [1, True, 4]"),
+    (image(FLAT, dense(2), inputs=[0, 4, 4]), "inputs", "three whole numbers >= 1), not [0, 4, 4]"),
+    (image(FLAT, dense(2), inputs=[1, 4, -4]), "inputs", "three whole numbers >= 1), not [1, 4, -4]"),
+    # rows where images are needed, images where rows are
+    (image(dense(2)), "layers[1].kind",
+     "a dense layer takes rows, but the input is an image (1, 4, 4) per sample: put a flatten layer before it"),
+    (image(conv(), dense(2)), "layers[2].kind",
+     "a dense layer takes rows, but layer 1's output is an image (2, 2, 2) per sample: put a flatten layer"),
+    (image(conv(), maxpool(), BN, dense(2)), "layers[4].kind", "layer 3's output is an image (2, 1, 1) per sample"),
+    (spec(conv(), dense(2)), "layers[1].kind",
+     "conv2d takes images (N, C, H, W), but the input is rows of 3 features; images need inputs = [C, H, W]"),
+    (spec(maxpool(), dense(2)), "layers[1].kind", "maxpool2d takes images (N, C, H, W), but the input is rows of 3"),
+    (spec(avgpool(), dense(2)), "layers[1].kind", "avgpool2d takes images (N, C, H, W)"),
+    (spec(FLAT, dense(2)), "layers[1].kind", "flatten takes images (N, C, H, W), but the input is rows of 3 features"),
+    (spec(dense(4), maxpool(), dense(2)), "layers[2].kind",
+     "maxpool2d takes images (N, C, H, W), but layer 1's output is rows of 4 features"),
+    (image(FLAT, FLAT, dense(2)), "layers[2].kind", "flatten takes images (N, C, H, W), but layer 1's output is rows of 16"),
+    (image(FLAT, conv(), dense(2)), "layers[2].kind", "conv2d takes images"),
+    # the last layer's output is an image
+    (image(conv()), "layers[1].kind",
+     "the network's output is an image (2, 2, 2) per sample; the loss takes rows: end with a flatten layer"),
+    (image(conv(), maxpool()), "layers[2].kind", "the network's output is an image (2, 1, 1) per sample"),
+    (image(conv(), BN), "layers[2].kind", "the network's output is an image (2, 2, 2) per sample"),
+    (image(conv(), DROP), "layers[2].kind", "the network's output is an image"),
+    (image(maxpool(size=1)), "layers[1].kind", "the network's output is an image (1, 4, 4) per sample"),
+    # [values] of the wrong shape
+    (image(conv(), FLAT, dense(2), values="W3 = [[1.0, 2.0]]"), "values.W3", "has shape (1, 2), expected (8, 2)"),
+    (image(conv(), maxpool(), FLAT, dense(3), values="W4 = [[1.0, 2.0, 3.0]]"), "values.W4",
+     "has shape (1, 3), expected (2, 3)"),
+    (image(conv(), FLAT, dense(2), values="W3 = [[[1.0, 2.0]]]"), "values.W3", "has shape (1, 1, 2), expected (8, 2)"),
+    (image(conv(), FLAT, dense(2), values="W1 = [[1.0]]"), "values.W1", "has shape (1, 1), expected (2, 1, 3, 3)"),
+    (image(conv(), FLAT, dense(2), values="b1 = [1.0, 2.0, 3.0]"), "values.b1", "has shape (3,), expected (2,)"),
+    (image(conv(), FLAT, dense(2), values="x = [[1.0]]"), "values.x", "has shape (1, 1), expected (N, 1, 4, 4)"),
+    (image(conv(), BN, FLAT, dense(2), values="gamma2 = [1.0, 2.0, 3.0]"), "values.gamma2",
+     "has shape (3,), expected (2,)"),
+    (image(conv(), LN, FLAT, dense(2), values="beta2 = [1.0, 2.0]"), "values.beta2", "has shape (2,), expected (2, 2, 2)"),
+    (image(conv(), DROP, FLAT, dense(2), values="m2 = [[1.0, 0.0]]"), "values.m2", "has shape (1, 2), expected (N, 2, 2, 2)"),
+    # filters, kernel, stride, padding and size values
+    (image(conv(filters=0), FLAT, dense(2)), "layers[1].filters", "must be at least 1, not 0"),
+    (image(conv(filters=-2), FLAT, dense(2)), "layers[1].filters", "must be at least 1, not -2"),
+    (image(conv(filters=True), FLAT, dense(2)), "layers[1].filters", "must be an integer, not a boolean"),
+    (image(conv(filters=2.0), FLAT, dense(2)), "layers[1].filters", "must be an integer, not a number"),
+    (image(conv(filters=[1, 2, 3]), FLAT, dense(2)), "layers[1].filters", "must be an integer, not an array"),
+    (image(conv(filters="2"), FLAT, dense(2)), "layers[1].filters", "must be an integer, not a string"),
+    (image({"kind": "conv2d", "kernel": 3}, FLAT, dense(2)), "layers[1].filters", "required key is missing"),
+    (image({"kind": "conv2d", "filters": 2}, FLAT, dense(2)), "layers[1].kernel", "required key is missing"),
+    (image(conv(kernel=0), FLAT, dense(2)), "layers[1].kernel", "must be at least 1, not 0"),
+    (image(conv(kernel=-1), FLAT, dense(2)), "layers[1].kernel", "must be at least 1, not -1"),
+    (image(conv(kernel=[2, 0]), FLAT, dense(2)), "layers[1].kernel", "must be at least 1, not [2, 0]"),
+    (image(conv(kernel=True), FLAT, dense(2)), "layers[1].kernel", "must be a whole number or a pair [height, width], not True"),
+    (image(conv(kernel=1.5), FLAT, dense(2)), "layers[1].kernel", "must be a whole number or a pair [height, width], not 1.5"),
+    (image(conv(kernel=[1, 2, 3]), FLAT, dense(2)), "layers[1].kernel", "a pair [height, width], not [1, 2, 3]"),
+    (image(conv(kernel=[2]), FLAT, dense(2)), "layers[1].kernel", "a pair [height, width], not [2]"),
+    (image(conv(kernel=[2, 1.0]), FLAT, dense(2)), "layers[1].kernel", "a pair [height, width], not [2, 1.0]"),
+    (image(conv(kernel=[2, True]), FLAT, dense(2)), "layers[1].kernel", "a pair [height, width], not [2, True]"),
+    (image(conv(kernel="3"), FLAT, dense(2)), "layers[1].kernel", "a pair [height, width], not '3'"),
+    (image(conv(stride=0), FLAT, dense(2)), "layers[1].stride", "must be at least 1, not 0"),
+    (image(conv(stride=-2), FLAT, dense(2)), "layers[1].stride", "must be at least 1, not -2"),
+    (image(conv(stride=[1, 0]), FLAT, dense(2)), "layers[1].stride", "must be at least 1, not [1, 0]"),
+    (image(conv(stride=False), FLAT, dense(2)), "layers[1].stride", "a pair [height, width], not False"),
+    (image(conv(stride=2.0), FLAT, dense(2)), "layers[1].stride", "a pair [height, width], not 2.0"),
+    (image(conv(stride=[1, 1, 1]), FLAT, dense(2)), "layers[1].stride", "a pair [height, width], not [1, 1, 1]"),
+    (image(conv(padding=-1), FLAT, dense(2)), "layers[1].padding", "must be at least 0, not -1"),
+    (image(conv(padding=[1, -1]), FLAT, dense(2)), "layers[1].padding", "must be at least 0, not [1, -1]"),
+    (image(conv(padding=True), FLAT, dense(2)), "layers[1].padding", "a pair [height, width], not True"),
+    (image(conv(padding=0.5), FLAT, dense(2)), "layers[1].padding", "a pair [height, width], not 0.5"),
+    (image(conv(padding=[0, 0, 0]), FLAT, dense(2)), "layers[1].padding", "a pair [height, width], not [0, 0, 0]"),
+    (image(conv(padding="same"), FLAT, dense(2)), "layers[1].padding", "a pair [height, width], not 'same'"),
+    (image({"kind": "maxpool2d"}, FLAT, dense(2)), "layers[1].size", "required key is missing"),
+    (image(maxpool(size=0), FLAT, dense(2)), "layers[1].size", "must be at least 1, not 0"),
+    (image(avgpool(size=-2), FLAT, dense(2)), "layers[1].size", "must be at least 1, not -2"),
+    (image(maxpool(size=True), FLAT, dense(2)), "layers[1].size", "a pair [height, width], not True"),
+    (image(avgpool(size=2.0), FLAT, dense(2)), "layers[1].size", "a pair [height, width], not 2.0"),
+    (image(maxpool(size=[2, 2, 2]), FLAT, dense(2)), "layers[1].size", "a pair [height, width], not [2, 2, 2]"),
+    (image(maxpool(stride=0), FLAT, dense(2)), "layers[1].stride", "must be at least 1, not 0"),
+    (image(avgpool(stride=-1), FLAT, dense(2)), "layers[1].stride", "must be at least 1, not -1"),
+    (image(maxpool(stride=True), FLAT, dense(2)), "layers[1].stride", "a pair [height, width], not True"),
+    (image(maxpool(stride=[1, 2, 1]), FLAT, dense(2)), "layers[1].stride", "a pair [height, width], not [1, 2, 1]"),
+    # keys of the other kinds
+    (image(conv(units=3), FLAT, dense(2)), "layers[1].units", "unknown key for a conv2d layer (it applies to dense)"),
+    (image(conv(size=3), FLAT, dense(2)), "layers[1].size",
+     "unknown key for a conv2d layer (it applies to maxpool2d, avgpool2d)"),
+    (image(maxpool(kernel=2), FLAT, dense(2)), "layers[1].kernel", "unknown key for a maxpool2d layer (it applies to conv2d)"),
+    (image(maxpool(padding=1), FLAT, dense(2)), "layers[1].padding", "unknown key for a maxpool2d layer (it applies to conv2d)"),
+    (image(avgpool(filters=1), FLAT, dense(2)), "layers[1].filters", "avgpool2d layer (it applies to conv2d)"),
+    (image(maxpool(activation="relu"), FLAT, dense(2)), "layers[1].activation",
+     "unknown key for a maxpool2d layer (it applies to dense, batchnorm, layernorm, conv2d)"),
+    (image({"kind": "flatten", "units": 16}, dense(2)), "layers[1].units", "unknown key for a flatten layer (it applies to dense)"),
+    (image({"kind": "flatten", "activation": "relu"}, dense(2)), "layers[1].activation", "unknown key for a flatten layer"),
+    (image(conv(residual=True), FLAT, dense(2)), "layers[1].residual", "unknown key for a conv2d layer (it applies to dense)"),
+    (image(conv(shared_bias=True), FLAT, dense(2)), "layers[1].shared_bias", "unknown key for a conv2d layer"),
+    (image(conv(transpose_weight=True), FLAT, dense(2)), "layers[1].transpose_weight", "unknown key for a conv2d layer"),
+    (image(conv(p=0.5), FLAT, dense(2)), "layers[1].p", "unknown key for a conv2d layer (it applies to dropout)"),
+    (image({"kind": "conv2d", "filters": 2, "kernal": 3}, FLAT, dense(2)), "layers[1].kernal",
+     "unknown key; did you mean 'kernel'?"),
+    (image(dense(2, kernel=3)), "layers[1].kernel", "unknown key for a dense layer (it applies to conv2d)"),
+    (image({"kind": "conv", "filters": 2}, FLAT, dense(2)), "layers[1].kind", "did you mean 'conv2d'?"),
+    (image({"kind": "maxpool", "size": 2}, FLAT, dense(2)), "layers[1].kind", "did you mean 'maxpool2d'?"),
+    # activations
+    (image(conv(activation="softmax"), FLAT, dense(2)), "layers[1].activation", "softmax is allowed on the last layer only"),
+    (image(conv(activation="softmax")), "layers[1].activation", "softmax is over the features of a row, not an image"),
+    (image(conv(), {**BN, "activation": "softmax"}), "layers[2].activation",
+     "softmax is over the features of a row, not an image"),
+    (image(conv(activation="relu", negative_slope=0.1), FLAT, dense(2)), "layers[1].negative_slope",
+     "applies to leaky_relu only"),
+    (image(conv(activation="gelu"), FLAT, dense(2)), "layers[1].activation", "must be one of identity, sigmoid"),
+    # tied and clashing names
+    (image(conv(weight="K", padding=1), conv(filters=3, weight="K", padding=1), FLAT, dense(2)), "layers[2].weight",
+     "'K' is the weight of layers[1] with shape (2, 1, 3, 3); here it needs shape (3, 2, 3, 3)"),
+    (image(conv(weight="K", padding=1), conv(kernel=2, weight="K"), FLAT, dense(2), inputs=[2, 4, 4]),
+     "layers[2].weight", "'K' is the weight of layers[1] with shape (2, 2, 3, 3); here it needs shape (2, 2, 2, 2)"),
+    (image(conv(weight="K"), FLAT, dense(2, weight="K")), "layers[3].weight",
+     "'K' is the weight of layers[1] with shape (2, 1, 3, 3); here it needs shape (8, 2)"),
+    (image(conv(bias="W1"), FLAT, dense(2)), "layers[1].bias", "'W1' is already the name of layers[1].weight"),
+    (image(conv(weight="x"), FLAT, dense(2)), "layers[1].weight", "'x' is already the name of input"),
+    (image(conv(weight="z1"), FLAT, dense(2)), "layers[1].weight", "'z1' is reserved"),
+    (image(conv(bias=0), FLAT, dense(2)), "layers[1].bias", "must be a name or false, not an integer"),
+    # normalizations after a convolution
+    # (a channel of one pixel: BatchNorm2d over a batch of 1 sees one value per channel; over larger
+    # images a batch of 1 still has H * W values per channel, which PyTorch accepts)
+    (image(conv(kernel=4), BN, FLAT, dense(2), top="batch = 1"), "layers[2].kind",
+     "batchnorm over a batch of 1 gives 0 (each feature's only value is its mean) and no gradient before it: "
+     "batch must be at least 2"),
+    (image(conv(filters=1, kernel=4), LN, FLAT, dense(2)), "layers[2].kind", "layernorm over one feature always gives 0"),
+    (image(conv(), {**BN, "eps": 0}, FLAT, dense(2)), "layers[2].eps", "must be a number > 0, not 0"),
+    (image(conv(), {"kind": "dropout", "p": 1.0}, FLAT, dense(2)), "layers[2].p", "must be at least 0 and less than 1"),
+    (image(conv(), DROP, FLAT, dense(2), values="m2 = [[[[1, 0], [2, 1]], [[1, 1], [1, 1]]]]"), "values.m2",
+     "a dropout mask holds 0 (dropped) and 1 (kept) only"),
+    # losses on a network of images
+    (image(conv(), FLAT, dense(2, activation="sigmoid"), loss={"kind": "cross_entropy"}), "loss.kind",
+     "cross_entropy needs a softmax last layer, not sigmoid"),
+    (image(conv(), FLAT, dense(1, activation="softmax"), loss={"kind": "cross_entropy"}), "layers[3].units",
+     "a softmax over one class is always 1"),
+    (image(conv(), FLAT, dense(3), loss={"kind": "cross_entropy", "labels": True}, values="y = [0, 3]"),
+     "loss.kind", "cross_entropy needs a softmax last layer"),
+    (image(conv(), FLAT, dense(3, activation="softmax"), loss={"kind": "cross_entropy", "labels": True},
+           values="y = [0, 3]"), "values.y", "labels must be integers from 0 to 2"),
+]
+
+
+@pytest.mark.parametrize("text, key, rule", BAD_IMAGES, ids=[f"{i}-{k}" for i, (_, k, _) in enumerate(BAD_IMAGES)])
+def test_bad_image_spec_is_one_line_naming_key_and_rule(text, key, rule):
+    with pytest.raises(SpecError) as error:
+        symbolic.loads(text, source="bad.toml")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"bad.toml: {key}: ")
+    assert rule in message
+    assert (error.value.source, error.value.key) == ("bad.toml", key)
+
+
+def out(size, kernel, stride=1, padding=0):
+    """PyTorch's output size of a convolution or pooling window: floor((H + 2p - k) / s) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+CNN = spec(
+    conv(4, [3, 2], stride=[2, 1], padding=[1, 2], activation="relu"),  # 1: W1 (4, 3, 3, 2), b1 (4,)
+    maxpool(3, stride=[2, 1]),  # 2: overlapping windows (stride < size)
+    {**BN, "activation": "leaky_relu", "negative_slope": 0.2},  # 3: gamma3, beta3 per channel (4,)
+    {**LN, "eps": 1e-3},  # 4: gamma4, beta4 over (C, H, W)
+    {"kind": "dropout", "p": 0.25},  # 5: mask m5 (N, C, H, W)
+    FLAT,  # 6
+    dense(5, activation="softmax"),  # 7: W7 (C*H*W, 5), b7
+    inputs=[3, 11, 9], loss={"kind": "cross_entropy", "labels": True})
+
+
+def test_cnn_shapes_follow_the_pytorch_output_size_formula():
+    net = symbolic.loads(CNN)
+    c, h, w = 3, 11, 9
+    h1, w1 = out(h, 3, 2, 1), out(w, 2, 1, 2)  # the convolution
+    h2, w2 = out(h1, 3, 2), out(w1, 3, 1)  # the max-pool
+    assert (h1, w1, h2, w2) == (6, 12, 2, 10)
+    features = 4 * h2 * w2
+    assert net.shapes() == {
+        "x": ("N", c, h, w), "y": ("N",), "m5": ("N", 4, h2, w2),
+        "W1": (4, c, 3, 2), "b1": (4,),
+        "gamma3": (4,), "beta3": (4,),  # batchnorm: one per channel
+        "gamma4": (4, h2, w2), "beta4": (4, h2, w2),  # layernorm: the normalized shape (C, H, W)
+        "W7": (features, 5), "b7": (5,),
+    }
+    assert net.shapes(n=7)["x"] == (7, c, h, w) and net.shapes(n=7)["m5"] == (7, 4, h2, w2)
+    assert [layer.shape for layer in net.layers] == [(4, h1, w1), (4, h2, w2), (4, h2, w2), (4, h2, w2),
+                                                     (4, h2, w2), (features,), (5,)]
+    assert [layer.input_shape for layer in net.layers] == [(c, h, w), (4, h1, w1), (4, h2, w2), (4, h2, w2),
+                                                           (4, h2, w2), (4, h2, w2), (features,)]
+    assert [layer.units for layer in net.layers] == [4 * h1 * w1] + [features] * 5 + [5]
+    assert [layer.image for layer in net.layers] == [True] * 5 + [False] * 2
+    conv1, pool = net.layers[0], net.layers[1]
+    assert (conv1.filters, conv1.kernel, conv1.stride, conv1.padding) == (4, (3, 2), (2, 1), (1, 2))
+    assert (conv1.fan_in, conv1.weight_shape("row")) == (c * 3 * 2, (4, c, 3, 2))
+    assert (pool.kernel, pool.stride, pool.parameters) == ((3, 3), (2, 1), ())
+    assert (net.input_shape, net.outputs) == ((c, h, w), 5)
+
+
+def test_cnn_parameters_and_roles():
+    net = symbolic.loads(CNN)
+    assert [layer.kind for layer in net.layers] == ["conv2d", "maxpool2d", "batchnorm", "layernorm", "dropout",
+                                                    "flatten", "dense"]
+    assert net.parameters == ("W1", "b1", "gamma3", "beta3", "gamma4", "beta4", "W7", "b7")
+    assert net.weights == ("W1", "W7")
+    assert net.masks == ("m5",)
+    assert net.differentiated == net.parameters
+    assert net.roles() == {"x": "input", "y": "target", "W1": "weight", "b1": "bias", "gamma3": "scale",
+                           "beta3": "shift", "gamma4": "scale", "beta4": "shift", "m5": "dropout mask",
+                           "W7": "weight", "b7": "bias"}
+    assert net.using("W1") == (1,) and net.using("m5") == (5,) and net.using("gamma4") == (4,)
+    assert (net.layers[2].activation, net.layers[2].negative_slope, net.layers[3].eps) == ("leaky_relu", 0.2, 1e-3)
+
+
+def test_cnn_defaults_and_a_fixed_batch():
+    net = symbolic.loads(image(conv(3, 2), avgpool(2), FLAT, dense(2), inputs=[2, 5, 5], top="batch = 4"))
+    conv1, pool = net.layers[0], net.layers[1]
+    assert (conv1.stride, conv1.padding, conv1.activation, conv1.weight, conv1.bias) == ((1, 1), (0, 0), "identity",
+                                                                                          "W1", "b1")
+    assert (pool.kernel, pool.stride) == ((2, 2), (2, 2))  # the stride defaults to the size
+    assert pool.shape == (3, out(out(5, 2), 2, 2), out(out(5, 2), 2, 2)) == (3, 2, 2)
+    assert net.shapes() == {"x": (4, 2, 5, 5), "y": (4, 2), "W1": (3, 2, 2, 2), "b1": (3,), "W4": (12, 2), "b4": (2,)}
+
+
+def test_windows_exactly_as_large_as_their_input_and_named_or_absent_conv_parameters():
+    net = symbolic.loads(image(conv(2, 6, padding=1, weight="K", bias=False), maxpool([1, 1]),
+                               conv(3, [1, 1], weight="K2", bias="c"), FLAT, dense(2)))
+    assert [layer.shape for layer in net.layers[:3]] == [(2, 1, 1), (2, 1, 1), (3, 1, 1)]
+    assert net.parameters == ("K", "K2", "c", "W5", "b5")
+    assert net.shapes()["K"] == (2, 1, 6, 6) and net.shapes()["c"] == (3,)
+    net = symbolic.loads(image(maxpool(4), FLAT, dense(2)))  # the whole image in one window
+    assert net.layers[0].shape == (1, 1, 1) and net.shapes()["W3"] == (1, 2)
+
+
+def test_a_conv_weight_tied_across_layers_of_the_same_shape_is_one_array():
+    net = symbolic.loads(image(conv(2, 3, weight="K", padding=1), conv(2, 3, weight="K", padding=1), FLAT, dense(2),
+                               inputs=[2, 4, 4], loss={"kind": "squared_error", "l2": 0.1}))
+    assert net.parameters == ("K", "b1", "b2", "W4", "b4") and net.weights == ("K", "W4")
+    assert net.shapes()["K"] == (2, 2, 3, 3) and net.using("K") == (1, 2)
+
+
+def test_image_values_load_with_their_shapes():
+    x = [[[[float(4 * i + j) for j in range(4)] for i in range(4)]]]
+    net = symbolic.loads(image(conv(), DROP, FLAT, dense(2),
+                               values=f"x = {x}\nm2 = [[[[1, 0], [0, 1]], [[1, 1], [0, 0]]]]\nb1 = [0.5, -0.5]"))
+    assert net.values["x"].shape == (1, 1, 4, 4) and net.values["m2"].shape == (1, 2, 2, 2)
+    np.testing.assert_array_equal(net.values["b1"], [0.5, -0.5])
