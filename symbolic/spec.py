@@ -298,7 +298,8 @@ class _Reader:
                 other = [k for k, keys in _LAYER_KEYS.items() if key in keys] if kind else []
                 close = difflib.get_close_matches(key, allowed, n=1)
                 if other:
-                    hint = f" for a {kind} layer (it applies to {', '.join(other)})"
+                    article = "an" if kind[0] in "aeiou" else "a"
+                    hint = f" for {article} {kind} layer (it applies to {', '.join(other)})"
                 elif close:
                     hint = f"; did you mean '{close[0]}'?"
                 else:
@@ -448,8 +449,12 @@ class _Reader:
             if residual > l:
                 self.fail(prefix + "residual", f"layer {l} has no layer {residual} below it "
                           f"(k = {residual} reaches past the input; at most {l})")
-            below = widths[l - residual][0]
+            below = widths[l - residual]
             source = "the input" if l == residual else f"the output of layer {l - residual}"
+            if len(below) == 3:
+                self.fail(prefix + "residual", f"adds {source}, an image {_words(below)} per sample, to this "
+                          "layer's rows: a residual connection adds rows of the same width")
+            below = below[0]
             if below != units:
                 self.fail(prefix + "residual", f"adds {source} ({below} wide) to this layer's "
                           f"{units} units: the widths must match")
@@ -462,9 +467,10 @@ class _Reader:
         if self.layout == "column":
             self.fail(prefix + "kind", "batchnorm normalizes over the batch: it needs the row layout "
                       "(the column layout is one sample)")
-        if self.batch == 1:
-            self.fail(prefix + "kind", "batchnorm over a batch of 1 gives 0 (each feature's only value is "
-                      "its mean) and no gradient before it: batch must be at least 2")
+        if self.batch == 1 and _flat(widths[-1][1:]) == 1:  # an image's channels: over N x H x W values
+            what = "each channel's only pixel" if len(widths[-1]) == 3 else "each feature's only value"
+            self.fail(prefix + "kind", f"batchnorm over a batch of 1 gives 0 ({what} is its mean) "
+                      "and no gradient before it: batch must be at least 2")
         return self.normalization("batchnorm", table, prefix, l, last, widths)
 
     def layernorm(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:

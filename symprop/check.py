@@ -246,7 +246,8 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     network = as_network(network)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
-    if batch < 2 and network.batch is None and any(layer.kind == "batchnorm" for layer in network.layers):
+    if batch < 2 and network.batch is None and any(
+            layer.kind == "batchnorm" and layer.units == layer.shape[0] for layer in network.layers):  # one value each
         raise CheckError(f"batch must be at least 2 for a batchnorm (over one sample it gives 0, and no "
                          f"gradient before it), not {batch}")
     module = compile_module(network, generate(network) + "\n\n" + steps_source(network))

@@ -69,7 +69,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symprop", description="Derive, generate and check "
-                     "the gradients of fully connected networks.")
+                     "the gradients of neural networks: dense, normalization, dropout, convolution and pooling layers.")
     parser.add_argument("--version", action="version", version=f"symprop {version()}")
     commands = parser.add_subparsers(metavar="command")
 

@@ -341,3 +341,32 @@ def test_the_example_cnn_trains(tmp_path):
     net = symprop.load(EXAMPLES / "cnn.toml")
     result = train(net, steps=30, lr=0.5, seed=0)
     assert result.losses[-1] < 0.5 * result.losses[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by a review
+
+
+@needs_torch
+def test_a_batchnorm_after_a_convolution_takes_a_batch_of_one():
+    # each channel has N x H x W values: one sample of 2 x 2 pixels is a batch PyTorch accepts
+    from symprop.reference import torch_loss_and_gradients
+
+    text = spec("bn1", [1, 3, 3], ['kind = "conv2d"\nfilters = 2\nkernel = 2', 'kind = "batchnorm"',
+                                   'kind = "flatten"', "units = 1"], batch=1)
+    net = symprop.loads(text)
+    values = random_values(net, 0)
+    loss, grads = compile_module(net).loss_and_gradients(**values)
+    expected_loss, expected = torch_loss_and_gradients(net, values)
+    assert loss == pytest.approx(expected_loss, rel=1e-10)
+    assert np.abs(grads["W1"]).max() > 1e-3
+    for name in net.differentiated:
+        assert normwise_error(grads[name], expected[name], expected_loss) <= RTOL_TORCH, name
+    assert symprop.check(symprop.loads(text.replace("batch = 1\n", "")), batch=1).ok
+
+
+def test_a_residual_from_an_image_to_rows_is_a_spec_error():
+    text = spec("res", [1, 2, 2], ['kind = "flatten"', "units = 4\nresidual = 2"])
+    with pytest.raises(symprop.SpecError, match=r"layers\[2\]\.residual: adds the input, an image \(1, 2, 2\) "
+                                                 r"per sample, to this layer's rows"):
+        symprop.loads(text)

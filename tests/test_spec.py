@@ -627,7 +627,7 @@ BAD_IMAGES = [
     # (a channel of one pixel: BatchNorm2d over a batch of 1 sees one value per channel; over larger
     # images a batch of 1 still has H * W values per channel, which PyTorch accepts)
     (image(conv(kernel=4), BN, FLAT, dense(2), top="batch = 1"), "layers[2].kind",
-     "batchnorm over a batch of 1 gives 0 (each feature's only value is its mean) and no gradient before it: "
+     "batchnorm over a batch of 1 gives 0 (each channel's only pixel is its mean) and no gradient before it: "
      "batch must be at least 2"),
     (image(conv(filters=1, kernel=4), LN, FLAT, dense(2)), "layers[2].kind", "layernorm over one feature always gives 0"),
     (image(conv(), {**BN, "eps": 0}, FLAT, dense(2)), "layers[2].eps", "must be a number > 0, not 0"),
