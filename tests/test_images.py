@@ -370,3 +370,17 @@ def test_a_residual_from_an_image_to_rows_is_a_spec_error():
     with pytest.raises(symprop.SpecError, match=r"layers\[2\]\.residual: adds the input, an image \(1, 2, 2\) "
                                                  r"per sample, to this layer's rows"):
         symprop.loads(text)
+
+
+def test_check_counts_no_entry_at_a_max_pooling_tie_and_shows_the_others_errors():
+    net = symprop.loads('name = "ties"\ninputs = [1, 4, 4]\nwrt_input = true\n[[layers]]\nkind = "maxpool2d"\nsize = 2\n'
+                        '[[layers]]\nkind = "flatten"\n[[layers]]\nunits = 2\n[loss]\nkind = "squared_error"\n')
+    values = random_values(net, 0, batch=2)
+    values["x"] = np.array([[[[1, 1, 0, 2], [0, 1, 2, 2], [3, 0, 1, 1], [1, 3, 0, 0]]]] * 2, dtype=float)
+    report = symprop.check(net, values=values)
+    row = next(r for r in report.sections["generated vs numerical"] if r.name == "x")
+    # every window of x ties: one entry gets the gradient, the finite differences see a kink there
+    assert row.ok and row.note.endswith("entries near a kink not counted") and row.compared < row.size
+    assert row.max_rel < 1e-6  # the figures are those of the entries counted
+    assert any("a tie for a window's maximum" in note for note in report.notes)
+    assert not any(note.startswith("numerical gradients on a seeded sample") for note in report.notes)
