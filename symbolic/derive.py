@@ -237,12 +237,19 @@ def _inline(grads: list, keep: set) -> list:
     def users(symbol):
         return sum(any(term.has(symbol) for term in g.terms) for g in grads)
 
+    def inlined(grad) -> bool:
+        if grad.symbol in keep or _named(grad.expr):
+            return False
+        if (grad.composites or len(grad.terms) > 1) and any(_named(other.expr) and other.expr.has(grad.symbol)
+                                                            for other in grads):
+            return False  # a normalization's rule (or its staged sum) stays a step, not an image operation's argument
+        return uses(grad.symbol) == 1 or users(grad.symbol) == 1 and len(grad.terms) == 1 and _array_product(grad.expr)
+
     changed = True
     while changed:
         changed = False
         for grad in grads:
-            if grad.symbol in keep or _named(grad.expr) or not (uses(grad.symbol) == 1 or users(grad.symbol) == 1
-                                           and len(grad.terms) == 1 and _array_product(grad.expr)):
+            if not inlined(grad):
                 continue
             for other in grads:
                 if any(term.has(grad.symbol) for term in other.terms):

@@ -384,3 +384,18 @@ def test_check_counts_no_entry_at_a_max_pooling_tie_and_shows_the_others_errors(
     assert row.max_rel < 1e-6  # the figures are those of the entries counted
     assert any("a tie for a window's maximum" in note for note in report.notes)
     assert not any(note.startswith("numerical gradients on a seeded sample") for note in report.notes)
+
+
+def test_a_normalization_before_a_pooling_keeps_its_gradient_as_a_step():
+    # conv -> max-pool -> batchnorm: the batchnorm's input gradient is the max-pooling gradient's
+    # argument; inlined there, its staged form ran off the page and lost its "staged, in full" row
+    net = symprop.loads(spec("pool_bn", [2, 5, 4], ['kind = "conv2d"\nfilters = 2\nkernel = 2\nactivation = "tanh"',
+                                                    'kind = "maxpool2d"\nsize = 2\nstride = 1', 'kind = "batchnorm"',
+                                                    'kind = "flatten"', "units = 2"]))
+    for compact in (True, False):
+        steps = {s.name: s for s in symbolic.derive(net, compact=compact).steps}
+        assert "dL_da2" in steps and steps["dL_da1"].expr.args[1].name == "dL_da2"
+    rows = [line.split(" &= ")[0] + " " + line.split(r"\tag*")[1] for line in symbolic.derive(net).latex().splitlines()
+            if r"\tag*{" in line and "staged" in line or "normalization rule" in line]
+    name = r"\frac{\partial L}{\partial a_{2}}"
+    assert rows[-2:] == [name + " {staged, in full}\\\\", name + " {the normalization rule: the same, simplified}\\\\"]
