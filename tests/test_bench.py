@@ -87,3 +87,27 @@ def test_batchnorm_quick_run_checks_agreement_and_prints_the_table():
     assert stdout.count("- goal generated <= 1.1x hand-written, VALIDATE") == 2
     assert "| `dL_dW1 = _weight_gradient(x, delta1)` |" in stdout     # the line timings
     assert "| check | µs |" in stdout and "| generated | µs | faster form | µs |" in stdout
+
+
+CNN = ROOT / "benchmarks" / "bench_cnn.py"
+
+
+def test_cnn_quick_run_checks_agreement_and_prints_the_tables():
+    """benchmarks/bench_cnn.py --quick: the implementations agree before timing, the tables print."""
+    result = subprocess.run([sys.executable, str(CNN), "--quick"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stdout = result.stdout
+    assert "## Agreement (loss and every gradient, normwise relative; must be <= 1e-10): passed" in stdout
+    assert "| implementation | vs hand-written | vs symprop.reference |" in stdout
+    header = "| implementation | best µs | median µs | × torch (best) | × hand (best) | page faults / call | loops |"
+    assert stdout.count(header) == 2                                  # malloc as started, and tuned
+    for row in ("| generated `loss_and_gradients`, VALIDATE True (default) | ",
+                "| generated `loss_and_gradients`, VALIDATE False | ",
+                "| hand-written NumPy (im2col once, pool by reshape) | ",
+                "| PyTorch autograd, float64, 1 thread | "):
+        assert stdout.count(row) == 2
+    assert "| malloc | gen / torch | gen noval / torch | gen / hand | gen noval / hand | hand / torch |" in stdout
+    assert "### Statements of the generated `loss_and_gradients`" in stdout            # the line timings
+    assert "### Statements of `hand_cnn`" in stdout and "| `columns = np.ascontiguousarray(" in stdout
+    assert "| generated | µs | faster form | µs |" in stdout and "| instead of | form | code | µs |" in stdout
