@@ -19,7 +19,7 @@ from ..symbolic.derive import Derivation, Step
 from ..symbolic.spec import Network, as_network
 
 from . import runtime
-from .printer import GradientPrinter, helper_source, stable_forms
+from .printer import GradientPrinter, code_forms, helper_source
 
 INDENT = "    "
 _FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
@@ -177,7 +177,7 @@ def _worth_naming(expr: sp.Expr) -> bool:
 
 def _cse(steps: list[Step]) -> list[tuple[sp.Symbol, sp.Expr]]:
     """(symbol, expression) lines: the steps with common subexpressions named t0, t1, ..."""
-    temps, reduced = sp.cse([stable_forms(s.expr) for s in steps], symbols=sp.numbered_symbols("t"), order="none")
+    temps, reduced = sp.cse([code_forms(s.expr) for s in steps], symbols=sp.numbered_symbols("t"), order="none")
     inline = {}
     named = []
     for symbol, expr in temps:

@@ -14,7 +14,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ..symbolic.arrays import ArrayFunction, Matmul, Transposed
+from ..symbolic.arrays import ArrayFunction, Conv2d, Conv2dWeightGrad, Matmul, Transposed
 from ..symbolic.notation import ArrayOrder
 from . import runtime
 
@@ -41,6 +41,30 @@ def _one_plus_exp(expr):
     return None
 
 
+class _Im2col(sp.Function):
+    """The windows of an image batch copied into columns, `_im2col(x, kernel, stride, padding)`:
+    computed once, shared by a convolution (`_conv2d`) and its weight gradient."""
+
+
+class _ConvColumns(sp.Function):
+    """A convolution from the columns of its input: `_conv2d(columns, W)`."""
+
+
+class _WeightColumns(sp.Function):
+    """A convolution's weight gradient from the columns of its input: `_conv2d_weight_gradient(columns, delta)`."""
+
+
+def code_forms(expr: sp.Expr) -> sp.Expr:
+    """`expr` as the code computes it: the stable forms (`stable_forms`), and each convolution and
+    weight gradient through the columns of its input, a subexpression that common-subexpression
+    elimination then computes once for both."""
+    expr = stable_forms(expr)
+    expr = expr.replace(lambda e: isinstance(e, Conv2d),
+                        lambda e: _ConvColumns(_Im2col(e.args[0], *e.args[2:]), e.args[1]))
+    return expr.replace(lambda e: isinstance(e, Conv2dWeightGrad),  # (x, g, stride, padding, kernel)
+                        lambda e: _WeightColumns(_Im2col(e.args[0], e.args[4], e.args[2], e.args[3]), e.args[1]))
+
+
 def stable_forms(expr: sp.Expr) -> sp.Expr:
     """`expr` with the logistic sigmoid and softplus marked, to be printed in their stable forms.
 
@@ -57,6 +81,7 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     """Prints array expressions as the lines of careful hand-written NumPy backprop."""
 
     printmethod = "_symprop_numpy"
+    products = ArrayOrder.products + (_ConvColumns,)
 
     def __init__(self, layout: str = "row"):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
@@ -64,7 +89,7 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         self.layout = layout  # in the row layout, A.T @ delta is a weight gradient
 
     def doprint(self, expr, assign_to=None):
-        return super().doprint(stable_forms(expr), assign_to)
+        return super().doprint(code_forms(expr), assign_to)
 
     def _module_format(self, fqn, register=True):
         if fqn.startswith("numpy."):
@@ -136,14 +161,25 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         words += [f"{keyword}={setting!r}" for keyword, setting in zip(keywords, settings)]
         return f"{name}({', '.join(words)})"
 
-    def _print_Conv2d(self, expr):
-        return self._helper("_conv2d", expr, "stride", "padding")
+    def _print__Im2col(self, expr):
+        x, kernel, stride, padding = expr.args
+        self.helpers.add("_im2col")
+        self.helpers.update(runtime.NEEDS["_im2col"])
+        settings = ", ".join(f"{name}={tuple(int(d) for d in value)!r}"
+                             for name, value in zip(("kernel", "stride", "padding"), (kernel, stride, padding)))
+        return f"_im2col({self._print(x)}, {settings})"
+
+    def _print__ConvColumns(self, expr):
+        self.helpers.add("_conv2d")
+        return f"_conv2d({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print__WeightColumns(self, expr):
+        self.helpers.add("_conv2d_weight_gradient")
+        return f"_conv2d_weight_gradient({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
     def _print_Conv2dInputGrad(self, expr):
         return self._helper("_conv2d_input_gradient", expr, "stride", "padding", "size")
 
-    def _print_Conv2dWeightGrad(self, expr):
-        return self._helper("_conv2d_weight_gradient", expr, "stride", "padding", "kernel")
 
     def _print_MaxPool2d(self, expr):
         return self._helper("_max_pool2d", expr, "size", "stride")

@@ -199,32 +199,33 @@ def _padded(x, padding):
     return out
 
 
-def _columns(x, kernel, stride, padding):
+def _im2col(x, kernel, stride, padding):
     """im2col: the windows of the padded x, copied to columns[n, c, p, q, i, j] = xp[n, c, i*sh + p, j*sw + q].
 
     Shape (N, C, kh, kw, H', W'), C-contiguous: for each sample, a (C*kh*kw, H'*W') matrix whose
     column (i, j) holds the window (i, j), so that a convolution is one matrix product per sample.
+    The forward pass and the weight gradient share it (`_conv2d`, `_conv2d_weight_gradient`).
     """
     windows = _windows(_padded(x, padding), kernel, stride)  # (N, C, H', W', kh, kw), a view
     return np.ascontiguousarray(windows.transpose(0, 1, 4, 5, 2, 3))  # the copy: (N, C, kh, kw, H', W')
 
 
-def _conv2d(x, W, stride, padding):
-    """The cross-correlation of x (N, C, H, Wd) with the filters W (F, C, kh, kw), no bias (F.conv2d).
+def _conv2d(columns, W):
+    """The cross-correlation of x (N, C, H, Wd) with the filters W (F, C, kh, kw), no bias (F.conv2d),
+    from the columns of x, `_im2col(x, (kh, kw), stride, padding)`:
 
     y[n, f, i, j] = sum_{c, p, q} W[f, c, p, q] * xp[n, c, i*sh + p, j*sw + q], xp = x padded by
     (ph, pw) zeros; y has shape (N, F, H', W'), H' = (H + 2ph - kh) // sh + 1, W' likewise.
     """
     filters, channels, kh, kw = W.shape
-    columns = _columns(x, (kh, kw), stride, padding)  # (N, C, kh, kw, H', W')
-    n, _, _, _, out_h, out_w = columns.shape
+    n, _, _, _, out_h, out_w = columns.shape  # (N, C, kh, kw, H', W')
     # per sample: (F, C*kh*kw) @ (C*kh*kw, H'*W'), the batch as the leading axis of np.matmul
     y = np.matmul(W.reshape(filters, channels*kh*kw), columns.reshape(n, channels*kh*kw, out_h*out_w))
     return y.reshape(n, filters, out_h, out_w)
 
 
 def _conv2d_input_gradient(delta, W, stride, padding, size):
-    """dL/dx (N, C, H, Wd) of `_conv2d(x, W, stride, padding)` from delta = dL/dy (N, F, H', W').
+    """dL/dx (N, C, H, Wd) of the convolution of x with W, stride and padding (`_conv2d`), from delta = dL/dy (N, F, H', W').
 
     dx[n, c, i*sh + p - ph, j*sw + q - pw] += sum_f delta[n, f, i, j] * W[f, c, p, q] over all
     (i, j, p, q), size = (H, Wd). Input rows and columns that no window reaches (when
@@ -242,13 +243,13 @@ def _conv2d_input_gradient(delta, W, stride, padding, size):
     return np.ascontiguousarray(dxp[:, :, ph:ph + size[0], pw:pw + size[1]])  # crop the padding
 
 
-def _conv2d_weight_gradient(x, delta, stride, padding, kernel):
-    """dL/dW (F, C, kh, kw) of `_conv2d(x, W, stride, padding)` from delta = dL/dy (N, F, H', W').
+def _conv2d_weight_gradient(columns, delta):
+    """dL/dW (F, C, kh, kw) of `_conv2d(columns, W)` from delta = dL/dy (N, F, H', W'), the columns
+    `_im2col(x, (kh, kw), stride, padding)` of its input x:
 
-    dW[f, c, p, q] = sum_{n, i, j} delta[n, f, i, j] * xp[n, c, i*sh + p, j*sw + q], kernel = (kh, kw).
+    dW[f, c, p, q] = sum_{n, i, j} delta[n, f, i, j] * xp[n, c, i*sh + p, j*sw + q].
     """
-    columns = _columns(x, kernel, stride, padding)  # (N, C, kh, kw, H', W')
-    n, channels, kh, kw, out_h, out_w = columns.shape
+    n, channels, kh, kw, out_h, out_w = columns.shape  # (N, C, kh, kw, H', W')
     filters = delta.shape[1]
     # per sample (F, H'*W') @ (H'*W', C*kh*kw): the transposed columns are a view (BLAS reads them transposed)
     per_sample = np.matmul(delta.reshape(n, filters, out_h*out_w),
@@ -283,8 +284,8 @@ def _max_pool2d(a, size, stride):
     return _window_max(_windows(column_max, (1, w), (1, sw)))  # (N, C, H', W')
 
 
-def _max_pool2d_gradient(a, delta, size, stride):
-    """dL/da (N, C, H, Wd) of `_max_pool2d(a, size, stride)` from delta = dL/dout (N, C, H', W').
+def _max_pool2d_gradient(a, largest, delta, size, stride):
+    """dL/da (N, C, H, Wd) of largest = `_max_pool2d(a, size, stride)` from delta = dL/dlargest (N, C, H', W').
 
     da[n, c, i*sh + p, j*sw + q] += delta[n, c, i, j] for the FIRST (p, q) in row-major order with
     a[n, c, i*sh + p, j*sw + q] = out[n, c, i, j]: the maximum np.argmax picks, and PyTorch's CPU
@@ -293,10 +294,11 @@ def _max_pool2d_gradient(a, delta, size, stride):
     0 * inf; a window holding NaN passes no gradient, where PyTorch picks its last NaN.)
     """
     windows = _windows(a, size, stride)  # (N, C, H', W', h, w)
-    largest = _max_pool2d(a, size, stride)  # (N, C, H', W')
-    gradient = np.zeros(a.shape, dtype=np.result_type(a, delta))
-    targets = _windows(gradient, size, stride, writeable=True)  # targets[..., p, q] is a view into gradient
     disjoint = stride[0] >= size[0] and stride[1] >= size[1]  # no entry of a in two windows
+    tiled = tuple(stride) == tuple(size) and largest.shape[2] * size[0] == a.shape[2] \
+        and largest.shape[3] * size[1] == a.shape[3]  # every entry of a in one window: all written below
+    gradient = (np.empty if tiled else np.zeros)(a.shape, dtype=np.result_type(a, delta))
+    targets = _windows(gradient, size, stride, writeable=True)  # targets[..., p, q] is a view into gradient
     unclaimed = np.ones(largest.shape, dtype=bool)  # the windows whose maximum is not found yet
     for p, q in np.ndindex(*size):  # row-major, so the first maximum claims its window
         first = (windows[:, :, :, :, p, q] == largest) & unclaimed
@@ -336,13 +338,13 @@ NEEDS = {  # conv/pool helper -> every other runtime function it calls, directly
     "_windows": (),
     "_add_windows": ("_windows",),
     "_padded": (),
-    "_columns": ("_windows", "_padded"),
-    "_conv2d": ("_columns", "_windows", "_padded"),
+    "_im2col": ("_windows", "_padded"),
+    "_conv2d": (),
     "_conv2d_input_gradient": ("_add_windows", "_windows"),
-    "_conv2d_weight_gradient": ("_columns", "_windows", "_padded"),
+    "_conv2d_weight_gradient": (),
     "_window_max": (),
     "_max_pool2d": ("_window_max", "_windows"),
-    "_max_pool2d_gradient": ("_windows", "_max_pool2d", "_window_max"),
+    "_max_pool2d_gradient": ("_windows",),
     "_avg_pool2d": ("_windows",),
     "_avg_pool2d_gradient": ("_add_windows", "_windows"),
 }

@@ -358,16 +358,16 @@ class Conv2d(ArrayFunction):
 
         out[n, f, i, j] = sum over c, p, q of W[f, c, p, q] x_pad[n, c, i sh + p, j sw + q]
 
-    (PyTorch's `conv2d`), of shape (N, F, H', W'), H' = (H + 2 ph - kh) // sh + 1."""
+    (PyTorch's `conv2d`), of shape (N, F, H', W'), H' = (H + 2 ph - kh) // sh + 1; the kernel
+    (kh, kw) is W's, and a setting of its own too (code shares the windows of x by it)."""
 
-    nargs = 4
+    nargs = 5
     linear = True
     arrays = 2
 
     @staticmethod
-    def numpy(x, W, stride, padding):
+    def numpy(x, W, kernel, stride, padding):
         x = _padded(x, padding)
-        kernel = W.shape[2:]
         out = np.empty((x.shape[0], W.shape[0], (x.shape[2] - kernel[0]) // stride[0] + 1,
                         (x.shape[3] - kernel[1]) // stride[1] + 1), dtype=object)
         for n, f, i, j in np.ndindex(out.shape):
@@ -375,14 +375,14 @@ class Conv2d(ArrayFunction):
         return out
 
     @classmethod
-    def shape(cls, x, W, stride, padding):
-        return (x[0], W[0]) + tuple(_conv_size(x[k + 2], W[k + 2], stride[k], padding[k]) for k in (0, 1))
+    def shape(cls, x, W, kernel, stride, padding):
+        return (x[0], W[0]) + tuple(_conv_size(x[k + 2], kernel[k], stride[k], padding[k]) for k in (0, 1))
 
     def vjp(self, index, g, shape):
-        x, W, stride, padding = self.args
+        x, W, kernel, stride, padding = self.args
         if index == 0:  # each input pixel gathers delta through every filter entry that saw it
             return Conv2dInputGrad(g, W, stride, padding, sp.Tuple(*shape(x)[2:]))
-        return Conv2dWeightGrad(x, g, stride, padding, sp.Tuple(*shape(W)[2:]))
+        return Conv2dWeightGrad(x, g, stride, padding, kernel)
 
 
 class Conv2dInputGrad(ArrayFunction):
@@ -451,21 +451,23 @@ class MaxPool2d(ArrayFunction):
 
     def vjp(self, index, g, shape):
         a, size, stride = self.args
-        return MaxPool2dGrad(a, g, size, stride)
+        return MaxPool2dGrad(a, self, g, size, stride)
 
 
 class MaxPool2dGrad(ArrayFunction):
-    """dL/da of a max-pooling, given g = dL/d(out): each window routes its g to the first
+    """dL/da of out = max-pooling(a), given g = dL/d(out): each window routes its g to the first
     maximum of the window in row-major order (a mask), overlapping windows add up:
 
-        da[n, c, h, w] = sum over i, j of g[n, c, i, j] [(h, w) is the first argmax of window (i, j)]"""
+        da[n, c, h, w] = sum over i, j of g[n, c, i, j] [(h, w) is the first argmax of window (i, j)]
+
+    Its arguments are a, out (the maxima, which the code finds again in each window) and g."""
 
     named = True
-    nargs = 4
-    arrays = 2
+    nargs = 5
+    arrays = 3
 
     @staticmethod
-    def numpy(a, g, size, stride):
+    def numpy(a, out, g, size, stride):
         da = np.full(a.shape, sp.S.Zero, dtype=object)
         for n, c, i, j in np.ndindex(g.shape):
             rows, cols = _window(i, j, size, stride)
@@ -475,7 +477,7 @@ class MaxPool2dGrad(ArrayFunction):
         return da
 
     @classmethod
-    def shape(cls, a, g, size, stride):
+    def shape(cls, a, out, g, size, stride):
         return a
 
 

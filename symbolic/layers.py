@@ -115,7 +115,7 @@ def dropout(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
 
 
 def conv2d(f: Forward, layer, l: int, a: sp.Symbol) -> sp.Symbol:
-    z = Conv2d(a, f.arrays[layer.weight], pair(layer.stride), pair(layer.padding))
+    z = Conv2d(a, f.arrays[layer.weight], pair(layer.kernel), pair(layer.stride), pair(layer.padding))
     if layer.bias is not None:
         z = z + PerChannel(f.arrays[layer.bias])
     words = (f"convolution: {layer.filters} filters {layer.kernel[0]}x{layer.kernel[1]}, "

@@ -32,6 +32,8 @@ class ArrayOrder:
     lone array (gamma2*xhat2 + beta2), as written by hand,
     and a common numeric factor outside ((a2 - y)/5, where SymPy stores a2/5 - y/5)."""
 
+    products = (Matmul, Outer, Conv2d)  # the operations whose terms come first
+
     def _print_Add(self, expr, order=None):
         content, primitive = expr.primitive()
         unit_terms = all(abs(term.as_coeff_Mul()[0]) == 1 for term in sp.Add.make_args(primitive))
@@ -41,7 +43,7 @@ class ArrayOrder:
 
     def _as_ordered_terms(self, expr, order=None):
         terms = super()._as_ordered_terms(expr, order=order)
-        return sorted(terms, key=lambda term: (not term.has(Matmul, Outer, Conv2d), not _array_product(term)))
+        return sorted(terms, key=lambda term: (not term.has(*self.products), not _array_product(term)))
 
 
 class TextPrinter(ArrayOrder, StrPrinter):
@@ -68,17 +70,18 @@ class TextPrinter(ArrayOrder, StrPrinter):
     _print_Flatten = _call("flatten")
     del _call
 
-    def _image_call(self, expr, *names):
-        """An image operation: its arrays, then its settings by name (a square one as one number)."""
+    def _image_call(self, expr, *names, skip=None):
+        """An image operation: its arrays (but the one at `skip`), then its settings by name (a
+        square one as one number; an empty name: left out)."""
         arrays, settings = expr.split()
-        words = [self._print(arg) for arg in arrays]
+        words = [self._print(arg) for k, arg in enumerate(arrays) if k != skip]
         for name, value in zip(names, settings):
             if name:
                 words.append(f"{name}={value[0] if value[0] == value[1] else value}")
         return f"{_IMAGE_NAMES[type(expr).__name__]}({', '.join(words)})"
 
     def _print_Conv2d(self, expr):
-        return self._image_call(expr, "stride", "padding")
+        return self._image_call(expr, "", "stride", "padding")
 
     def _print_Conv2dInputGrad(self, expr):
         return self._image_call(expr, "stride", "padding")
@@ -89,7 +92,10 @@ class TextPrinter(ArrayOrder, StrPrinter):
     def _print_MaxPool2d(self, expr):
         return self._image_call(expr, "size", "stride")
 
-    _print_MaxPool2dGrad = _print_AvgPool2d = _print_AvgPool2dGrad = _print_MaxPool2d
+    _print_AvgPool2d = _print_AvgPool2dGrad = _print_MaxPool2d
+
+    def _print_MaxPool2dGrad(self, expr):  # a and g: the maxima are a's
+        return self._image_call(expr, "size", "stride", skip=1)
 
     def _print_Unflatten(self, expr):
         g, image = expr.args
@@ -224,7 +230,8 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
         return self._operator("maxpool", *expr.split()[0])
 
     def _print_MaxPool2dGrad(self, expr):
-        return self._operator("maxpool", *expr.split()[0], transposed=True)
+        a, largest, g = expr.split()[0]
+        return self._operator("maxpool", a, g, transposed=True)
 
     def _print_AvgPool2d(self, expr):
         return self._operator("avgpool", *expr.split()[0])
@@ -289,7 +296,7 @@ def _window_entry(a: str, stride, padding=(0, 0)) -> str:
     return _entry(a, f"n,c,{_offset('i', 'p', stride[0], padding[0])},{_offset('j', 'q', stride[1], padding[1])}")
 
 
-def _conv_form(x, W, stride, padding):
+def _conv_form(x, W, kernel, stride, padding):
     return "nfij", r"\sum_{c,p,q} " + _entry(W, "fcpq") + r"\, " + _window_entry(x, stride, padding)
 
 
@@ -306,7 +313,7 @@ def _max_form(a, size, stride):
     return "ncij", rf"\max_{{p<{size[0]},\, q<{size[1]}}} " + _window_entry(a, stride)
 
 
-def _max_gradient_form(a, g, size, stride):  # routing by a mask: the first maximum of each window
+def _max_gradient_form(a, largest, g, size, stride):  # routing by a mask: the first maximum of each window
     corner = f"({_offset('i', '', stride[0], 0)}, {_offset('j', '', stride[1], 0)})".replace("+", "")
     return "nchw", (r"\sum_{i,j} " + _entry(g, "ncij") + r"\, \mathbf{1}\left[(h, w) = " + corner
                     + r" + \operatorname{argmax}_{p,q} " + _window_entry(a, stride) + r"\right]")

@@ -325,10 +325,11 @@ def test_cnn_document_compiles_with_index_notation(tmp_path):
 def test_generated_cnn_code_names_each_gradient_and_loops_over_no_pixel():
     source = symprop.generate(network("conv3_pad1_relu_maxpool2"))
     body = source[source.index("def loss_and_gradients"):source.index("def _arrays")]
-    for line in ("z1 = _conv2d(x, W1, stride=(1, 1), padding=(1, 1)) + b1[:, None, None]",
+    for line in ("t0 = _im2col(x, kernel=(3, 3), stride=(1, 1), padding=(1, 1))",  # once, for both
+                 "z1 = _conv2d(t0, W1) + b1[:, None, None]",
                  "a2 = _max_pool2d(a1, size=(2, 2), stride=(2, 2))",
-                 "dL_da1 = _max_pool2d_gradient(a1, dL_da2, size=(2, 2), stride=(2, 2))",
-                 "dL_dW1 = _conv2d_weight_gradient(x, delta1, stride=(1, 1), padding=(1, 1), kernel=(3, 3))",
+                 "dL_da1 = _max_pool2d_gradient(a1, a2, dL_da2, size=(2, 2), stride=(2, 2))",
+                 "dL_dW1 = _conv2d_weight_gradient(t0, delta1)",
                  "dL_db1 = delta1.sum(axis=(0, 2, 3))"):
         assert "    " + line + "\n" in body, line
     assert "for " not in body
@@ -394,7 +395,7 @@ def test_a_normalization_before_a_pooling_keeps_its_gradient_as_a_step():
                                                     'kind = "flatten"', "units = 2"]))
     for compact in (True, False):
         steps = {s.name: s for s in symbolic.derive(net, compact=compact).steps}
-        assert "dL_da2" in steps and steps["dL_da1"].expr.args[1].name == "dL_da2"
+        assert "dL_da2" in steps and steps["dL_da1"].expr.args[2].name == "dL_da2"  # (a1, a2, dL_da2)
     rows = [line.split(" &= ")[0] + " " + line.split(r"\tag*")[1] for line in symbolic.derive(net).latex().splitlines()
             if r"\tag*{" in line and "staged" in line or "normalization rule" in line]
     name = r"\frac{\partial L}{\partial a_{2}}"

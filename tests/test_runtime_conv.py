@@ -17,7 +17,7 @@ from symprop.codegen import runtime
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: the reference needs it")
 F = torch.nn.functional
 
-HELPERS = ("_conv2d", "_conv2d_input_gradient", "_conv2d_weight_gradient",
+HELPERS = ("_im2col", "_conv2d", "_conv2d_input_gradient", "_conv2d_weight_gradient",
            "_max_pool2d", "_max_pool2d_gradient", "_avg_pool2d", "_avg_pool2d_gradient")
 
 
@@ -90,9 +90,10 @@ def check_conv(n, c, h, w, f, kernel, stride, padding, seed):
     y_t.backward(torch.tensor(delta))
     inputs = [a.copy() for a in (x, W, delta)]
 
-    assert_matches(runtime._conv2d(x, W, stride, padding), y_t)
+    columns = runtime._im2col(x, kernel, stride, padding)
+    assert_matches(runtime._conv2d(columns, W), y_t)
     assert_matches(runtime._conv2d_input_gradient(delta, W, stride, padding, (h, w)), x_t.grad)
-    assert_matches(runtime._conv2d_weight_gradient(x, delta, stride, padding, kernel), W_t.grad)
+    assert_matches(runtime._conv2d_weight_gradient(columns, delta), W_t.grad)
     for before, after in zip(inputs, (x, W, delta)):
         np.testing.assert_array_equal(before, after)  # the helpers write into no argument
 
@@ -119,7 +120,8 @@ def test_conv2d_a_hand_computed_cross_correlation():
     """Cross-correlation, not convolution: the kernel is not flipped."""
     x = np.arange(9.0).reshape(1, 1, 3, 3)
     W = np.array([[[[1.0, 0.0], [0.0, -1.0]]]])  # x[i, j] - x[i + 1, j + 1]
-    np.testing.assert_array_equal(runtime._conv2d(x, W, (1, 1), (0, 0)), np.full((1, 1, 2, 2), -4.0))
+    columns = runtime._im2col(x, (2, 2), (1, 1), (0, 0))
+    np.testing.assert_array_equal(runtime._conv2d(columns, W), np.full((1, 1, 2, 2), -4.0))
 
 
 # --- pooling ---------------------------------------------------------------------------------
@@ -162,8 +164,9 @@ def test_max_pool2d(case, values):
         a = rng.standard_normal((n, c, h, w))
     out_t, delta, grad_t = pool_reference(F.max_pool2d, a, size, stride, rng)
     a_before = a.copy()
-    assert_matches(runtime._max_pool2d(a, size, stride), out_t)
-    assert_matches(runtime._max_pool2d_gradient(a, delta, size, stride), grad_t)
+    largest = runtime._max_pool2d(a, size, stride)
+    assert_matches(largest, out_t)
+    assert_matches(runtime._max_pool2d_gradient(a, largest, delta, size, stride), grad_t)
     np.testing.assert_array_equal(a, a_before)
 
 
@@ -177,7 +180,8 @@ def test_max_pool2d_ties_go_to_the_first_maximum_in_row_major_order():
     expected = np.array([[[[0.0, 11.0, 0.0],
                            [100.0, 0.0, 1000.0],
                            [0.0, 0.0, 0.0]]]])
-    np.testing.assert_array_equal(runtime._max_pool2d_gradient(a, delta, (2, 2), (1, 1)), expected)
+    largest = runtime._max_pool2d(a, (2, 2), (1, 1))
+    np.testing.assert_array_equal(runtime._max_pool2d_gradient(a, largest, delta, (2, 2), (1, 1)), expected)
     a_t = torch.tensor(a, requires_grad=True)
     F.max_pool2d(a_t, 2, 1).backward(torch.tensor(delta))
     np.testing.assert_array_equal(a_t.grad.numpy(), expected)
@@ -186,7 +190,7 @@ def test_max_pool2d_ties_go_to_the_first_maximum_in_row_major_order():
 def test_max_pool2d_all_equal_windows_pick_their_first_entry():
     a = np.zeros((2, 3, 4, 6))
     delta = np.arange(1.0, 1 + 2*3*2*2).reshape(2, 3, 2, 2)
-    gradient = runtime._max_pool2d_gradient(a, delta, (2, 3), (2, 3))
+    gradient = runtime._max_pool2d_gradient(a, np.zeros((2, 3, 2, 2)), delta, (2, 3), (2, 3))
     expected = np.zeros_like(a)
     expected[:, :, ::2, ::3] = delta
     np.testing.assert_array_equal(gradient, expected)
@@ -210,16 +214,19 @@ def test_float32_in_float32_out():
     x = rng.standard_normal((2, 3, 7, 6))
     W = rng.standard_normal((4, 3, 3, 2))
     calls = {
-        "_conv2d": lambda x, W, d, p: runtime._conv2d(x, W, (2, 1), (1, 0)),
+        "_im2col": lambda x, W, d, p: runtime._im2col(x, (3, 2), (2, 1), (1, 0)),
+        "_conv2d": lambda x, W, d, p: runtime._conv2d(runtime._im2col(x, (3, 2), (2, 1), (1, 0)), W),
         "_conv2d_input_gradient": lambda x, W, d, p: runtime._conv2d_input_gradient(d, W, (2, 1), (1, 0), (7, 6)),
-        "_conv2d_weight_gradient": lambda x, W, d, p: runtime._conv2d_weight_gradient(x, d, (2, 1), (1, 0), (3, 2)),
+        "_conv2d_weight_gradient": lambda x, W, d, p: runtime._conv2d_weight_gradient(
+            runtime._im2col(x, (3, 2), (2, 1), (1, 0)), d),
         "_max_pool2d": lambda x, W, d, p: runtime._max_pool2d(x, (3, 2), (2, 1)),
-        "_max_pool2d_gradient": lambda x, W, d, p: runtime._max_pool2d_gradient(x, p, (3, 2), (2, 1)),
+        "_max_pool2d_gradient": lambda x, W, d, p: runtime._max_pool2d_gradient(
+            x, runtime._max_pool2d(x, (3, 2), (2, 1)), p, (3, 2), (2, 1)),
         "_avg_pool2d": lambda x, W, d, p: runtime._avg_pool2d(x, (3, 2), (2, 1)),
         "_avg_pool2d_gradient": lambda x, W, d, p: runtime._avg_pool2d_gradient(p, (3, 2), (2, 1), (7, 6)),
     }
     assert set(calls) == set(HELPERS)
-    delta = rng.standard_normal(runtime._conv2d(x, W, (2, 1), (1, 0)).shape)
+    delta = rng.standard_normal(runtime._conv2d(runtime._im2col(x, (3, 2), (2, 1), (1, 0)), W).shape)
     pooled = rng.standard_normal(runtime._max_pool2d(x, (3, 2), (2, 1)).shape)
     for name, call in calls.items():
         wide = call(x, W, delta, pooled)
@@ -258,16 +265,18 @@ def test_the_helpers_run_alone_with_only_numpy():
         for function in (name,) + runtime.NEEDS[name]:
             exec(inspect.getsource(getattr(runtime, function)), namespace)
         copied = namespace[name]
-        if name == "_conv2d":
-            result = copied(a, W, (1, 1), (1, 1))
+        if name == "_im2col":
+            result = copied(a, (2, 2), (1, 1), (1, 1))
+        elif name == "_conv2d":
+            result = copied(runtime._im2col(a, (2, 2), (1, 1), (1, 1)), W)
         elif name == "_conv2d_input_gradient":
             result = copied(rng.standard_normal((2, 3, 4, 4)), W, (1, 1), (0, 0), (5, 5))
         elif name == "_conv2d_weight_gradient":
-            result = copied(a, rng.standard_normal((2, 3, 4, 4)), (1, 1), (0, 0), (2, 2))
+            result = copied(runtime._im2col(a, (2, 2), (1, 1), (0, 0)), rng.standard_normal((2, 3, 4, 4)))
         elif name == "_avg_pool2d_gradient":
             result = copied(rng.standard_normal((2, 2, 2, 2)), (2, 2), (2, 2), (5, 5))
         elif name == "_max_pool2d_gradient":
-            result = copied(a, rng.standard_normal((2, 2, 2, 2)), (2, 2), (2, 2))
+            result = copied(a, runtime._max_pool2d(a, (2, 2), (2, 2)), rng.standard_normal((2, 2, 2, 2)), (2, 2), (2, 2))
         else:
             result = copied(a, (2, 2), (2, 2))
         assert np.all(np.isfinite(result)), name
