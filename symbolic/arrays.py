@@ -432,22 +432,31 @@ class Conv2dWeightGrad(ArrayFunction):
         return (g[1], x[1]) + tuple(kernel)
 
 
-class MaxPool2d(ArrayFunction):
-    """The maximum of each window: out[n, c, i, j] = max over p, q of a[n, c, i sh + p, j sw + q]."""
+class _Pool2d(ArrayFunction):
+    """A pooling: one value from each window, out[n, c, i, j] = reduce over p, q of
+    a[n, c, i sh + p, j sw + q] (`window` says how)."""
 
     nargs = 3
     arrays = 1
 
-    @staticmethod
-    def numpy(a, size, stride):
+    @classmethod
+    def numpy(cls, a, size, stride):
         out = np.empty(a.shape[:2] + _pooled(a.shape[2:], size, stride), dtype=object)
         for n, c, i, j in np.ndindex(out.shape):
-            out[n, c, i, j] = sp.Max(*a[(n, c) + _window(i, j, size, stride)].ravel())
+            out[n, c, i, j] = cls.window(a[(n, c) + _window(i, j, size, stride)])
         return out
 
     @classmethod
     def shape(cls, a, size, stride):
         return tuple(a[:2]) + _pooled(a[2:], size, stride)
+
+
+class MaxPool2d(_Pool2d):
+    """The maximum of each window: out[n, c, i, j] = max over p, q of a[n, c, i sh + p, j sw + q]."""
+
+    @staticmethod
+    def window(entries):
+        return sp.Max(*entries.ravel())
 
     def vjp(self, index, g, shape):
         a, size, stride = self.args
@@ -481,23 +490,14 @@ class MaxPool2dGrad(ArrayFunction):
         return a
 
 
-class AvgPool2d(ArrayFunction):
+class AvgPool2d(_Pool2d):
     """The mean of each window: out[n, c, i, j] = sum over p, q of a[n, c, i sh + p, j sw + q] / (h w)."""
 
-    nargs = 3
     linear = True
-    arrays = 1
 
     @staticmethod
-    def numpy(a, size, stride):
-        out = np.empty(a.shape[:2] + _pooled(a.shape[2:], size, stride), dtype=object)
-        for n, c, i, j in np.ndindex(out.shape):
-            out[n, c, i, j] = np.sum(a[(n, c) + _window(i, j, size, stride)]) / (size[0] * size[1])
-        return out
-
-    @classmethod
-    def shape(cls, a, size, stride):
-        return tuple(a[:2]) + _pooled(a[2:], size, stride)
+    def window(entries):
+        return np.sum(entries) / entries.size
 
     def vjp(self, index, g, shape):
         a, size, stride = self.args

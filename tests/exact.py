@@ -160,3 +160,17 @@ def assert_oracle_agrees(network, batch: int = 2, seed: int = 0, sample: int | N
                 f"{network.name}: dL/d{name}{list(index)}: oracle {sp.N(value)} != matrix {sp.N(matrix[name][index])}")
             checked += 1
     return checked
+
+
+FLOOR = 1e-4  # of max(1, |L|): the scale of a gradient that is zero up to rounding
+
+
+def normwise_error(got, expected, loss) -> float:
+    """max |got - expected| / max |expected|, the scale floored at FLOOR max(1, |L|).
+
+    The floor is larger than `symprop check`'s (1e-6): the bias of a dense layer right before a
+    batchnorm has a gradient of exactly zero (the batch mean takes away any constant per feature),
+    which both computations give as rounding noise of ~1e-15: against a 1e-6 floor that noise is a
+    relative error of ~1e-9 (see test_check_accepts_a_gradient_that_is_zero_up_to_rounding)."""
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), FLOOR * max(1.0, abs(loss)))
+    return float(np.max(np.abs(np.asarray(got, dtype=float) - expected), initial=0.0)) / scale

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from exact import DIGITS, assert_oracle_agrees, equal, gradients_at, random_arrays
+from exact import DIGITS, assert_oracle_agrees, equal, gradients_at, normwise_error, random_arrays
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from networks import images
@@ -109,12 +109,6 @@ def test_the_table_covers_every_image_kind_and_option():
 # (a) the generated module against PyTorch
 
 RTOL_TORCH = 1e-10
-FLOOR = 1e-4  # of max(1, |L|): a gradient that is zero up to rounding (see test_kinds.normwise_error)
-
-
-def normwise_error(got, expected, loss) -> float:
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), FLOOR * max(1.0, abs(loss)))
-    return float(np.max(np.abs(np.asarray(got, dtype=float) - expected), initial=0.0)) / scale
 
 
 @needs_torch
