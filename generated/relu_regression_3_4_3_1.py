@@ -7,7 +7,7 @@ A 3-4-3-1 ReLU regression network with a linear output, on one column sample X, 
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 263d2d08e92d5cbeb56436c15aad14080b7a61c5a778aeffc3c530575b68e800
+# symprop content hash: c20824507c39e38cd47d4c1acec253bccfd68354a1a71b875f9a00ce0451e93d
 
 
 import numpy as np
@@ -161,7 +161,9 @@ def _converted(function, values, unknown):
     names = ARGUMENTS[function]
     for name in unknown:
         if name not in SHAPES:
-            raise ValueError(f"unknown array {name!r}; this network's arrays are {', '.join(SHAPES)}")
+            close = [known for known in SHAPES if known.lower() == name.lower()]  # w1 for W1
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown array {name!r}{hint}; this network's arrays are {', '.join(SHAPES)}")
     result, n = [], None  # n: the batch size N, once the input has fixed it
     for name, array in zip(names, values):
         if array is None:
@@ -174,7 +176,8 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         labels = CLASSES and name == TARGET
         if labels and array.dtype.kind not in "iu":
-            raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
+            raise ValueError(f"array {name!r} holds class labels: expected integers of shape "
+                             f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
         if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
             array = array.astype(np.float64)
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):

@@ -7,7 +7,7 @@ A 3-4-2 ReLU/softmax classifier on one column sample, loss -sum(y * log(yhat)) (
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: 65a90bb2c1b9aeb872201d5e59ded48240964cfe738241c520d01660ea7b0eef
+# symprop content hash: f94106889bcc61f5181af9bffd180c39248044ac7d953117fccfff18f575191e
 
 
 import numpy as np
@@ -145,7 +145,9 @@ def _converted(function, values, unknown):
     names = ARGUMENTS[function]
     for name in unknown:
         if name not in SHAPES:
-            raise ValueError(f"unknown array {name!r}; this network's arrays are {', '.join(SHAPES)}")
+            close = [known for known in SHAPES if known.lower() == name.lower()]  # w1 for W1
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown array {name!r}{hint}; this network's arrays are {', '.join(SHAPES)}")
     result, n = [], None  # n: the batch size N, once the input has fixed it
     for name, array in zip(names, values):
         if array is None:
@@ -158,7 +160,8 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         labels = CLASSES and name == TARGET
         if labels and array.dtype.kind not in "iu":
-            raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
+            raise ValueError(f"array {name!r} holds class labels: expected integers of shape "
+                             f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
         if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
             array = array.astype(np.float64)
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):

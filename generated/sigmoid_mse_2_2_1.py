@@ -7,7 +7,7 @@ A 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^2)
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: 7f7cd4484762083d98c02a581fa368421cb55e1b46336fc9089c1f2d45206bf1
+# symprop content hash: f83b8157a313652aa52689f59f2223b2882bf7119ffca76ef4a9aec31822ede0
 
 
 import numpy as np
@@ -148,7 +148,9 @@ def _converted(function, values, unknown):
     names = ARGUMENTS[function]
     for name in unknown:
         if name not in SHAPES:
-            raise ValueError(f"unknown array {name!r}; this network's arrays are {', '.join(SHAPES)}")
+            close = [known for known in SHAPES if known.lower() == name.lower()]  # w1 for W1
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown array {name!r}{hint}; this network's arrays are {', '.join(SHAPES)}")
     result, n = [], None  # n: the batch size N, once the input has fixed it
     for name, array in zip(names, values):
         if array is None:
@@ -161,7 +163,8 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         labels = CLASSES and name == TARGET
         if labels and array.dtype.kind not in "iu":
-            raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
+            raise ValueError(f"array {name!r} holds class labels: expected integers of shape "
+                             f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
         if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
             array = array.astype(np.float64)
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):

@@ -7,7 +7,7 @@ A 2-2-2 sigmoid network with one bias shared by all units of each layer, on one 
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: 3a2e896624dbdb2f553f3c7482038236b78808cf9a17e574a73c6a1ee1ba3cb9
+# symprop content hash: 01ed6aa2488d3db49dc46f8214b828540f9cd9a687c9c904d52fecbb569992d7
 
 
 import numpy as np
@@ -145,7 +145,9 @@ def _converted(function, values, unknown):
     names = ARGUMENTS[function]
     for name in unknown:
         if name not in SHAPES:
-            raise ValueError(f"unknown array {name!r}; this network's arrays are {', '.join(SHAPES)}")
+            close = [known for known in SHAPES if known.lower() == name.lower()]  # w1 for W1
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown array {name!r}{hint}; this network's arrays are {', '.join(SHAPES)}")
     result, n = [], None  # n: the batch size N, once the input has fixed it
     for name, array in zip(names, values):
         if array is None:
@@ -158,7 +160,8 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         labels = CLASSES and name == TARGET
         if labels and array.dtype.kind not in "iu":
-            raise ValueError(f"array {name!r} holds class labels: expected integers, not {array.dtype}")
+            raise ValueError(f"array {name!r} holds class labels: expected integers of shape "
+                             f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
         if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
             array = array.astype(np.float64)
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):

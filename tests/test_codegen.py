@@ -177,7 +177,8 @@ def bad_calls():
     yield "nan target", {**base, "y": _with(base["y"], (2, 0), np.nan)}, "array 'y' of shape (5, 1) holds nan at [2, 0]"
     yield "nan in a list", {**base, "b1": [0.0] * 19 + [float("nan")]}, "array 'b1' of shape (20,) holds nan at [19]"
     yield "empty batch", {**base, "x": base["x"][:0]}, "array 'x' has shape (0, 10), expected (5, 10)"
-    yield "misspelt", {**{k: v for k, v in base.items() if k != "W2"}, "w2": base["W2"]}, "unknown array 'w2'"
+    yield "misspelt", {**{k: v for k, v in base.items() if k != "W2"}, "w2": base["W2"]}, \
+        "unknown array 'w2'; did you mean 'W2'?"
 
 
 @pytest.mark.parametrize("what, arrays, message", list(bad_calls()), ids=[c[0] for c in bad_calls()])
@@ -336,8 +337,11 @@ def test_labels_network_validates_every_call_not_only_the_first():
     np.testing.assert_array_equal(first, second)
     assert module.loss(**values, y=np.array([0, 2])) == pytest.approx(-np.log(first[[0, 1], [0, 2]]).mean())
     for _ in range(2):  # the slow path (first call) and the fast path (second)
-        with pytest.raises(ValueError, match="array 'y' holds class labels: expected integers, not float64"):
+        with pytest.raises(ValueError, match=r"array 'y' holds class labels: expected integers of shape \(2,\) "
+                                             r"\(N = 2, the samples in 'x'\), not float64 of shape \(2,\)"):
             module.loss(**values, y=np.array([0.0, 2.0]))
+    with pytest.raises(ValueError, match=r"not float64 of shape \(2, 3\)"):  # one-hot rows given for labels
+        module.loss(**values, y=np.eye(3)[[0, 2]])
 
 
 def test_finite_check_runs_on_every_call_and_can_be_switched_off():
