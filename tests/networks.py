@@ -135,7 +135,8 @@ def images(draw) -> str:
     dropout), a flatten, an optional hidden dense layer and an output layer for any loss."""
     shape = [draw(st.integers(1, 3)), draw(st.integers(2, 6)), draw(st.integers(2, 6))]
     batch = draw(st.sampled_from([None, 2, 3]))
-    lines = ['name = "random_cnn"', f"inputs = {shape}"] + ([f"batch = {batch}"] if batch else [])
+    lines = ['name = "random_cnn"', f"inputs = {shape}", f"wrt_input = {str(draw(st.booleans())).lower()}"]
+    lines += [f"batch = {batch}"] if batch else []
     pair = st.one_of(st.integers(1, 3), st.lists(st.integers(1, 3), min_size=2, max_size=2))
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["conv2d", "conv2d", "maxpool2d", "avgpool2d", "batchnorm", "layernorm",
