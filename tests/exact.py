@@ -174,3 +174,24 @@ def normwise_error(got, expected, loss) -> float:
     relative error of ~1e-9 (see test_check_accepts_a_gradient_that_is_zero_up_to_rounding)."""
     scale = max(float(np.max(np.abs(expected), initial=0.0)), FLOOR * max(1.0, abs(loss)))
     return float(np.max(np.abs(np.asarray(got, dtype=float) - expected), initial=0.0)) / scale
+
+
+def assert_random_spec_equals_pytorch(text: str, seed: int, rtol: float = 1e-8):
+    """The generated module of a random spec (Hypothesis) equals PyTorch float64 autograd at
+    seeded random values: the loss to `rtol`, every gradient's normwise error at most `rtol`."""
+    import pytest
+
+    import symprop
+    from symprop.check import random_values
+    from symprop.codegen.files import compile_module
+    from symprop.reference import torch_loss_and_gradients
+
+    net = symprop.loads(text, source="<hypothesis>")
+    values = random_values(net, seed=seed, batch=3)
+    loss, grads = compile_module(net).loss_and_gradients(**values)
+    expected_loss, expected = torch_loss_and_gradients(net, values)
+    assert loss == pytest.approx(expected_loss, rel=rtol, abs=1e-300)
+    assert sorted(grads) == sorted(net.differentiated)
+    for name in net.differentiated:
+        assert grads[name].shape == np.shape(values[name]), name
+        assert normwise_error(grads[name], expected[name], expected_loss) <= rtol, (name, grads[name], expected[name])

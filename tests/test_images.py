@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from exact import DIGITS, assert_oracle_agrees, equal, gradients_at, normwise_error, random_arrays
+from exact import (DIGITS, assert_oracle_agrees, assert_random_spec_equals_pytorch, equal, gradients_at,
+                   normwise_error, random_arrays)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from networks import images
@@ -136,17 +137,7 @@ def test_generated_module_equals_pytorch_autograd(case):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=images(), seed=st.integers(0, 2**16))
 def test_random_convolutional_networks_equal_pytorch(text, seed):
-    from symprop.reference import torch_loss_and_gradients
-
-    net = symprop.loads(text, source="<hypothesis>")
-    module = compile_module(net)
-    values = random_values(net, seed=seed, batch=3)
-    loss, grads = module.loss_and_gradients(**values)
-    expected_loss, expected = torch_loss_and_gradients(net, values)
-    assert loss == pytest.approx(expected_loss, rel=1e-8, abs=1e-300)
-    for name in net.differentiated:
-        assert grads[name].shape == np.shape(values[name]), name
-        assert normwise_error(grads[name], expected[name], expected_loss) <= 1e-8, name
+    assert_random_spec_equals_pytorch(text, seed)
 
 
 @needs_torch

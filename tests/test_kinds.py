@@ -16,7 +16,8 @@ import shutil
 
 import numpy as np
 import pytest
-from exact import DIGITS, assert_oracle_agrees, equal, gradients_at, normwise_error, random_arrays
+from exact import (DIGITS, assert_oracle_agrees, assert_random_spec_equals_pytorch, equal, gradients_at,
+                   normwise_error, random_arrays)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from networks import specs
@@ -400,18 +401,7 @@ def test_each_compact_row_follows_its_staged_form_in_full(case):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=specs(kinds=True), seed=st.integers(0, 2**16))
 def test_random_specs_of_every_kind_equal_pytorch(text, seed):
-    from symprop.reference import torch_loss_and_gradients
-
-    net = symprop.loads(text, source="<hypothesis>")
-    module = compile_module(net)
-    values = random_values(net, seed=seed, batch=3)
-    loss, grads = module.loss_and_gradients(**values)
-    expected_loss, expected = torch_loss_and_gradients(net, values)
-    assert loss == pytest.approx(expected_loss, rel=1e-8, abs=1e-300)
-    assert sorted(grads) == sorted(net.differentiated)
-    for name in net.differentiated:
-        assert grads[name].shape == np.shape(values[name]), name
-        assert normwise_error(grads[name], expected[name], expected_loss) <= 1e-8, (name, grads[name], expected[name])
+    assert_random_spec_equals_pytorch(text, seed)
 
 
 # ---------------------------------------------------------------------------------------------
