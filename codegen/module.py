@@ -26,7 +26,12 @@ _FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
 
 
 def generate(network: Network) -> str:
-    """The module source that `symprop generate` writes for `network` (or the preset or spec it names)."""
+    """The module source that `symprop generate` writes for `network` (or the preset or spec it
+    names, or a traced `Program`)."""
+    from ..symbolic.program import Program
+    if isinstance(network, Program):
+        from .program_module import generate_program
+        return generate_program(network)
     network = as_network(network)
     derivation = symbolic.derive(network)
     printer = GradientPrinter(layout=network.layout)

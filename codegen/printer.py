@@ -59,10 +59,28 @@ def code_forms(expr: sp.Expr) -> sp.Expr:
     weight gradient through the columns of its input, a subexpression that common-subexpression
     elimination then computes once for both."""
     expr = stable_forms(expr)
+    expr = expr.replace(lambda e: e.is_Add, _masks_as_numbers)
     expr = expr.replace(lambda e: isinstance(e, Conv2d),
                         lambda e: _ConvColumns(_Im2col(e.args[0], *e.args[2:]), e.args[1]))
     return expr.replace(lambda e: isinstance(e, Conv2dWeightGrad),  # (x, g, stride, padding, kernel)
                         lambda e: _WeightColumns(_Im2col(e.args[0], e.args[4], e.args[2], e.args[3]), e.args[1]))
+
+
+def _is_step(expr) -> bool:
+    """Piecewise((1, condition), (0, True)): a 0/1 mask, printed as the (boolean) condition."""
+    return (isinstance(expr, sp.Piecewise) and len(expr.args) == 2 and expr.args[0].expr == 1
+            and expr.args[1].expr == 0 and expr.args[1].cond is sp.true)
+
+
+def _masks_as_numbers(add: sp.Add) -> sp.Add:
+    """A sum with a mask as a term of its own (1 - mask, from min(a, b)): the mask as numbers,
+    since NumPy does not subtract booleans."""
+    def term(t):
+        coeff, rest = t.as_coeff_Mul()
+        if _is_step(rest):
+            return sp.Piecewise((coeff, rest.args[0].cond), (0, True))
+        return t
+    return sp.Add(*(term(t) for t in add.args))
 
 
 def stable_forms(expr: sp.Expr) -> sp.Expr:
@@ -80,7 +98,6 @@ def stable_forms(expr: sp.Expr) -> sp.Expr:
 class GradientPrinter(ArrayOrder, NumPyPrinter):
     """Prints array expressions as the lines of careful hand-written NumPy backprop."""
 
-    printmethod = "_symprop_numpy"
     products = ArrayOrder.products + (_ConvColumns,)
 
     def __init__(self, layout: str = "row"):
@@ -209,6 +226,11 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         axis = "(" + ", ".join(str(int(k)) for k in axes) + ("," if len(axes) == 1 else "") + ")"
         return self._method_target(a) + f".sum(axis={axis}" + (", keepdims=True)" if keepdims else ")")
 
+
+    def _print_BroadcastTo(self, expr):  # a gradient smaller than its array: a writable copy
+        a, *shape = expr.args
+        dims = "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        return f"np.broadcast_to({self._print(a)}, {dims}).copy()"
 
     def _print_OneHot(self, expr):
         labels, classes = expr.args  # a 0/1 (boolean) mask: keeps the logits' dtype

@@ -13,6 +13,7 @@ INPUT, TARGET = "x", "y"
 CLASSES = None  # the number of classes when the target holds class labels
 CHECK_FINITE = True
 _EXPECTED: dict = {}
+KINDS: dict = {}  # a traced module's arrays: name -> "f" (floats) or "d" (data: whole numbers, booleans)
 
 
 def _arrays(function, values, unknown):
@@ -335,6 +336,53 @@ def _avg_pool2d_gradient(delta, size, stride, shape):
     share = delta / (size[0] * size[1])  # each entry of a window gets this share, (N, C, H', W')
     g = np.broadcast_to(share[:, :, :, :, None, None], share.shape + tuple(size))  # (N, C, H', W', h, w), no copy
     return _add_windows(g, stride, shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Traced programs: writes, scatters and maxima, and the argument check of a traced module
+
+
+def _index_add(g, shape, index):
+    """zeros(shape) with g added at `index`: an entry indexed twice receives both (a gather's gradient)."""
+    out = np.zeros(shape, dtype=np.result_type(g, 1.0))
+    np.add.at(out, index, g)
+    return out
+
+
+def _set_item(a, index, value):
+    """A copy of `a` with a[index] = value: a write in place, as what it computes."""
+    out = np.array(a, dtype=np.result_type(a, value))
+    out[index] = value
+    return out
+
+
+def _max_gradient(a, g, axis, keepdims):
+    """dL/da of max(a, axis), given g: shared evenly by the entries equal to their maximum."""
+    if not keepdims:
+        g = np.expand_dims(g, axis)
+    mask = a == a.max(axis=axis, keepdims=True)
+    return mask * (g / mask.sum(axis=axis, keepdims=True))
+
+
+def _program_arrays(function, values, unknown):
+    """The arguments of a traced module's `function`, checked against SHAPES and KINDS: a missing,
+    misshapen or wrongly typed array is a ValueError naming it."""
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise ValueError(f"{function}() got unknown array(s) {names}; it takes {', '.join(ARGUMENTS[function])}")
+    out = []
+    for name, value in zip(ARGUMENTS[function], values):
+        if value is None:
+            raise ValueError(f"{function}() needs the array {name} of shape {SHAPES[name]}")
+        array = np.asarray(value)
+        if array.shape != SHAPES[name]:
+            raise ValueError(f"{name} has shape {array.shape}, expected {SHAPES[name]}")
+        if KINDS[name] == "f" and array.dtype.kind not in "fiub":
+            raise ValueError(f"{name} holds {array.dtype}, expected floating-point numbers")
+        if KINDS[name] != "f" and array.dtype.kind not in "iub":
+            raise ValueError(f"{name} holds {array.dtype}, expected whole numbers (data)")
+        out.append(array.astype(np.float64) if KINDS[name] == "f" and array.dtype.kind != "f" else array)
+    return out
 
 
 NEEDS = {  # conv/pool helper -> every other runtime function it calls, directly or not

@@ -67,6 +67,16 @@ class ArrayFunction(sp.Function):
     def vjp(self, index: int, g, shape):
         raise NotImplementedError(f"{type(self).__name__} has no gradient with respect to argument {index}")
 
+    def result_shape(self, shape) -> tuple:
+        """Its shape, `shape(e)` giving that of an argument."""
+        arrays, settings = self.split()
+        return type(self).shape(*(shape(arg) for arg in arrays), *settings)
+
+    def value(self, evaluate):
+        """Its value, `evaluate(e)` giving that of an argument."""
+        arrays, settings = self.split()
+        return type(self).numpy(*(evaluate(arg) for arg in arrays), *settings)
+
     def split(self) -> tuple[tuple, tuple]:
         """(the array arguments, the settings as Python ints or tuples of ints)."""
         if self.arrays is None:
@@ -562,8 +572,7 @@ def shape_of(expr, shapes: dict) -> tuple:
     if isinstance(expr, BroadcastTo):
         return tuple(expr.args[1:])
     if isinstance(expr, ArrayFunction):
-        arrays, settings = expr.split()
-        return type(expr).shape(*(shape_of(arg, shapes) for arg in arrays), *settings)
+        return expr.result_shape(lambda e: shape_of(e, shapes))
     if expr.is_Symbol and expr != BATCH:
         raise KeyError(f"no shape known for the array {expr}")
     if expr.is_Atom:  # a number, the batch size, true and false
@@ -590,13 +599,15 @@ def evaluate(expr: sp.Expr, env: dict):
     if expr.is_Number:
         return expr
     if isinstance(expr, ArrayFunction):
-        arrays, settings = expr.split()
-        return type(expr).numpy(*(evaluate(arg, env) for arg in arrays), *settings)
+        return expr.value(lambda e: evaluate(e, env))
     if type(expr) in _BINARY:
         return reduce(_BINARY[type(expr)], (evaluate(arg, env) for arg in expr.args))
     if expr.is_Pow:
         base, exponent = (evaluate(arg, env) for arg in expr.args)
         return _elementwise(lambda b, e: b**e, base, exponent)
+    if expr.atoms(ArrayFunction) and (isinstance(expr, sp.Function) or expr.is_Relational):
+        args = [evaluate(arg, env) for arg in expr.args]  # an elementwise function of array operations
+        return _elementwise(lambda *v: expr.func(*v), *args)
     if expr.atoms(ArrayFunction):
         raise ValueError(f"cannot evaluate {expr} elementwise")
     symbols = sorted(expr.free_symbols, key=str)

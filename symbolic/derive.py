@@ -110,7 +110,11 @@ def grad_name(name: str) -> str:
 def derive(network: Network, compact: bool = True) -> Derivation:
     """The ordered, named steps of the forward and backward pass of `network` (or the preset or
     spec it names). `compact=False` leaves out the composite rules: the gradients through a
-    normalization then take the staged chain rule, through its mean and variance."""
+    normalization then take the staged chain rule, through its mean and variance. A traced
+    `Program` gives its `ProgramDerivation`."""
+    from .program import Program, derive_program
+    if isinstance(network, Program):
+        return derive_program(network)
     network = as_network(network)
     n = BATCH if network.batch is None else sp.Integer(network.batch)
     f, forward = forward_pass(network, n)

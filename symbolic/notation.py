@@ -49,8 +49,10 @@ class ArrayOrder:
 class TextPrinter(ArrayOrder, StrPrinter):
     """Array expressions in the plain-text notation of the derivation."""
 
-    def _print_Matmul(self, expr):
-        return " @ ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=True) for arg in expr.args)
+    def _print_Matmul(self, expr):  # @ and * bind alike, from the left: a product on the right is parenthesized
+        left, right = expr.args
+        return (self.parenthesize(left, PRECEDENCE["Mul"], strict=True) + " @ "
+                + self.parenthesize(right, PRECEDENCE["Mul"], strict=False))
 
     def _print_Transposed(self, expr):
         return self.parenthesize(expr.args[0], PRECEDENCE["Atom"], strict=True) + ".T"
@@ -440,3 +442,49 @@ def _glyph_width(token: str) -> float:
     if token in "()[],.;|" or token in (r"\{", r"\}"):
         return 0.4
     return 0.85 if token.isupper() else 0.55
+
+
+def program_text(derivation) -> str:
+    """A traced program's derivation in the plain-text notation: its arrays, then every step."""
+    printer = TextPrinter()
+    program = derivation.program
+    lines = [f"Program {program.name}, traced from {program.source}", ""]
+    for array in program.arrays:
+        lines.append(f"  {array.name:>8} : {_shape_text(array.shape)} {array.dtype}, {array.role}")
+    stage = None
+    for step in derivation.steps:
+        title = STAGES[step.stage]
+        if title != stage:
+            stage = title
+            lines += ["", stage]
+        lines.append(f"  {step.name} = {printer.doprint(step.expr)}")
+        where = getattr(step, "where", ("", 0))
+        shown = f"   [line {where[1]}]" if where[1] else ""
+        lines.append(f"      {_shape_text(step.shape)}{shown}")
+    return "\n".join(lines) + "\n"
+
+
+def program_latex(derivation) -> str:
+    """A traced program's derivation as a LaTeX document: one aligned equation a step."""
+    printer = ArrayLatexPrinter()
+    rows = []
+    stage = None
+    for step in derivation.steps:
+        title = STAGES[step.stage]
+        if title != stage:
+            stage = title
+            rows.append(r"\intertext{\textbf{" + title + "}}")
+        rows.append(latex_name(step.name) + " &= " + printer.doprint(step.expr) + r" \\")
+    name = derivation.program.name.replace("_", r"\_")
+    return ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
+            f"\\section*{{The derivation of {name}}}\n\\begin{{align*}}\n" + "\n".join(rows)
+            + "\n\\end{align*}\n\\end{document}\n")
+
+
+def program_markdown(derivation) -> str:
+    """A traced program's derivation as Markdown with one `$$...$$` block a step."""
+    printer = ArrayLatexPrinter()
+    out = [f"# The derivation of {derivation.program.name}", ""]
+    for step in derivation.steps:
+        out.append(f"$$ {latex_name(step.name)} = {printer.doprint(step.expr)} $$")
+    return "\n".join(out) + "\n"

@@ -58,22 +58,26 @@ class Gradient:
         return sp.Add(*self.terms)
 
 
-def sweep(forward: list, loss: sp.Symbol, wanted: tuple, shapes: dict, name, composites=()) -> list[Gradient]:
+def sweep(forward: list, loss: sp.Symbol, wanted: tuple, shapes: dict, name, composites=(),
+          data=frozenset()) -> list[Gradient]:
     """The gradients of `loss` with respect to the arrays `wanted`, and of every forward result
     between them, in the order a reverse pass computes them.
 
     `forward`: (symbol, expr) equations in order, the last one defining `loss`; `shapes`: every
-    array's shape; `name(symbol)`: the symbol to call dL/d(symbol) by.
+    array's shape; `name(symbol)`: the symbol to call dL/d(symbol) by; `data`: forward results
+    that are not differentiated (a comparison's mask, an index), nothing pulled through them.
+    A wanted array may be a forward result (an intermediate) as well as an input.
     """
     shapes = dict(shapes)
     wanted = tuple(wanted)
     active = set(wanted)  # the arrays that depend on a wanted one: only they are pulled to
     for symbol, expr in forward:
-        if expr.free_symbols & active:
+        if expr.free_symbols & active and symbol not in data:
             active.add(symbol)
+    defined = {symbol for symbol, _ in forward}
     first_use = {}
     for i, (_, expr) in enumerate(forward):
-        for symbol in expr.free_symbols & set(wanted):
+        for symbol in expr.free_symbols & (set(wanted) - defined):
             first_use.setdefault(symbol, i)
     compact = {c.output: c for c in composites}
 
@@ -82,6 +86,8 @@ def sweep(forward: list, loss: sp.Symbol, wanted: tuple, shapes: dict, name, com
     out = []
     for i in range(len(forward) - 1, -1, -1):
         symbol, expr = forward[i]
+        if symbol in wanted and not pulls[symbol]:  # a wanted result the loss does not use
+            pulls[symbol].append((None, sp.S.Zero))
         if pulls[symbol]:
             composite = compact.get(symbol)
             if symbol == loss:

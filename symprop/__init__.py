@@ -7,6 +7,9 @@
     source = symprop.generate(net)              # the NumPy module `symprop generate` writes
     report = symprop.check(net, my_backward)    # generated vs numerical (and your backward pass)
     symprop.numerical_gradients(f, arrays, "W1")
+    program = symprop.trace(loss, X=X, y=y, W1=W1, b1=b1)  # your own NumPy function, traced
+
+A traced `Program` is accepted wherever a network is (derive, generate, check).
 
 In pytest: `symprop.testing.assert_gradients_match(net, my_backward)`. The command line is
 `symprop` (or `python -m symprop`). The subpackages are `symprop.symbolic` (specs, rules,
@@ -18,19 +21,19 @@ from importlib.metadata import PackageNotFoundError, version
 from .check import Report, check
 from .codegen import generate
 from .numerical import numerical_gradients
-from .symbolic import Derivation, Network, SpecError, derive, load, loads, presets
+from .symbolic import Derivation, Network, Program, SpecError, TraceError, derive, load, loads, presets, trace
 
 try:
     __version__ = version("symprop")
 except PackageNotFoundError:  # a checkout that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Derivation", "Network", "Report", "SpecError", "check", "derive", "generate", "load", "loads",
-           "numerical_gradients", "presets"]
+__all__ = ["Derivation", "Network", "Program", "Report", "SpecError", "TraceError", "check", "derive", "generate",
+           "load", "loads", "numerical_gradients", "presets", "trace"]
 
 
 def __getattr__(name):  # `symprop.testing` without importing it (and pytest's assertion rewriting) up front
-    if name == "testing":
-        from . import testing
-        return testing
+    if name == "testing":  # importlib: `from . import testing` would ask this function again, forever
+        import importlib
+        return importlib.import_module(f"{__name__}.testing")
     raise AttributeError(f"module 'symprop' has no attribute {name!r}")

@@ -67,6 +67,14 @@ class Report:
     sections: dict = field(default_factory=dict)  # title -> list of ArrayReport
     notes: list = field(default_factory=list)  # one line each: float32, kinks, random values
     failures: list = field(default_factory=list)  # one line each: a function that failed
+    order: list = field(default_factory=list)  # "loss", then the arrays in the order the backward computes them
+
+    @property
+    def first_wrong(self) -> str | None:
+        """The first array found wrong in backward order ("loss": the returned loss differs, look
+        at the forward pass first); None when all agree."""
+        wrong = set(self.wrong)
+        return next((name for name in self.order if name in wrong), None)
 
     @property
     def ok(self) -> bool:
@@ -97,6 +105,7 @@ class Report:
 
     def as_dict(self) -> dict:
         return {"network": self.network.name, "ok": self.ok, "verdict": self.verdict,
+                "first_wrong": self.first_wrong,
                 "sections": [{"title": title, "arrays": [r.as_dict() for r in rows]}
                              for title, rows in self.sections.items()],
                 "notes": self.notes, "failures": self.failures}
@@ -242,7 +251,12 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     `batch`: the samples drawn where the spec leaves the batch size open. `progress(done, total)`
     is called as the finite differences go. `numerical=False` leaves the finite differences out;
     `rtol` is the tolerance of the comparison with `against` (at least 1e-5 for float32 results).
+    A traced `Program` is checked by `symprop.check_program.check_program`.
     """
+    from .symbolic.program import Program
+    if isinstance(network, Program):
+        from .check_program import check_program
+        return check_program(network, against, values, seed, entries=entries, numerical=numerical, rtol=rtol)
     network = as_network(network)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
@@ -252,6 +266,7 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
                          f"gradient before it), not {batch}")
     module = compile_module(network, generate(network) + "\n\n" + steps_source(network))
     report = Report(network)
+    report.order = ["loss", *backward_order(network)]
     if values is None:
         values, used = values_away_from_kinks(network, seed, module.steps, batch)
         drawn = [name for name in values if name not in network.values]
@@ -281,6 +296,13 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     if torch:
         _check_torch(report, values64, loss, generated)
     return report
+
+
+def backward_order(network: Network) -> list[str]:
+    """The differentiated arrays in the order the backward pass computes their gradients."""
+    from .symbolic.derive import derive
+    computed = [s.of.name for s in derive(network).steps if s.stage == "gradient"]
+    return computed + [name for name in network.differentiated if name not in computed]
 
 
 def _check_numerical(report, module, values64, loss, generated, entries, seed, progress):
@@ -542,5 +564,9 @@ def format_report(report: Report) -> str:
                     lines.append(f"      {line}")
         lines.append("")
     lines += report.notes
+    if report.first_wrong is not None:
+        where = ("the returned loss differs: look at the forward pass first" if report.first_wrong == "loss"
+                 else "the first array found wrong in backward order")
+        lines.append(f"first wrong: {report.first_wrong} ({where})")
     lines.append(report.verdict)
     return "\n".join(lines) + "\n"

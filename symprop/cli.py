@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import symbolic
 from .symbolic.spec import SpecError
+from .symbolic.trace import TraceError
 
 from .check import CALLING_CONVENTION, CheckError, check
 from .codegen import files
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.run(args)
-    except (SpecError, UsageError, CheckError) as error:
+    except (SpecError, UsageError, CheckError, TraceError) as error:
         print(f"symprop: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:
@@ -77,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_list)
 
     p = commands.add_parser("derive", help="the derivation, step by step")
-    p.add_argument("net", help="a preset name or a path to a spec (.toml)")
+    p.add_argument("net", help=_NET_HELP)
+    _traced_options(p)
     p.add_argument("--format", choices=("text", "latex", "markdown"),
                    help="default: from the -o suffix (.tex, .pdf: latex; .md: markdown), else text")
     p.add_argument("--elements", action="store_true",
@@ -88,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_derive)
 
     p = commands.add_parser("generate", help="write generated/<name>.py for networks")
-    p.add_argument("nets", nargs="*", metavar="NET", help="presets or spec paths (default: every preset)")
+    p.add_argument("nets", nargs="*", metavar="NET", help="presets, spec paths or FILE.py:FUNCTION (default: every "
+                   "preset)")
+    _traced_options(p)
     p.add_argument("--out", type=Path, default=Path("generated"), help="output directory (default: generated)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file is missing or differs")
     p.add_argument("--force", action="store_true", help="overwrite modules that were edited by hand")
@@ -103,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                     "gradient entry in the denominator); an array is wrong when that exceeds 1e-6 (1e-5 for "
                     "a float32 backward, 1e-10 against PyTorch). "
                     "Exit status: 0 all agree, 1 a difference, 2 bad input.")
-    p.add_argument("net", help="a preset name or a path to a spec (.toml)")
+    p.add_argument("net", help=_NET_HELP)
+    _traced_options(p)
     p.add_argument("--against", metavar="MODULE:FUNCTION",
                    help="a hand-written backward to check: MODULE is a dotted name importable from the current "
                         "directory or a path to a .py file; " + CALLING_CONVENTION)
@@ -122,6 +127,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NET_HELP = ("a preset name, a path to a spec (.toml), or your own NumPy function as FILE.py:FUNCTION "
+             "(traced, with --values)")
+
+
+def _traced_options(p) -> None:
+    p.add_argument("--values", type=Path, metavar="FILE.npz",
+                   help="for FILE.py:FUNCTION: the example arrays, by the function's parameter names")
+    p.add_argument("--wrt", metavar="NAMES", help="for FILE.py:FUNCTION: the names to differentiate, comma-separated "
+                   "(arrays or local variables; default: every floating-point array)")
+
+
+def _is_function(net: str) -> bool:
+    """Whether NET names a user's function (FILE.py:FUNCTION or a dotted MODULE:FUNCTION)."""
+    head, sep, tail = net.rpartition(":")
+    return bool(sep) and tail.isidentifier() and (head.endswith(".py") or all(
+        part.isidentifier() for part in head.split(".")))
+
+
+def _load(net: str, args):
+    """A spec or preset as a Network; FILE.py:FUNCTION traced into a Program."""
+    if not _is_function(net):
+        if getattr(args, "values", None) is not None or getattr(args, "wrt", None):
+            raise UsageError(f"--values and --wrt go with FILE.py:FUNCTION, not the spec {net}")
+        return symbolic.load(net)
+    from .data import load_npz
+    if args.values is None:
+        raise UsageError(f"{net}: a traced function needs its example arrays: --values FILE.npz")
+    function = _import_function(net, label=net)
+    arrays = load_npz(args.values, "--values")
+    wrt = [name.strip() for name in args.wrt.split(",")] if args.wrt else None
+    try:
+        program = symbolic.trace(function, wrt=wrt, **arrays)
+    except TraceError:
+        raise
+    except TypeError as error:  # the arrays do not fit the function's parameters
+        raise UsageError(f"{net}: {error} (the .npz names the arrays by the function's parameters)") from None
+    except Exception as error:  # the user's code raised: their file and line
+        from .check import _where
+        raise UsageError(f"{net}: {function.__name__} raised {type(error).__name__}: {error}"
+                         f"{_where(error, function)}") from None
+    origin = shlex.join([net, "--values", str(args.values)] + (["--wrt", args.wrt] if args.wrt else []))
+    object.__setattr__(program, "origin", origin)
+    return program
+
+
 def _list(args) -> int:
     for name in symbolic.presets():
         print(f"{name:<28} {symbolic.load(name).description}")
@@ -132,7 +182,7 @@ _SUFFIX_FORMATS = {".txt": "text", ".tex": "latex", ".pdf": "latex", ".md": "mar
 
 
 def _derive(args) -> int:
-    network = symbolic.load(args.net)
+    network = _load(args.net, args)
     suffix = args.output.suffix.lower() if args.output else ""
     if args.output is not None:
         _check_derive_output(args.output, suffix)
@@ -176,7 +226,7 @@ def _derivation_text(derivation, fmt: str, elements: bool) -> str:
 
 
 def _generate(args) -> int:
-    networks = [symbolic.load(net) for net in (args.nets or symbolic.presets())]
+    networks = [_load(net, args) for net in (args.nets or symbolic.presets())]
     names = [net.name for net in networks]
     if len(set(names)) != len(names):
         raise UsageError("two specs name the same module: " + ", ".join(sorted({n for n in names if names.count(n) > 1})))
@@ -203,7 +253,10 @@ def _generate(args) -> int:
 
 
 def _check(args) -> int:
-    network = symbolic.load(args.net)
+    network = _load(args.net, args)
+    if isinstance(network, symbolic.Program) and args.torch:
+        raise UsageError("--torch: a traced function has no PyTorch twin; its gradients are checked against "
+                         "finite differences and --against")
     against = _import_function(args.against) if args.against else None
     progress = _Progress() if sys.stderr.isatty() and not args.json else None
     try:
@@ -254,15 +307,16 @@ def _positive_int(text: str, expected: str = "a whole number >= 1", least: int =
     return value
 
 
-def _import_function(spec: str):
+def _import_function(spec: str, label: str | None = None):
+    label = label or f"--against {spec}"
     module_name, sep, function_name = spec.rpartition(":")
     if not sep or not module_name or not function_name.isidentifier():
-        raise UsageError(f"--against {spec}: expected MODULE:FUNCTION")
+        raise UsageError(f"{label}: expected MODULE:FUNCTION")
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
             if not path.exists():
-                raise UsageError(f"--against {spec}: no such file {path}")
+                raise UsageError(f"{label}: no such file {path}")
             sys.path.insert(0, str(path.resolve().parent))  # as `python FILE.py`: its folder is importable
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -273,10 +327,10 @@ def _import_function(spec: str):
     except UsageError:
         raise
     except Exception as error:
-        raise UsageError(f"--against {spec}: cannot import {module_name}: {type(error).__name__}: {error}") from None
+        raise UsageError(f"{label}: cannot import {module_name}: {type(error).__name__}: {error}") from None
     function = getattr(module, function_name, None)
     if not callable(function):
-        raise UsageError(f"--against {spec}: {module_name} has no function {function_name}")
+        raise UsageError(f"{label}: {module_name} has no function {function_name}")
     return function
 
 

@@ -16,6 +16,21 @@ from .symbolic.spec import Network
 from .errors import UsageError
 
 
+def load_npz(path, option: str) -> dict:
+    """The arrays of an .npz file by name; UsageError naming `option` and the file if it cannot be read."""
+    where = f"{option} {path}"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{where}: is a folder, not an .npz file") from None
+    except Exception as error:  # a .npy file (no archive), a text file, an empty file, pickled objects
+        raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez): "
+                         f"{type(error).__name__}: {error}".split("\n")[0]) from None
+
+
 def load_data(network: Network, path) -> dict:
     """The arrays of an .npz file by name; UsageError (one line naming the file) if it does not fit."""
     path = Path(path)
@@ -24,16 +39,7 @@ def load_data(network: Network, path) -> dict:
         raise UsageError(f"{where}: training on data needs a row-layout network whose batch size is open "
                          f"({network.name} has " + ("the column layout" if network.layout != "row" else
                                                     f"batch = {network.batch}") + ")")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise UsageError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{where}: is a folder, not an .npz file") from None
-    except Exception as error:  # a .npy file (no archive), a text file, an empty file, pickled objects
-        raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez): "
-                         f"{type(error).__name__}: {error}".split("\n")[0]) from None
+    arrays = load_npz(path, "--data")
     shapes = network.shapes()
     unknown = [name for name in arrays if name not in shapes]
     missing = [name for name in (network.input, network.target) if name not in arrays]

@@ -32,6 +32,17 @@ def assert_gradients_match(network, backward, *, values=None, seeds=(0, 1, 2), b
     names each wrong array, its worst entries, and what one of them should be.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, then the report
+    from .symbolic.program import Program
+    if isinstance(network, Program):  # a traced program: its traced values, then seeded floats
+        label = getattr(backward, "__name__", "backward")
+        runs = [("the values given", values)] if values is not None else [("the traced values", None)]
+        runs += [(f"random values (seed {seed}, data as traced)", None) for seed in seeds if seed]
+        for (where, arrays), seed in zip(runs, [0, *[s for s in seeds if s]]):
+            report = check(network, backward, seed=seed, values=arrays, numerical=False, rtol=rtol)
+            if not report.ok:
+                raise AssertionError(f"{label} disagrees with the generated gradients of {network.name} "
+                                     f"at {where}:\n{report.format()}")
+        return
     network = as_network(network)
     runs = []  # (where, network, values, seed)
     if values is not None:

@@ -34,9 +34,9 @@ def test_python_m_symprop_is_the_command_line(tmp_path):
 
 
 def test_the_public_api_is_a_handful_of_names():
-    assert set(symprop.__all__) == {"Derivation", "Network", "Report", "SpecError", "check", "derive", "generate",
-                                    "load", "loads", "numerical_gradients", "presets"}
-    assert issubclass(symprop.SpecError, ValueError)
+    assert set(symprop.__all__) == {"Derivation", "Network", "Program", "Report", "SpecError", "TraceError", "check",
+                                    "derive", "generate", "load", "loads", "numerical_gradients", "presets", "trace"}
+    assert issubclass(symprop.SpecError, ValueError) and issubclass(symprop.TraceError, ValueError)
     net = symprop.load("sigmoid_mse_2_2_1")
     assert symprop.generate(net) == (ROOT / "generated" / "sigmoid_mse_2_2_1.py").read_text()
     assert symprop.derive(net).step("delta2") is not None
@@ -155,3 +155,12 @@ def test_check_takes_its_arguments_in_the_contracts_order():
     assert report.ok and not any("random values" in note for note in report.notes)
     with pytest.raises(TypeError):
         symprop.check(net, right_001, values, 5, False)  # the rest by keyword only
+
+
+def test_symprop_testing_is_reached_as_an_attribute_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", "import symprop; print(symprop.testing.__name__)"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout == "symprop.testing\n"

@@ -1,0 +1,136 @@
+"""`check` for a traced program: its generated gradients against central differences of the
+generated function, and a hand-written backward against the generated gradients.
+
+The same report as a spec's check (`symprop.check`): a table per array, the worst entries, and
+`first_wrong`, the first array found wrong in the order the backward pass computes them.
+Values: the arrays the program was traced with, or `values`; with a seed other than 0 the
+floating-point arrays are drawn at random (seeded) and the data arrays (labels, masks, indices)
+are kept as given, since only the user knows what makes them valid.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from .check import (RTOL, RTOL_FLOAT32, BackwardFailed, CheckError, Report, _renamed, call_backward, compare)
+from .codegen.program_module import generate_program
+from .numerical import finite_differences, largest, sample_entries
+from .symbolic.program import Program, derive_program
+
+ALL_ENTRIES_UP_TO = 1000
+SAMPLE = 100
+
+
+def program_values(program: Program, values: dict | None = None, seed: int = 0) -> dict:
+    """The arrays to check at: `values` (or the traced ones), the float arrays redrawn for a seed > 0."""
+    given = dict(program.values if values is None else values)
+    missing = [a.name for a in program.arrays if a.role != "upstream" and a.name not in given]
+    if missing:
+        raise CheckError(f"no values for {', '.join(missing)} (the program takes "
+                         f"{', '.join(a.name for a in program.arrays if a.role != 'upstream')})")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for array in program.arrays:
+        if array.role == "upstream":
+            continue
+        value = np.asarray(given[array.name])
+        if value.shape != tuple(array.shape):
+            raise CheckError(f"{array.name} has shape {value.shape}, expected {tuple(array.shape)}")
+        if seed and array.role == "differentiated":  # magnitudes 0.25 to 1.25, random signs
+            value = rng.choice([-1.0, 1.0], size=value.shape) * rng.uniform(0.25, 1.25, size=value.shape)
+        out[array.name] = value
+    if not program.scalar:  # the upstream gradient: always drawn, seeded
+        out["dout"] = np.random.default_rng(seed + 1_000_003).normal(size=program.array("dout").shape)
+    return out
+
+
+def compile_program(program: Program) -> types.ModuleType:
+    module = types.ModuleType(program.name)
+    module.__file__ = f"<symprop generated {program.name}>"
+    exec(compile(generate_program(program), module.__file__, "exec"), module.__dict__)  # our own generated code
+    return module
+
+
+def backward_order(program: Program) -> list[str]:
+    """The wrt names in the order the backward pass computes their gradients."""
+    derivation = derive_program(program)
+    computed = [s.of.name for s in derivation.steps if getattr(s, "stage", "") == "gradient"]
+    return computed + [name for name in program.wrt if name not in computed]
+
+
+def check_program(program: Program, against=None, values: dict | None = None, seed: int = 0, *,
+                  entries: int | None = -1, numerical: bool = True, rtol: float = RTOL) -> Report:
+    """Check the generated gradients of a traced `program` against central differences, and
+    `against` (a hand-written backward called with the arrays by keyword) against them."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
+    module = compile_program(program)
+    arrays = program_values(program, values, seed)
+    report = Report(program)
+    report.order = ["loss", *backward_order(program)]
+    if seed:
+        report.notes.append(f"random values (seed {seed}) for the floating-point arrays; data arrays as given")
+    floats = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
+    generated = module.gradients(**floats)
+    value = module.forward(**{k: v for k, v in floats.items() if k != "dout"})
+    loss = float(value) if program.scalar else float(np.sum(value * floats["dout"]))
+    if numerical:
+        _numerical(report, program, module, floats, generated, loss, entries, seed)
+    if against is not None:
+        _against(report, program, against, arrays, generated, loss, rtol)
+    return report
+
+
+def _numerical(report, program, module, floats, generated, loss, entries, seed):
+    inputs = [a.name for a in program.arrays if a.role == "differentiated" and a.name in program.wrt]
+    module.VALIDATE = False
+    if program.scalar:
+        f = module.loss
+    else:
+        dout = floats["dout"]
+
+        def f(**arrays):
+            return float(np.sum(module.forward(**arrays) * dout))
+    given = {k: v for k, v in floats.items() if k != "dout"}
+    sampled = {}
+    for name in inputs:
+        shape = np.shape(given[name])
+        count = entries
+        if entries == -1:
+            count = None if int(np.prod(shape)) <= ALL_ENTRIES_UP_TO else SAMPLE
+        sampled[name] = sample_entries(shape, count, seed)
+    numerical, kinks = finite_differences(f, given, inputs, entries=sampled)
+    rows = [compare(name, generated[name], numerical[name], RTOL, loss, overall=largest(generated))
+            for name in inputs]
+    report.sections["generated vs numerical"] = rows
+    intermediates = [name for name in program.wrt if name not in inputs]
+    if intermediates:
+        report.notes.append(f"{', '.join(intermediates)}: intermediates, compared with the backward given only "
+                            "(no finite differences reach them)")
+
+
+def _against(report, program, against, arrays, generated, loss, rtol):
+    label = getattr(against, "__name__", "function")
+    try:
+        their_loss, theirs = call_backward(program, against, arrays)
+    except BackwardFailed as error:
+        report.failures.append(str(error))
+        return
+    low = sorted(k for k, v in theirs.items() if np.asarray(v).dtype in (np.float32, np.float16))
+    if low:
+        rtol = max(rtol, RTOL_FLOAT32)
+        report.notes.append(f"note: {label} returned float32 arrays ({', '.join(low)}): compared at float32 "
+                            f"precision (rtol {rtol:g})")
+    extra = [k for k in theirs if k not in program.wrt]
+    rows = []
+    if their_loss is not None and program.scalar:
+        rows.append(compare("loss", np.asarray(their_loss, dtype=float).reshape(()) if np.size(their_loss) == 1
+                            else their_loss, np.array(loss), rtol))
+    for name in program.wrt:
+        if name in theirs:
+            rows.append(compare(name, theirs[name], generated[name], rtol, loss, overall=largest(generated)))
+        else:
+            rows.append(_renamed(name, theirs, extra, generated[name], rtol, loss, largest(generated)))
+    report.sections[f"{label} vs generated"] = rows

@@ -1,0 +1,376 @@
+"""symprop.trace: learner-style NumPy functions traced, derived, generated, and proved equal to
+central differences of the function itself and to PyTorch float64; refusals name file and line."""
+
+import inspect
+
+import numpy as np
+import pytest
+from numpy import asarray
+
+import symprop
+from learner import CASES
+import learner
+
+
+def _flat(arrays: dict) -> dict:
+    """The arrays by name, a parameter dict's entries under their keys."""
+    out = {}
+    for key, value in arrays.items():
+        out.update(value) if isinstance(value, dict) else out.__setitem__(key, value)
+    return out
+
+
+def _value(fn, arrays: dict):
+    value = fn(**arrays)
+    return value[0] if isinstance(value, tuple) else value
+
+
+def _module(program) -> dict:
+    namespace = {}
+    exec(compile(symprop.generate(program), f"<{program.name}>", "exec"), namespace)
+    return namespace
+
+
+def _with(arrays: dict, changed: dict) -> dict:
+    """`arrays` with the entries of `changed` put in (inside a parameter dict too)."""
+    out = {}
+    for key, value in arrays.items():
+        if isinstance(value, dict):
+            out[key] = {k: changed.get(k, v) for k, v in value.items()}
+        else:
+            out[key] = changed.get(key, value)
+    return out
+
+
+def _normwise(got, expected) -> float:
+    return float(np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-12))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_traced_gradients_equal_central_differences(case, seed):
+    fn, make = CASES[case]
+    rng = np.random.default_rng(seed)
+    arrays = make(rng)
+    program = symprop.trace(fn, **arrays)
+    module = _module(program)
+    flat = _flat(arrays)
+    given = {a.name: flat[a.name] for a in program.arrays if a.role != "upstream"}
+    value = _value(fn, arrays)
+    np.testing.assert_allclose(module["forward"](**given), value, rtol=1e-12, atol=1e-12)
+    dout = None if program.scalar else rng.normal(size=np.shape(value))
+
+    def f(**changed):
+        v = _value(fn, _with(arrays, changed))
+        return float(v) if dout is None else float(np.sum(v * dout))
+
+    expected = symprop.numerical_gradients(f, given, list(program.wrt))
+    got = module["gradients"](**given, **({} if dout is None else {"dout": dout}))
+    assert set(got) == set(program.wrt) == {a.name for a in program.arrays if a.role == "differentiated"}
+    for name in program.wrt:
+        assert got[name].shape == np.shape(flat[name])
+        # central differences of the user's own function; away from kinks (random values)
+        assert _normwise(got[name], expected[name]) < 1e-6, name
+
+
+def test_the_learners_names_are_the_steps_names():
+    fn, make = CASES["bessel_batchnorm"]
+    program = symprop.trace(fn, **make(np.random.default_rng(0)))
+    names = [step.name for step in program.steps]
+    # every local variable names its step; the returned value, which has none, is `out`
+    assert names == ["bnmeani", "bndiff", "bndiff2", "bnvar", "bnvar_inv", "bnraw", "hpreact", "h", "out"]
+    text = symprop.derive(program).text()
+    for line in ("  bnvar = sum_n(bndiff2)/4", "  bnraw = bndiff*bnvar_inv", "  h = tanh(hpreact)",
+                 "  dL_dhpreact = 2*h*(1 - h**2)", "  dL_dgamma = sum_n(bnraw*dL_dhpreact)"):
+        assert line + "\n" in text
+
+
+def test_an_in_place_write_is_what_it_computes():
+    fn, make = CASES["svm_loss"]
+    program = symprop.trace(fn, **make(np.random.default_rng(0)))
+    source = symprop.generate(program)
+    assert "_set_item(margins" in source  # margins[np.arange(N), y] = 0, recorded
+    x = np.array([[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]])
+    y = np.array([1, 2])
+    module = _module(symprop.trace(fn, x=x, y=y))
+    # by hand: sample 0: margins 1 - 2 + 1 = 0, -, 0.5 - 2 + 1 = -0.5 -> 0; sample 1: 0.2 - 3 + 1 < 0, -1 - 3 + 1 < 0
+    assert module["loss"](x=x, y=y) == 0.0
+    x[0, 0] = 3.0  # now 3 - 2 + 1 = 2 for class 0 of sample 0: loss 2 / 2
+    assert module["loss"](x=x, y=y) == 1.0
+    np.testing.assert_array_equal(module["gradients"](x=x, y=y)["x"], [[0.5, -0.5, 0], [0, 0, 0]])
+
+
+def test_wrt_names_intermediates_as_the_learner_writes_dlogprobs():
+    torch = pytest.importorskip("torch")
+    fn, make = CASES["bessel_batchnorm"]
+    arrays = make(np.random.default_rng(3))
+    program = symprop.trace(fn, wrt=["x", "gamma", "bnvar_inv", "bnraw", "bndiff"], **arrays)
+    got = _module(program)["gradients"](**arrays)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in arrays.items()}
+    n = t["x"].shape[0]
+    bnmeani = t["x"].sum(0, keepdim=True) / n
+    bndiff = t["x"] - bnmeani
+    bnvar = (bndiff ** 2).sum(0, keepdim=True) / (n - 1)
+    bnvar_inv = (bnvar + 1e-5) ** -0.5
+    bnraw = bndiff * bnvar_inv
+    for v in (bndiff, bnvar_inv, bnraw):
+        v.retain_grad()
+    (torch.tanh(t["gamma"] * bnraw + t["beta"]) ** 2).sum().backward()
+    expected = {"x": t["x"].grad, "gamma": t["gamma"].grad, "bnvar_inv": bnvar_inv.grad, "bnraw": bnraw.grad,
+                "bndiff": bndiff.grad}
+    for name, value in expected.items():
+        assert _normwise(got[name], value.numpy()) < 1e-12, name
+
+
+def _torch_cases(torch):
+    F = torch.nn.functional
+    return {
+        "softmax_loss": lambda x, y: F.cross_entropy(x, y),
+        "svm_loss": lambda x, y: F.multi_margin_loss(x, y, reduction="sum") * x.shape[1] / x.shape[0],
+        "two_layer_net": lambda X, y, W1, b1, W2, b2: F.cross_entropy(torch.relu(X @ W1 + b1) @ W2 + b2, y)
+        + 0.05 * ((W1 ** 2).sum() + (W2 ** 2).sum()),
+        "batchnorm_compact": lambda x, gamma, beta: F.batch_norm(x, None, None, gamma, beta, training=True),
+        "layernorm_forward": lambda x, gamma, beta: F.layer_norm(x, (x.shape[1],), gamma, beta),
+        "rnn_list": lambda x, h0, Wx, Wh, b: _torch_rnn(torch, x, h0, Wx, Wh, b),
+        "rnn_buffer": lambda x, h0, Wx, Wh, b: _torch_rnn(torch, x, h0, Wx, Wh, b),
+        "conv_naive": lambda x, w, b: F.conv2d(x, w, b),
+        "word_embedding_forward": lambda x, W: F.embedding(x, W),
+        "affine_forward": lambda x, w, b: x.reshape(x.shape[0], -1) @ w + b,
+    }
+
+
+def _torch_rnn(torch, x, h0, Wx, Wh, b):
+    rnn = torch.nn.RNN(x.shape[2], h0.shape[1], batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        rnn.bias_hh_l0.zero_()
+    rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0 = (torch.nn.Parameter(Wx.T), torch.nn.Parameter(Wh.T),
+                                                          torch.nn.Parameter(b))
+    # functional_call keeps the graph to Wx, Wh and b
+    out, _ = torch.func.functional_call(rnn, {"weight_ih_l0": Wx.T, "weight_hh_l0": Wh.T, "bias_ih_l0": b,
+                                              "bias_hh_l0": torch.zeros_like(b)}, (x, h0[None]))
+    return out
+
+
+@pytest.mark.parametrize("case", ["softmax_loss", "svm_loss", "two_layer_net", "batchnorm_compact",
+                                  "layernorm_forward", "rnn_list", "rnn_buffer", "conv_naive",
+                                  "word_embedding_forward", "affine_forward"])
+def test_traced_gradients_equal_pytorch(case):
+    torch = pytest.importorskip("torch")
+    fn, make = CASES[case]
+    rng = np.random.default_rng(7)
+    arrays = make(rng)
+    program = symprop.trace(fn, **arrays)
+    flat = _flat(arrays)
+    given = {a.name: flat[a.name] for a in program.arrays if a.role != "upstream"}
+    tensors = {k: torch.tensor(v, requires_grad=np.asarray(v).dtype.kind == "f") for k, v in given.items()}
+    value = _torch_cases(torch)[case](**tensors)
+    dout = None if program.scalar else rng.normal(size=tuple(value.shape))
+    (value if dout is None else (value * torch.tensor(dout)).sum()).backward()
+    got = _module(program)["gradients"](**given, **({} if dout is None else {"dout": dout}))
+    for name in program.wrt:
+        assert _normwise(got[name], tensors[name].grad.numpy()) < 1e-10, name
+
+
+def test_the_generated_module_is_reproducible_and_imports_only_numpy():
+    fn, make = CASES["conv_naive"]
+    arrays = make(np.random.default_rng(0))
+    first = symprop.generate(symprop.trace(fn, **arrays))
+    assert first == symprop.generate(symprop.trace(fn, **arrays))
+    imports = [line for line in first.splitlines() if line.startswith(("import ", "from "))]
+    assert imports == ["import numpy as np"]
+
+
+def test_a_generated_module_refuses_a_wrong_array_by_name():
+    fn, make = CASES["softmax_loss"]
+    arrays = make(np.random.default_rng(0))
+    module = _module(symprop.trace(fn, **arrays))
+    with pytest.raises(ValueError, match=r"x has shape \(4, 4\), expected \(5, 4\)"):
+        module["loss"](x=np.zeros((4, 4)), y=arrays["y"])
+    with pytest.raises(ValueError, match="needs the array y"):
+        module["loss"](x=arrays["x"])
+    with pytest.raises(ValueError, match="unknown array"):
+        module["loss"](x=arrays["x"], y=arrays["y"], z=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refusals: a TraceError naming the user's file, line and operation; never a wrong program
+
+
+def control_flow(x):
+    if x.sum() > 0:
+        return x.sum()
+    return -x.sum()
+
+
+def to_float(x):
+    return float(x.sum()) * x.sum()
+
+
+def to_numpy(x):
+    return np.sum(asarray(x))  # NumPy's own asarray, imported by name: it needs the numbers
+
+
+def unsupported(x):
+    return np.sum(np.sort(x))
+
+
+def argmax_index(x):
+    return x[np.arange(2), x.argmax(axis=1)].sum()
+
+
+def float_index(x):
+    return x[x].sum()
+
+
+def mask_index(x):
+    return x[x > 0].sum()
+
+
+def integer_result(x, y):
+    return y.sum()
+
+
+def made_array(x):
+    return np.sum(x * np.linspace(0, 1, 3))
+
+
+REFUSALS = {
+    control_flow: "control flow on a traced array",
+    to_float: r"float\(\) of a traced array",
+    to_numpy: "np.asarray/np.array of a traced array",
+    unsupported: "np.sort: symprop has no rule for this function yet",
+    argmax_index: r"\.argmax\(\) of a traced array",
+    float_index: "an index that is a float array",
+    mask_index: "a boolean mask as an index",
+    made_array: "a NumPy array of shape",
+}
+
+
+@pytest.mark.parametrize("fn", list(REFUSALS), ids=lambda f: f.__name__)
+def test_refusals_name_the_file_line_and_operation(fn):
+    lines, first = inspect.getsourcelines(fn)
+    line = first + 1  # each refused operation is on the function's first body line
+    with pytest.raises(symprop.TraceError, match=REFUSALS[fn]) as error:
+        symprop.trace(fn, x=np.ones((2, 3)))
+    message = str(error.value)
+    assert message.startswith(f"{__file__}:{line}: ") and message.endswith(f" (in: {lines[1].strip()})")
+    assert "\n" not in message
+
+
+def test_a_result_that_is_not_a_float_array_is_refused():
+    with pytest.raises(symprop.TraceError, match="returned an array of int64"):
+        symprop.trace(integer_result, x=np.ones(3), y=np.arange(3))
+    with pytest.raises(symprop.TraceError, match="wrt names 'nothing'"):
+        symprop.trace(learner.softmax_loss, wrt=["nothing"], x=np.ones((2, 3)), y=np.arange(2))
+    with pytest.raises(symprop.TraceError, match="holds integers or booleans"):
+        symprop.trace(learner.softmax_loss, wrt=["y"], x=np.ones((2, 3)), y=np.arange(2))
+
+
+def test_np_asarray_of_a_traced_array_is_the_array():
+    # through the module's `np`, asarray and array of a traced array are exact: the array itself
+    def loss(x):
+        x = np.asarray(x)
+        return np.sum(np.array(x) ** 2)
+    program = symprop.trace(loss, x=np.ones(3))
+    assert _module(program)["gradients"](x=np.array([1.0, 2.0, 3.0]))["x"].tolist() == [2.0, 4.0, 6.0]
+
+
+def test_unused_results_are_no_error():
+    # cs231n's loss computes its own gradients next to the loss: never reached, never traced
+    def loss(x, W):
+        scores = x @ W
+        dscores = np.ones_like(scores)
+        dscores[range(2), [0, 1]] -= 1
+        dW = x.T @ dscores
+        return np.sum(scores ** 2), {"W": dW}
+    program = symprop.trace(loss, x=np.ones((2, 3)), W=np.ones((3, 2)))
+    assert [s.name for s in program.steps] == ["scores", "out"]
+
+
+# ---------------------------------------------------------------------------------------------
+# check and assert_gradients_match on a traced program
+
+
+def _two_layer_backward(X, y, W1, b1, W2, b2, reg=0.05, bug=""):
+    """cs231n's TwoLayerNet backward, written by hand; `bug` plants one mistake."""
+    N = X.shape[0]
+    hidden = np.maximum(0, X @ W1 + b1)
+    scores = hidden @ W2 + b2
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    loss = -np.log(probs[range(N), y]).sum() / N + reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    dscores = probs.copy()
+    dscores[range(N), y] -= 1
+    dscores /= N if bug != "no 1/N" else 1
+    dW2 = hidden.T @ dscores + 2 * reg * W2
+    db2 = dscores.sum(axis=0)
+    dhidden = dscores @ W2.T
+    dhidden[hidden <= 0] = 0
+    dW1 = X.T @ dhidden + (2 * reg * W1 if bug != "no reg" else 0)
+    db1 = dhidden.sum(axis=0) * (-1 if bug == "sign" else 1)
+    dX = dhidden @ W1.T
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "X": dX}
+
+
+@pytest.mark.parametrize("bug, first_wrong", [("", None), ("no reg", "W1"), ("sign", "b1"), ("no 1/N", "W2")])
+def test_check_pinpoints_a_learners_backward(bug, first_wrong):
+    fn, make = CASES["two_layer_net"]
+    arrays = make(np.random.default_rng(0))
+    program = symprop.trace(fn, **arrays)
+
+    def backward(**kw):
+        return _two_layer_backward(**kw, bug=bug)
+    report = symprop.check(program, against=backward)
+    numerical = report.sections["generated vs numerical"]
+    assert [row.name for row in numerical] == ["X", "W1", "b1", "W2", "b2"] and all(row.ok for row in numerical)
+    assert report.ok == (bug == "")
+    assert report.first_wrong == first_wrong
+    if bug == "no reg":
+        assert report.wrong == ["W1"]
+    if first_wrong:
+        assert f"first wrong: {first_wrong} (the first array found wrong in backward order)" in str(report)
+        with pytest.raises(AssertionError, match=f"first wrong: {first_wrong}"):
+            symprop.testing.assert_gradients_match(program, backward)
+    else:
+        symprop.testing.assert_gradients_match(program, backward)
+
+
+def test_check_of_a_layer_takes_dout():
+    fn, make = CASES["batchnorm_staged"]
+    program = symprop.trace(fn, **make(np.random.default_rng(0)))
+
+    def batchnorm_backward(dout, x, gamma, beta):  # the compact form of the batchnorm gradient
+        N = x.shape[0]
+        xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5)
+        dxhat = dout * gamma
+        dx = (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) / (N * np.sqrt(x.var(axis=0) + 1e-5))
+        return {"x": dx, "gamma": (dout * xhat).sum(axis=0), "beta": dout.sum(axis=0)}
+    for seed in (0, 3):
+        report = symprop.check(program, against=batchnorm_backward, seed=seed)
+        assert report.ok, str(report)
+    wrong = lambda **kw: {**batchnorm_backward(**kw), "beta": kw["dout"].mean(axis=0)}  # noqa: E731
+    report = symprop.check(program, against=wrong)
+    assert report.first_wrong == "beta" and not report.ok
+
+
+def test_a_models_loss_method_is_traced_with_its_params_dict_unchanged():
+    model = learner.TwoLayerNet()
+    params = dict(model.params)
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(4, 3)), np.array([0, 2, 1, 2])
+    program = symprop.trace(model.loss, X=X, y=y)
+    assert all(model.params[k] is v for k, v in params.items())  # the dict restored, entry by entry
+    assert program.wrt == ("X", "W1", "b1", "W2", "b2")
+    module = _module(program)
+    loss, grads = module["loss_and_gradients"](X=X, y=y, **model.params)
+    their_loss, theirs = model.loss(X, y)
+    assert loss == pytest.approx(their_loss, rel=1e-13)
+    for name in ("W1", "b1", "W2", "b2"):
+        assert _normwise(grads[name], theirs[name]) < 1e-12, name
+
+    def backward(X, y, W1, b1, W2, b2):  # the learner's own gradients, under the params' names
+        return model.loss(X, y)
+    with pytest.raises(AssertionError, match="X .* missing"):  # it returns no dX
+        symprop.testing.assert_gradients_match(program, backward, seeds=(0,))
+    weights = symprop.trace(model.loss, wrt=["W1", "b1", "W2", "b2"], X=X, y=y)
+    symprop.testing.assert_gradients_match(weights, backward, seeds=(0,))
