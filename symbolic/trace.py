@@ -35,6 +35,7 @@ import sympy as sp
 from . import ops, rules
 from .arrays import LogSoftmax, Matmul, RowSum, Softmax, SumAxes, SumRows, Total, Transposed, broadcast
 from .program import Array, Program, Step
+from .rewrites import rewrite_steps
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _PACKAGE = os.path.dirname(_HERE)
@@ -952,6 +953,7 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
         expr = expr.xreplace(inline).xreplace(rename)
         final.append(Step(rename[step.symbol], expr, step.shape, step.dtype, step.data, step.where))
     output = rename.get(result.expr, result.expr)
+    final = _rewritten(final, inputs, output, {rename[by_name[w]] for w in wanted_names if w in by_name})
     scalar = result.shape == ()
     arrays = list(inputs)
     if not scalar:
@@ -963,6 +965,19 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
     source = f"{os.path.basename(code.co_filename)}:{fn.__name__}" if code else getattr(fn, "__name__", "function")
     return Program(name=getattr(fn, "__name__", "traced"), arrays=tuple(arrays), steps=tuple(final), output=output,
                    wrt=wrt_final, scalar=scalar, source=source, constants=constants)
+
+
+def _rewritten(steps, inputs, output, keep) -> list:
+    """The steps with the idioms rewritten (`symbolic.rewrites`), and those no longer needed dropped."""
+    shapes = {sp.Symbol(a.name): tuple(sp.Integer(d) for d in a.shape) for a in inputs}
+    shapes.update({s.symbol: tuple(sp.Integer(d) for d in s.shape) for s in steps})
+    steps = rewrite_steps(steps, shapes, keep)
+    needed, kept = {output} | set(keep), []
+    for step in reversed(steps):
+        if step.symbol in needed:
+            kept.append(step)
+            needed |= step.expr.free_symbols
+    return kept[::-1]
 
 
 def _keeps_name(expr) -> bool:

@@ -374,3 +374,53 @@ def test_a_models_loss_method_is_traced_with_its_params_dict_unchanged():
         symprop.testing.assert_gradients_match(program, backward, seeds=(0,))
     weights = symprop.trace(model.loss, wrt=["W1", "b1", "W2", "b2"], X=X, y=y)
     symprop.testing.assert_gradients_match(weights, backward, seeds=(0,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Idioms rewritten; the element-level oracle
+
+
+def probs_softmax(x, y):
+    shifted = x - np.max(x, axis=1, keepdims=True)
+    exp_scores = np.exp(shifted)
+    probs = exp_scores / np.sum(exp_scores, axis=1, keepdims=True)
+    return -np.mean(np.log(probs[np.arange(x.shape[0]), y]))
+
+
+@pytest.mark.parametrize("fn, step, far", [(learner.softmax_loss, "log_probs = log_softmax(x)", 1000.0),
+                                           (probs_softmax, "probs = softmax(x)", 300.0)])
+def test_the_stable_softmax_idioms_are_softmax(fn, step, far):
+    # exp(1000) overflows: the shift matters; the probs form takes log(probs), finite for 300
+    x = np.array([[far, 0.0, -far], [0.5, 0.25, 0.0]])
+    y = np.array([2, 0])
+    program = symprop.trace(fn, x=x, y=y)
+    assert f"  {step}\n" in symprop.derive(program).text()
+    module = _module(program)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        loss, grads = module["loss_and_gradients"](x=x, y=y)
+    # by hand: sample 0 puts -2000 on its label's log-probability; sample 1 is a plain softmax
+    row = np.exp([0.5, 0.25, 0.0]) / np.exp([0.5, 0.25, 0.0]).sum()
+    assert loss == pytest.approx((2 * far - np.log(row[0])) / 2, rel=1e-15)
+    first = np.exp(x[0] - far) / np.exp(x[0] - far).sum()  # 1, e^-far, e^-2far
+    np.testing.assert_allclose(grads["x"], np.array([first - [0, 0, 1], row - [1, 0, 0]]) / 2, rtol=1e-14,
+                               atol=1e-300)
+
+
+SMALL = ["softmax_loss", "svm_loss", "sigmoid_mse", "two_inputs", "gather_sum", "l1_regularized",
+         "bessel_batchnorm", "std_and_sqrt", "inplace_bias", "concatenated", "one_hot_cross_entropy",
+         "column_relu_softmax", "transposed_layers"]
+
+
+@pytest.mark.parametrize("case", SMALL)
+def test_the_element_level_oracle_agrees_exactly(case):
+    from symprop.symbolic.program import element_gradients
+    fn, make = CASES[case]
+    arrays = make(np.random.default_rng(0))
+    program = symprop.trace(fn, **arrays)
+    flat = _flat(arrays)
+    exact = element_gradients(program, flat)  # every entry differentiated by SymPy, evaluated exactly
+    got = _module(program)["gradients"](**{a.name: flat[a.name] for a in program.arrays})
+    for name in program.wrt:
+        expected = exact[name].astype(float)
+        # float64 rounding of the generated code only: 1e-13 of the largest entry, floored at 1e-15
+        assert np.max(np.abs(got[name] - expected)) <= 1e-13 * max(np.max(np.abs(expected)), 1e-2), name

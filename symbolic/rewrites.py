@@ -1,0 +1,97 @@
+"""Rewrites of a traced program: the idioms learners write, recognised as the operation they are.
+
+Each rule is exact (the same function, not an approximation) and turns a naive graph into the
+compact one, as pytensor's rewrites do after tracing:
+
+    u - log(rowsum(exp(u)))          log_softmax(u)
+    exp(u) / rowsum(exp(u))          softmax(u)
+    softmax(u - c), log_softmax(...) softmax(u): c constant along the last axis (the stable
+                                     shift by the row maximum, which the helpers do themselves)
+
+A rule may look through a step's name to its definition (the shift is usually a step of its
+own, `shifted = scores - scores.max(axis=1, keepdims=True)`); a step the caller keeps (asked for
+in `wrt`) is never looked through.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .arrays import LogSoftmax, RowSum, Softmax, shape_of
+
+
+def rewrite_steps(steps: list, shapes: dict, keep: set) -> list:
+    """`steps` with every rule applied, in order (a rule sees the steps above rewritten)."""
+    definitions = {}
+    out = []
+    for step in steps:
+        expr = _rewrite(step.expr, definitions, shapes, keep)
+        if expr != step.expr:
+            step = type(step)(step.symbol, expr, *_rest(step))
+        definitions[step.symbol] = step.expr
+        out.append(step)
+    return out
+
+
+def _rest(step) -> tuple:
+    return (step.shape, step.dtype, step.data, step.where, step.stage)
+
+
+def _rewrite(expr, definitions, shapes, keep):
+    def look(e):  # a step's definition, through its name (unless the caller keeps the step)
+        return definitions[e] if e in definitions and e not in keep else e
+
+    expr = expr.replace(lambda e: e.is_Add, lambda e: _log_softmax(e, look))
+    expr = expr.replace(lambda e: e.is_Mul, lambda e: _softmax(e, look))
+    return expr.replace(lambda e: isinstance(e, (Softmax, LogSoftmax)),
+                        lambda e: type(e)(_unshifted(e.args[0], definitions, shapes, keep)))
+
+
+def _exp_rowsum(e, look):
+    """u when `e` is rowsum(exp(u)) (through names), else None."""
+    e = look(e)
+    if isinstance(e, RowSum):
+        inner = look(e.args[0])
+        if isinstance(inner, sp.exp):
+            return inner.args[0]
+    return None
+
+
+def _log_softmax(add, look):
+    for term in add.args:
+        coeff, rest = term.as_coeff_Mul()
+        if coeff == -1 and isinstance(rest, sp.log):
+            u = _exp_rowsum(rest.args[0], look)
+            if u is not None and sp.expand((add - term) - u) == 0:
+                return LogSoftmax(u)
+    return add
+
+
+def _softmax(mul, look):
+    for factor in mul.args:
+        if factor.is_Pow and factor.exp == -1:
+            u = _exp_rowsum(factor.base, look)
+            numerators = [f for f in mul.args if f is not factor and look(f) == sp.exp(u)] if u is not None else []
+            if numerators:
+                others = [f for f in mul.args if f is not factor and f is not numerators[0]]
+                return sp.Mul(*others) * Softmax(u)
+    return mul
+
+
+def _unshifted(u, definitions, shapes, keep):
+    """u without the terms that are constant along the last axis (softmax does not see them)."""
+    target = definitions[u] if u in definitions and u not in keep else u
+    if not target.is_Add:
+        return u
+    shape = shape_of(target, shapes)
+    if not shape:
+        return u
+    kept = [t for t in target.args if _varies_along_last(t, shapes, len(shape))]
+    if len(kept) == len(target.args):
+        return u
+    return sp.Add(*kept)
+
+
+def _varies_along_last(term, shapes, ndim) -> bool:
+    shape = shape_of(term, shapes)
+    return len(shape) == ndim and shape[-1] != 1
