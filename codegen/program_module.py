@@ -22,7 +22,6 @@ def generate_program(program: Program) -> str:
     printer = GradientPrinter(layout="row")
     names = program.inputs
     forward_names = tuple(n for n in names if n != "dout")
-    value = f"float({derivation.loss.name})" if program.scalar else derivation.loss.name
     returns = "{" + ", ".join(f'"{w}": {_gradient(derivation, w)}' for w in program.wrt) + "}"
     output = program.output.name
     functions = [_function(printer, derivation, "forward", forward_names, [program.output],
@@ -81,7 +80,6 @@ def _function(printer, derivation: ProgramDerivation, name: str, arguments: tupl
               result: str):
     steps = _needed(derivation.steps, wanted)
     lines = _cse(steps)
-    used = set().union(*(expr.free_symbols for _, expr in lines)) if lines else set()
     values = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
     signature = "".join(f"{a}=None, " for a in arguments)
     body = [f'{INDENT}"""{doc}"""']
