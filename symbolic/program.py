@@ -142,9 +142,6 @@ class ProgramDerivation:
         return self.markdown()
 
 
-LOSS = sp.Symbol("L")
-
-
 def grad_name(name: str) -> str:
     return f"dL_d{name}"
 
@@ -160,9 +157,10 @@ def derive_program(program: Program) -> ProgramDerivation:
         loss = program.output
     else:  # L = sum(out * dout): the gradients are vector-Jacobian products with dout
         dout = sp.Symbol("dout")
-        steps.append(Step(LOSS, Total(program.output * dout), (), "float64", stage="loss"))
-        shapes[LOSS] = ()
-        loss = LOSS
+        taken = {s.name for s in steps} | set(program.inputs)
+        loss = next(sp.Symbol(name) for name in ("L", "L_dout", "L_dout_sum") if name not in taken)
+        steps.append(Step(loss, Total(program.output * dout), (), "float64", stage="loss"))
+        shapes[loss] = ()
     data = frozenset(s.symbol for s in steps if s.data)
     wanted = tuple(sp.Symbol(name) for name in program.wrt)
 
@@ -220,12 +218,13 @@ def element_gradients(program: Program, values: dict) -> dict:
             symbolic[array.name] = cells
         else:
             symbolic[array.name] = value
+    from .rules import explicit
     loss = evaluate_steps(program, symbolic)[program.output]
     loss = loss.item() if isinstance(loss, np.ndarray) else loss
     out = {}
     for name, cells in entries.items():
         grad = np.empty(cells.shape, dtype=object)
         for index in np.ndindex(cells.shape):
-            grad[index] = sp.diff(loss, cells[index]).xreplace(point)
+            grad[index] = explicit(sp.diff(loss, cells[index]).xreplace(point))  # sigmoid(1/3) written out
         out[name] = grad
     return out

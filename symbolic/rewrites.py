@@ -7,6 +7,8 @@ compact one, as pytensor's rewrites do after tracing:
     exp(u) / rowsum(exp(u))          softmax(u)
     softmax(u - c), log_softmax(...) softmax(u): c constant along the last axis (the stable
                                      shift by the row maximum, which the helpers do themselves)
+    1 / (1 + exp(-u))                sigmoid(u), whose derivative is a (1 - a)
+    log(softmax(u))                  log_softmax(u): no log of an underflowed 0
 
 A rule may look through a step's name to its definition (the shift is usually a step of its
 own, `shifted = scores - scores.max(axis=1, keepdims=True)`); a step the caller keeps (asked for
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .arrays import LogSoftmax, RowSum, Softmax, shape_of
+from .arrays import LogSoftmax, RowSum, Softmax, Total, shape_of
+from .rules import Sigmoid
 
 
 def rewrite_steps(steps: list, shapes: dict, keep: set) -> list:
@@ -41,36 +44,48 @@ def _rewrite(expr, definitions, shapes, keep):
     def look(e):  # a step's definition, through its name (unless the caller keeps the step)
         return definitions[e] if e in definitions and e not in keep else e
 
-    expr = expr.replace(lambda e: e.is_Add, lambda e: _log_softmax(e, look))
-    expr = expr.replace(lambda e: e.is_Mul, lambda e: _softmax(e, look))
+    expr = expr.replace(lambda e: e.is_Pow and e.exp == -1, _sigmoid)
+    expr = expr.replace(lambda e: e.is_Add, lambda e: _log_softmax(e, look, shapes))
+    expr = expr.replace(lambda e: e.is_Mul, lambda e: _softmax(e, look, shapes))
+    expr = expr.replace(lambda e: isinstance(e, sp.log) and isinstance(look(e.args[0]), Softmax),
+                        lambda e: LogSoftmax(look(e.args[0]).args[0]))
     return expr.replace(lambda e: isinstance(e, (Softmax, LogSoftmax)),
                         lambda e: type(e)(_unshifted(e.args[0], definitions, shapes, keep)))
 
 
-def _exp_rowsum(e, look):
-    """u when `e` is rowsum(exp(u)) (through names), else None."""
+def _sigmoid(power):
+    base = power.base
+    if base.is_Add and len(base.args) == 2 and sp.S.One in base.args:
+        (other,) = [a for a in base.args if a != 1]
+        if isinstance(other, sp.exp):
+            return Sigmoid(-other.args[0])
+    return power
+
+
+def _exp_rowsum(e, look, shapes):
+    """u when `e` is rowsum(exp(u)) (through names; the sum of a vector too), else None."""
     e = look(e)
-    if isinstance(e, RowSum):
+    if isinstance(e, RowSum) or isinstance(e, Total) and len(shape_of(e.args[0], shapes)) == 1:
         inner = look(e.args[0])
         if isinstance(inner, sp.exp):
             return inner.args[0]
     return None
 
 
-def _log_softmax(add, look):
+def _log_softmax(add, look, shapes):
     for term in add.args:
         coeff, rest = term.as_coeff_Mul()
         if coeff == -1 and isinstance(rest, sp.log):
-            u = _exp_rowsum(rest.args[0], look)
+            u = _exp_rowsum(rest.args[0], look, shapes)
             if u is not None and sp.expand((add - term) - u) == 0:
                 return LogSoftmax(u)
     return add
 
 
-def _softmax(mul, look):
+def _softmax(mul, look, shapes):
     for factor in mul.args:
         if factor.is_Pow and factor.exp == -1:
-            u = _exp_rowsum(factor.base, look)
+            u = _exp_rowsum(factor.base, look, shapes)
             numerators = [f for f in mul.args if f is not factor and look(f) == sp.exp(u)] if u is not None else []
             if numerators:
                 others = [f for f in mul.args if f is not factor and f is not numerators[0]]

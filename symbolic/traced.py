@@ -26,7 +26,7 @@ _NUMPY = os.path.dirname(np.__file__)
 _SYMPY = os.path.dirname(sp.__file__)
 
 # Names a step may not take: the generated module's own (and Python's).
-RESERVED = frozenset({"np", "N", "L", "dout", "arrays", "unknown", "PARAMETERS", "SHAPES", "VALIDATE"})
+RESERVED = frozenset({"np", "N", "dout", "arrays", "unknown", "PARAMETERS", "SHAPES", "VALIDATE"})
 
 
 class TraceError(ValueError):

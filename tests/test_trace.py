@@ -424,3 +424,30 @@ def test_the_element_level_oracle_agrees_exactly(case):
         expected = exact[name].astype(float)
         # float64 rounding of the generated code only: 1e-13 of the largest entry, floored at 1e-15
         assert np.max(np.abs(got[name] - expected)) <= 1e-13 * max(np.max(np.abs(expected)), 1e-2), name
+
+
+# ---------------------------------------------------------------------------------------------
+# The presets, written in NumPy and traced, are their specs
+
+
+@pytest.mark.parametrize("preset", symprop.presets())
+def test_a_preset_written_in_numpy_traces_to_its_spec(preset):
+    import presets_numpy
+    network = symprop.load(preset)
+    values = {name: np.asarray(value, dtype=float) for name, value in network.values.items()}
+    program = symprop.trace(getattr(presets_numpy, preset), wrt=list(network.differentiated), **values)
+    traced = _module(program)
+    spec = {}
+    exec(compile(symprop.generate(network), preset, "exec"), spec)
+    loss, grads = spec["loss_and_gradients"](**values)
+    assert traced["loss"](**values) == pytest.approx(loss, rel=1e-14)
+    got = traced["gradients"](**values)
+    for name in network.differentiated:
+        np.testing.assert_allclose(got[name], grads[name], rtol=1e-12, atol=1e-14 * np.max(np.abs(grads[name])))
+    # the same forward steps under the same names (the spec names the loss L, as the seeds do)
+    spec_steps = [s.name for s in symprop.derive(network).steps if s.stage in ("forward", "loss")]
+    traced_steps = [s.name for s in program.steps]
+    assert [n for n in traced_steps if n in spec_steps] == [n for n in spec_steps if n in traced_steps]
+    assert set(traced_steps) <= set(spec_steps)
+    gradients = {s.name for s in symprop.derive(program).steps if getattr(s, "stage", "") == "gradient"}
+    assert gradients == {f"dL_d{name}" for name in network.differentiated}
