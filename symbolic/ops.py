@@ -269,6 +269,15 @@ class GetItem(_Indexed):
     def apply(a, index):
         return np.asarray(a)[index]
 
+    @staticmethod
+    def samples():
+        a, y = sp.symbols("a y")
+        return [(GetItem(a, Slice(1, 3, 1, 3), sp.Integer(0)), {"a": (3, 2)}, {}),
+                (GetItem(a, Arange(4), y), {"a": (4, 3)}, {"y": [2, 0, 2, 1]}),
+                (GetItem(a, NewAxis(), Slice(0, 4, 2, 4)), {"a": (4, 3)}, {}),
+                (GetItem(a, y), {"a": (5, 3)}, {"y": [[0, 4], [4, 4]]}),  # a gather with repeats
+                (GetItem(a, Slice(2, -1, -1, 3), IntArray(1, 0, 1)), {"a": (3, 2)}, {})]
+
     def vjp(self, index, g, shape):
         if index != 0:
             raise TypeError("an index is data: not differentiated")
@@ -304,6 +313,12 @@ class IndexAdd(_Indexed):
         np.add.at(out, index, g)
         return out
 
+    @staticmethod
+    def samples():
+        g, y = sp.symbols("g y")
+        return [(IndexAdd(g, sp.Tuple(5, 3), y), {"g": (2, 2, 3)}, {"y": [[0, 4], [4, 4]]}),
+                (IndexAdd(g, sp.Tuple(4, 3), Arange(4), y), {"g": (4,)}, {"y": [2, 0, 2, 1]})]
+
     def vjp(self, index, g, shape):
         return GetItem(g, *self.index)
 
@@ -333,6 +348,13 @@ class SetItem(_Indexed):
         out = np.array(a, dtype=np.result_type(np.asarray(a), np.asarray(v)), copy=True)
         out[index] = v
         return out
+
+    @staticmethod
+    def samples():
+        a, v = sp.symbols("a v")
+        return [(SetItem(a, v, Slice(0, 3, 1, 3), sp.Integer(1)), {"a": (3, 4), "v": (3,)}, {}),
+                (SetItem(a, v, sp.Integer(1)), {"a": (3, 4), "v": ()}, {}),
+                (SetItem(a, sp.S.Zero, Arange(2), IntArray(3, 0)), {"a": (2, 4)}, {})]
 
     def vjp(self, index, g, shape):
         a, v = self.args[:2]
@@ -371,6 +393,11 @@ class Reshape(Op):
     def shape(cls, a, *shape):
         return tuple(sp.Integer(d) for d in shape)
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Reshape(a, 2, 6), {"a": (3, 4)}, {}), (Reshape(a, 12), {"a": (2, 3, 2)}, {})]
+
     def vjp(self, index, g, shape):
         return Reshape(g, *shape(self.args[0]))
 
@@ -398,6 +425,11 @@ class Permute(Op):
     @classmethod
     def shape(cls, a, *axes):
         return tuple(a[k] for k in axes)
+
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Permute(a, 2, 0, 1), {"a": (2, 3, 4)}, {})]
 
     def vjp(self, index, g, shape):
         axes = [int(k) for k in self.args[1:]]
@@ -431,6 +463,11 @@ class KeepDims(Op):
             out.insert(k, sp.S.One)
         return tuple(out)
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(KeepDims(a, 1), {"a": (3, 4)}, {}), (KeepDims(a, 0, 2), {"a": (3,)}, {})]
+
     def vjp(self, index, g, shape):
         return Reshape(g, *shape(self.args[0]))
 
@@ -461,6 +498,12 @@ class MaxAxes(Op):
     @classmethod
     def shape(cls, a, axes, keepdims):
         return tuple(sp.S.One if k in axes else d for k, d in enumerate(a) if keepdims or k not in axes)
+
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(MaxAxes(a, sp.Tuple(1), sp.Integer(1)), {"a": (3, 4)}, {}),
+                (MaxAxes(a, sp.Tuple(0, 2), sp.Integer(0)), {"a": (2, 3, 4)}, {})]
 
     def vjp(self, index, g, shape):
         a, axes, keepdims = self.args
@@ -548,6 +591,11 @@ class Where(Op):
         from .arrays import broadcast
         return broadcast(c, a, b)
 
+    @staticmethod
+    def samples():
+        c, a, b = sp.symbols("c a b")
+        return [(Where(c, a, b), {"a": (3, 4), "b": (4,)}, {"c": [[True, False, True, True]] * 2 + [[False] * 4]})]
+
     def vjp(self, index, g, shape):
         c = self.args[0]
         if index == 1:
@@ -593,6 +641,12 @@ class Concatenate(Op):
         out[axis] = sum((s[axis] for s in shapes), sp.S.Zero)
         return tuple(out)
 
+    @staticmethod
+    def samples():
+        a, b = sp.symbols("a b")
+        return [(Concatenate(a, b, sp.Integer(1)), {"a": (2, 3), "b": (2, 2)}, {}),
+                (Concatenate(a, b, a, sp.Integer(0)), {"a": (1, 3), "b": (2, 3)}, {})]
+
     def vjp(self, index, g, shape):
         arrays, axis = self.args[:-1], int(self.args[-1])
         sizes = [int(shape(a)[axis]) for a in arrays]
@@ -631,6 +685,12 @@ class Stack(Op):
         out.insert(axis, sp.Integer(len(shapes)))
         return tuple(out)
 
+    @staticmethod
+    def samples():
+        a, b = sp.symbols("a b")
+        return [(Stack(a, b, sp.Integer(0)), {"a": (2, 3), "b": (2, 3)}, {}),
+                (Stack(a, b, a, sp.Integer(2)), {"a": (2, 3), "b": (2, 3)}, {})]
+
     def vjp(self, index, g, shape):
         axis = int(self.args[-1])
         full = shape(self)
@@ -659,6 +719,11 @@ class Absolute(sp.Function):
             return abs(u)
         return None
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Absolute(a), {"a": (3, 2)}, {})]
+
     def fdiff(self, argindex=1):
         return sp.sign(self.args[0])
 
@@ -672,6 +737,8 @@ class Absolute(sp.Function):
         return f"np.abs({printer._print(self.args[0])})"
 
 
-# The registered operations, for the test loop over every one.
-OPERATIONS = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, MaxAxesGrad, Where, Concatenate,
-              Stack, Absolute, Arange, IntArray, Eye, Full)
+# The registered operations: each differentiable one has `samples()`, (expression, float arrays' shapes,
+# data arrays' values) triples that one test loop differentiates; the others only give values (data,
+# constants) or are a gradient themselves (MaxAxesGrad, proved by MaxAxes' samples).
+OPERATIONS = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute)
+VALUES_ONLY = (Arange, IntArray, Eye, Full, MaxAxesGrad)
