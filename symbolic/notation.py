@@ -43,7 +43,8 @@ class ArrayOrder:
 
     def _as_ordered_terms(self, expr, order=None):
         terms = super()._as_ordered_terms(expr, order=order)
-        return sorted(terms, key=lambda term: (not term.has(*self.products), not _array_product(term)))
+        return sorted(terms, key=lambda term: (not term.has(*self.products), not _array_product(term),
+                                               term.could_extract_minus_sign() and not term.is_Number))
 
 
 class TextPrinter(ArrayOrder, StrPrinter):

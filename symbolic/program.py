@@ -173,6 +173,8 @@ def derive_program(program: Program) -> ProgramDerivation:
     for grad in grads:
         grad.terms = [_in_output_terms(term, outputs, roots) for term in grad.terms]
     grads = _inline(grads, keep={name(s) for s in wanted})
+    grads = _inline_constants(grads, {name(s) for s in wanted},
+                              data | {a.symbol for a in program.arrays if a.role == "data"})
     shapes.update({grad.symbol: shapes[grad.of] for grad in grads})
     backward = []
     for grad in grads:
@@ -185,6 +187,19 @@ def derive_program(program: Program) -> ProgramDerivation:
     forward = [s if s.symbol != loss else Step(s.symbol, s.expr, s.shape, s.dtype, s.data, s.where, "loss")
                for s in steps]
     return ProgramDerivation(program, tuple(forward + backward), loss, gradients)
+
+
+def _inline_constants(grads: list, keep: set, data: set) -> list:
+    """A gradient made of data and numbers only (-onehot(y, K)/N), used by one other gradient,
+    written into it: softmax's rule then meets the one-hot rows and gives (softmax - onehot)/N."""
+    for grad in list(grads):
+        if grad.symbol in keep or not grad.expr.free_symbols <= data:
+            continue
+        users = [other for other in grads if any(term.has(grad.symbol) for term in other.terms)]
+        if len(users) == 1:
+            users[0].terms = [term.xreplace({grad.symbol: grad.expr}) for term in users[0].terms]
+            grads = [g for g in grads if g is not grad]
+    return grads
 
 
 def evaluate_steps(program: Program, values: dict) -> dict:

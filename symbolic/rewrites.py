@@ -9,6 +9,8 @@ compact one, as pytensor's rewrites do after tracing:
                                      shift by the row maximum, which the helpers do themselves)
     1 / (1 + exp(-u))                sigmoid(u), whose derivative is a (1 - a)
     log(softmax(u))                  log_softmax(u): no log of an underflowed 0
+    sum(a[arange(N), y])             sum(onehot(y, K) * a): the label's entry of each row, as the
+                                     cross-entropy is written (its gradient is a mask, not a scatter)
 
 A rule may look through a step's name to its definition (the shift is usually a step of its
 own, `shifted = scores - scores.max(axis=1, keepdims=True)`); a step the caller keeps (asked for
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .arrays import LogSoftmax, RowSum, Softmax, Total, shape_of
+from .arrays import LogSoftmax, OneHot, RowSum, Softmax, Total, shape_of
+from .ops import Arange, GetItem
 from .rules import Sigmoid
 
 
@@ -44,6 +47,7 @@ def _rewrite(expr, definitions, shapes, keep):
     def look(e):  # a step's definition, through its name (unless the caller keeps the step)
         return definitions[e] if e in definitions and e not in keep else e
 
+    expr = expr.replace(lambda e: isinstance(e, Total), lambda e: _label_entries(e, shapes))
     expr = expr.replace(lambda e: e.is_Pow and e.exp == -1, _sigmoid)
     expr = expr.replace(lambda e: e.is_Add, lambda e: _log_softmax(e, look, shapes))
     expr = expr.replace(lambda e: e.is_Mul, lambda e: _softmax(e, look, shapes))
@@ -51,6 +55,18 @@ def _rewrite(expr, definitions, shapes, keep):
                         lambda e: LogSoftmax(look(e.args[0]).args[0]))
     return expr.replace(lambda e: isinstance(e, (Softmax, LogSoftmax)),
                         lambda e: type(e)(_unshifted(e.args[0], definitions, shapes, keep)))
+
+
+def _label_entries(total, shapes):
+    gather = total.args[0]
+    coeff, gather = gather.as_coeff_Mul()
+    if not (isinstance(gather, GetItem) and len(gather.index) == 2 and isinstance(gather.index[0], Arange)):
+        return total
+    a, (rows, labels) = gather.args[0], gather.index
+    shape = shape_of(a, shapes)
+    if len(shape) != 2 or rows.args[0] != shape[0] or not labels.is_Symbol or shape_of(labels, shapes) != shape[:1]:
+        return total
+    return coeff * Total(OneHot(labels, shape[1]) * a)
 
 
 def _sigmoid(power):
