@@ -39,7 +39,7 @@ def generate_program(program: Program) -> str:
                                    "The loss and the gradients, from one forward pass.",
                                    f"float({output}), {returns}"))
     shapes = {a.name: tuple(a.shape) for a in program.arrays}
-    kinds = {a.name: "f" if a.role != "data" else "d" for a in program.arrays}
+    kinds = {a.name: "f" if a.dtype.startswith("float") else "d" for a in program.arrays}
     arguments = {name: args for name, (_, args) in zip(("forward", "loss", "gradients", "loss_and_gradients")
                                                        if program.scalar else ("forward", "gradients"), functions)}
     parts = [
