@@ -107,6 +107,10 @@ class TextPrinter(ArrayOrder, StrPrinter):
     def _print_PerChannel(self, expr):  # b[c]: one value per channel, along axis 1
         return self._print(expr.args[0]) + "[c]"
 
+    def _print_BroadcastTo(self, expr):  # a gradient smaller than its array, repeated over it
+        a, *shape = expr.args
+        return f"broadcast({self._print(a)}, {tuple(int(d) for d in shape)})"
+
     def _print_SumAxes(self, expr):
         a, axes, keepdims = expr.args
         return f"sum_{_axis_letters(axes)}({self._print(a)})"
@@ -247,6 +251,9 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
 
     def _print_Unflatten(self, expr):
         return self._operator("unflatten", expr.args[0])
+
+    def _print_BroadcastTo(self, expr):  # broadcasting is implicit in the notation
+        return self._print(expr.args[0])
 
     def _print_PerChannel(self, expr):  # b_c, broadcast along the channel axis
         return self._print(expr.args[0])

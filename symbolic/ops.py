@@ -284,10 +284,10 @@ class GetItem(_Indexed):
         return IndexAdd(g, sp.Tuple(*shape(self.args[0])), *self.index)
 
     def _sympystr(self, printer):
-        return printer.parenthesize(self.args[0], 1000) + "[" + _index_text(printer, self.index) + "]"
+        return printer.parenthesize(self.args[0], 1000, strict=True) + "[" + _index_text(printer, self.index) + "]"
 
     def _latex(self, printer):
-        return printer.parenthesize(self.args[0], 1000) + r"\left[" + _index_text(printer, self.index).replace(
+        return printer.parenthesize(self.args[0], 1000, strict=True) + r"\left[" + _index_text(printer, self.index).replace(
             "_", r"\_") + r"\right]"
 
     def _numpycode(self, printer):
@@ -402,7 +402,7 @@ class Reshape(Op):
         return Reshape(g, *shape(self.args[0]))
 
     def _sympystr(self, printer):
-        return f"{printer.parenthesize(self.args[0], 1000)}.reshape{tuple(int(d) for d in self.args[1:])}"
+        return f"{printer.parenthesize(self.args[0], 1000, strict=True)}.reshape{tuple(int(d) for d in self.args[1:])}"
 
     def _latex(self, printer):
         return r"\operatorname{reshape}\left(" + printer._print(self.args[0]) + r"\right)"
@@ -436,10 +436,10 @@ class Permute(Op):
         return Permute(g, *np.argsort(axes).tolist())
 
     def _sympystr(self, printer):
-        return f"{printer.parenthesize(self.args[0], 1000)}.transpose{tuple(int(k) for k in self.args[1:])}"
+        return f"{printer.parenthesize(self.args[0], 1000, strict=True)}.transpose{tuple(int(k) for k in self.args[1:])}"
 
     def _latex(self, printer):
-        return printer.parenthesize(self.args[0], 1000) + r"^{\top}"
+        return printer.parenthesize(self.args[0], 1000, strict=True) + r"^{\top}"
 
     def _numpycode(self, printer):
         return f"{printer._method_target(self.args[0])}.transpose({', '.join(str(int(k)) for k in self.args[1:])})"

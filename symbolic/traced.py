@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import linecache
 import numbers
+from fractions import Fraction
 import os
 import sys
 
@@ -93,6 +94,9 @@ def _constant(value):
         value = float(value)
         if not np.isfinite(value):
             _fail(f"the number {value}", "only finite numbers can be traced")
+        simple = Fraction(value).limit_denominator(10**6)
+        if float(simple) == value:  # 1/n for n = 6 is the float nearest 1/6: 1/6 is what was meant
+            return sp.Rational(simple.numerator, simple.denominator)
         return sp.Rational(repr(value))
     _fail(f"a {type(value).__name__} value", "only numbers and arrays can be traced")
 

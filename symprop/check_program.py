@@ -63,7 +63,8 @@ def backward_order(program: Program) -> list[str]:
 def check_program(program: Program, against=None, values: dict | None = None, seed: int = 0, *,
                   entries: int | None = -1, numerical: bool = True, rtol: float = RTOL) -> Report:
     """Check the generated gradients of a traced `program` against central differences, and
-    `against` (a hand-written backward called with the arrays by keyword) against them."""
+    `against` (a hand-written backward called with the arrays by keyword) against them. A
+    gradient returned as d<name> (dlogprobs) is the gradient of <name>, as learners write it."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
     module = compile_program(program)
@@ -123,6 +124,10 @@ def _against(report, program, against, arrays, generated, loss, rtol):
         rtol = max(rtol, RTOL_FLOAT32)
         report.notes.append(f"note: {label} returned float32 arrays ({', '.join(low)}): compared at float32 "
                             f"precision (rtol {rtol:g})")
+    # the learner's convention for an intermediate's gradient: dlogprobs for logprobs
+    for key in [k for k in theirs if k not in program.wrt]:
+        if isinstance(key, str) and key.startswith("d") and key[1:] in program.wrt and key[1:] not in theirs:
+            theirs[key[1:]] = theirs.pop(key)
     extra = [k for k in theirs if k not in program.wrt]
     rows = []
     if their_loss is not None and program.scalar:

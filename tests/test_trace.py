@@ -451,3 +451,31 @@ def test_a_preset_written_in_numpy_traces_to_its_spec(preset):
     assert set(traced_steps) <= set(spec_steps)
     gradients = {s.name for s in symprop.derive(program).steps if getattr(s, "stage", "") == "gradient"}
     assert gradients == {f"dL_d{name}" for name in network.differentiated}
+
+
+# ---------------------------------------------------------------------------------------------
+# The backprop ninja exercise: the gradient of every intermediate, under the learner's names
+
+
+def _ninja(slip=""):
+    def backward(**arrays):
+        return learner.backprop_ninja_backward(**arrays, slip=slip)
+    return backward
+
+
+@pytest.mark.parametrize("slip, first_wrong", [("", None), ("no Bessel", "bndiff2")])
+def test_backprop_ninja_every_intermediate_by_its_name(slip, first_wrong):
+    arrays = learner.backprop_ninja_arrays(np.random.default_rng(5))
+    wrt = learner.NINJA_STEPS + learner.NINJA_PARAMETERS
+    program = symprop.trace(learner.backprop_ninja, wrt=list(wrt), **arrays)
+    assert set(program.wrt) == set(wrt) and {s.name for s in program.steps} >= set(learner.NINJA_STEPS)
+    report = symprop.check(program, against=_ninja(slip))
+    assert report.first_wrong == first_wrong, str(report)
+    if slip:
+        # what the backward pass computes from dbndiff2 on is wrong; but dbnmeani and db1, which are
+        # zero up to rounding (the batchnorm subtracts the batch mean) whatever dbndiff2 is
+        assert report.wrong == ["bndiff2", "bndiff", "hprebn", "embcat", "emb", "C", "W1"]
+        after = report.order[report.order.index("bndiff2"):]
+        assert set(after) - set(report.wrong) == {"bnmeani", "b1"}
+    else:
+        assert report.ok
