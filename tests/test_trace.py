@@ -457,18 +457,30 @@ def test_a_preset_written_in_numpy_traces_to_its_spec(preset):
 # The backprop ninja exercise: the gradient of every intermediate, under the learner's names
 
 
+def _ninja_module():
+    import importlib.util
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location("backprop_ninja", ROOT / "examples" / "backprop_ninja.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ninja = _ninja_module()
+
+
 def _ninja(slip=""):
     def backward(**arrays):
-        return learner.backprop_ninja_backward(**arrays, slip=slip)
+        return ninja.backward(**arrays, slip=slip)
     return backward
 
 
 @pytest.mark.parametrize("slip, first_wrong", [("", None), ("no Bessel", "bndiff2")])
 def test_backprop_ninja_every_intermediate_by_its_name(slip, first_wrong):
-    arrays = learner.backprop_ninja_arrays(np.random.default_rng(5))
-    wrt = learner.NINJA_STEPS + learner.NINJA_PARAMETERS
-    program = symprop.trace(learner.backprop_ninja, wrt=list(wrt), **arrays)
-    assert set(program.wrt) == set(wrt) and {s.name for s in program.steps} >= set(learner.NINJA_STEPS)
+    arrays = ninja.example_arrays(np.random.default_rng(5))
+    wrt = ninja.INTERMEDIATES + ninja.PARAMETERS
+    program = symprop.trace(ninja.forward, wrt=wrt, **arrays)
+    assert set(program.wrt) == set(wrt) and {s.name for s in program.steps} >= set(ninja.INTERMEDIATES)
     report = symprop.check(program, against=_ninja(slip))
     assert report.first_wrong == first_wrong, str(report)
     if slip:
