@@ -228,11 +228,12 @@ def transpose(tracer, a, axes=None):
     if axes is None or tuple(axes) == tuple(range(a.ndim))[::-1]:
         if a.ndim < 2:
             return a
-        return tracer.new(Transposed(a.expr), a.shape[::-1], a.dtype, data=a.data)
+        return tracer.new(Transposed(a.expr), a.shape[::-1], a.dtype, data=a.data).viewing(a, a.layout().T)
     axes = tuple(int(k) % a.ndim for k in axes)
     if axes == tuple(range(a.ndim)):
         return a
-    return tracer.new(ops.Permute(a.expr, *axes), tuple(a.shape[k] for k in axes), a.dtype, data=a.data)
+    result = tracer.new(ops.Permute(a.expr, *axes), tuple(a.shape[k] for k in axes), a.dtype, data=a.data)
+    return result.viewing(a, a.layout().transpose(axes))
 
 
 def reshape(tracer, a, shape, order="C", **kwargs):
@@ -245,7 +246,7 @@ def reshape(tracer, a, shape, order="C", **kwargs):
     shape = np.broadcast_to(np.empty(()), a.shape).reshape(shape).shape  # NumPy's rules, -1 included
     if shape == a.shape:
         return a
-    return tracer.new(ops.Reshape(a.expr, *shape), shape, a.dtype, data=a.data)
+    return tracer.new(ops.Reshape(a.expr, *shape), shape, a.dtype, data=a.data).viewing(a, a.layout().reshape(shape))
 
 
 def astype(tracer, a, dtype, **kwargs):
@@ -391,7 +392,17 @@ def getitem(tracer, a, key):
     if all(isinstance(c, ops.Slice) and c.code() == ":" for c in index):
         return a
     shape = ops.indexed_shape(a.shape, index, [(s, np.int64) for s in shapes])
-    return tracer.new(ops.GetItem(a.expr, *index), shape, a.dtype, data=a.data)
+    result = tracer.new(ops.GetItem(a.expr, *index), shape, a.dtype, data=a.data)
+    positions = basic_positions(a.layout(), index)
+    return result.viewing(a, positions) if positions is not None and shape else result  # a view, as in NumPy
+
+
+def basic_positions(layout: np.ndarray, index):
+    """layout[index] for a basic index (slices, whole numbers, new axes): the positions a view or a
+    write covers; None for an index with arrays in it (a copy; a write anywhere)."""
+    if not all(isinstance(c, (ops.Slice, ops.NewAxis)) or c.is_Integer for c in index):
+        return None
+    return layout[tuple(c.value if isinstance(c, (ops.Slice, ops.NewAxis)) else int(c) for c in index)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,6 +108,31 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __init__(self, tracer: Tracer, expr, shape, dtype):
         self.tracer, self.expr, self.shape, self.dtype = tracer, expr, tuple(shape), np.dtype(dtype)
+        self.base = None  # the array this one is a NumPy view of (a slice, .T, a reshape)
+        self.positions = None  # a view: the flat positions of the base it shows, in its shape
+        self.version = 0  # a view: how many writes the base had when the view was taken
+        self.written = []  # the flat positions of each write in place into this array
+
+    def layout(self) -> np.ndarray:
+        """The flat positions of the memory this array shows (its own, or its base's for a view)."""
+        return self.positions if self.base is not None else np.arange(self.size).reshape(self.shape)
+
+    def viewing(self, base: Traced, positions: np.ndarray) -> Traced:
+        """This array, marked a view of `base` showing `positions` of it: NumPy would share memory."""
+        self.base = base.base or base
+        self.positions = positions
+        self.version = len(self.base.written)
+        return self
+
+    def fresh(self) -> Traced:
+        """This array, unless it is a view of entries written since the view was taken: NumPy's view
+        would show the write, the trace's value would not."""
+        if self.base is not None and any(np.intersect1d(w, self.positions).size
+                                         for w in self.base.written[self.version:]):
+            _fail("a view (a slice, .T or a reshape) of entries that were written after the view was taken",
+                  "NumPy's view would show the write and the trace does not follow it: take the slice again "
+                  "after the write, or take a copy (.copy()) before it")
+        return self
 
     # -- what a NumPy array tells about itself ---------------------------------------------------
 
@@ -230,7 +255,7 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
         return _rules.astype(self.tracer, self, dtype)
 
     def copy(self, order="C"):
-        return Traced(self.tracer, self.expr, self.shape, self.dtype)
+        return Traced(self.tracer, self.fresh().expr, self.shape, self.dtype)
 
     def flatten(self, order="C"):
         return _rules.reshape(self.tracer, self, (-1,))
@@ -249,7 +274,7 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
     # -- indexing, and writes in place -----------------------------------------------------------
 
     def __getitem__(self, key):
-        return _rules.getitem(self.tracer, self, key)
+        return _rules.getitem(self.tracer, self.fresh(), key)
 
     def __setitem__(self, key, value):
         value = _as_traced(self.tracer, value)
@@ -263,10 +288,17 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
         if value.dtype.kind == "f" and self.dtype.kind != "f":
             _fail("writing floats into an integer array", "make the array with a float dtype")
         expr = ops.SetItem(self.expr, value.expr, *index)
-        self._become(self.tracer.new(expr, self.shape, self.dtype, data=self.data and value.data))
+        self._become(self.tracer.new(expr, self.shape, self.dtype, data=self.data and value.data),
+                     _rules.basic_positions(self.layout(), index))
 
-    def _become(self, other: Traced):
-        """Stand from now on for what `other` stands for (an in-place write)."""
+    def _become(self, other: Traced, written=None):
+        """Stand from now on for what `other` stands for (an in-place write of the flat positions
+        `written`; None: all)."""
+        if self.base is not None:
+            _fail("a write into a view of another array (b = a[...], a.T or a.reshape(...), then b[...] = v "
+                  "or b += v)", "NumPy would write into the array it views, which the trace does not follow: "
+                  "write into that array itself, or take a copy first (b = a[...].copy())")
+        self.written.append(np.arange(self.size) if written is None else np.ravel(written))
         if other.shape != self.shape:
             _fail("a write in place that changes the array's shape", "assign to a new name instead")
         self.expr = other.expr
@@ -290,7 +322,7 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
 
 def _as_traced(tracer: Tracer, value) -> Traced:
     if isinstance(value, Traced):
-        return value
+        return value.fresh()
     if isinstance(value, np.ndarray) and value.ndim > 0:
         _fail(f"a NumPy array of shape {value.shape} made inside the function",
               "make it with np.zeros/np.ones/np.arange/np.eye (traced), or pass it as an argument")

@@ -491,3 +491,48 @@ def test_backprop_ninja_every_intermediate_by_its_name(slip, first_wrong):
         assert set(after) - set(report.wrong) == {"bnmeani", "b1"}
     else:
         assert report.ok
+
+
+def write_into_a_view(x):
+    row = x[0]
+    row[1] = 0.0
+    return np.sum(x ** 2)
+
+
+def view_read_after_a_write(x):
+    h = np.zeros((2, 3))
+    first = h[0]
+    h[0] = x[0]
+    return np.sum(first * x[1])
+
+
+def transposed_then_written(x):
+    t = x.T
+    x *= 2.0
+    return np.sum(t ** 2)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (write_into_a_view, "a write into a view of another array"),
+    (view_read_after_a_write, "a view .* of entries that were written after the view was taken"),
+    (transposed_then_written, "a view .* of entries that were written after the view was taken"),
+])
+def test_numpy_views_that_a_trace_cannot_follow_are_refused(fn, message):
+    # each of these differs from NumPy if a view were taken as a copy: never a silently wrong program
+    with pytest.raises(symprop.TraceError, match=message):
+        symprop.trace(fn, x=np.ones((2, 3)))
+
+
+def test_views_read_before_any_write_and_copies_are_fine():
+    def loss(x):
+        h = np.zeros((2, 3))
+        h[0] = x[0] * 2
+        first = h[0]  # taken after the write: sees it, as NumPy's view does
+        safe = h[1].copy()
+        h[1] = x[1]
+        return np.sum(first * safe) + np.sum(h ** 2)
+    x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    module = _module(symprop.trace(loss, x=x))
+    assert module["loss"](x=x) == loss(x.copy())
+    # d/dx0 of sum(2 x0 * 0) + sum(4 x0^2) + sum(x1^2) = 8 x0; d/dx1 = 2 x1
+    np.testing.assert_array_equal(module["gradients"](x=x)["x"], [[8.0, 16.0, 24.0], [8.0, 10.0, 12.0]])
