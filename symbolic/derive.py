@@ -160,9 +160,14 @@ def _backward(network: Network, f: layers.Forward, forward: list, composites) ->
     """The sweep's gradients as steps: named, in the output's terms, inlined, simplified."""
     deltas = {s.symbol: s.layer for s in forward if s.role == "pre-activation"}
     roles = network.roles()
+    delta_names = {}  # unique by construction: a layer's second pre-activation is delta<l>_2, never merged
+    for symbol, layer in deltas.items():
+        base = f"delta{layer}"
+        count = sum(1 for taken in delta_names.values() if taken == base or taken.startswith(base + "_"))
+        delta_names[symbol] = base if not count else f"{base}_{count + 1}"
 
     def name(symbol):
-        return sp.Symbol(f"delta{deltas[symbol]}") if symbol in deltas else sp.Symbol(grad_name(symbol.name))
+        return sp.Symbol(delta_names[symbol]) if symbol in deltas else sp.Symbol(grad_name(symbol.name))
 
     wanted = tuple(f.arrays[name] for name in network.differentiated)
     grads = sweep([(s.symbol, s.expr) for s in forward], forward[-1].symbol, wanted, f.shapes, name, composites)

@@ -35,6 +35,8 @@ class Forward:
 
     def step(self, name: str, expr: sp.Expr, rule: str, layer: int, role: str = "", activation=None) -> sp.Symbol:
         symbol = sp.Symbol(name)
+        if symbol in self.shapes:  # two steps of one name would be one symbol to SymPy: merged silently
+            raise ValueError(f"the forward pass writes {name} twice (layer {layer}): every step needs its own name")
         self.shapes[symbol] = shape_of(expr, self.shapes)
         self.steps.append((symbol, expr, rule, layer, role, activation))
         if role == "pre-activation":

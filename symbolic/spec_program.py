@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 
 from .program import Array, Program, Step
-from .spec import Network, as_network
+from .spec import as_network
 
 
 def program_of(network, batch: int = 3) -> Program:

@@ -536,3 +536,4 @@ def test_views_read_before_any_write_and_copies_are_fine():
     assert module["loss"](x=x) == loss(x.copy())
     # d/dx0 of sum(2 x0 * 0) + sum(4 x0^2) + sum(x1^2) = 8 x0; d/dx1 = 2 x1
     np.testing.assert_array_equal(module["gradients"](x=x)["x"], [[8.0, 16.0, 24.0], [8.0, 10.0, 12.0]])
+
