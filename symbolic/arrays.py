@@ -278,8 +278,9 @@ class SumAxes(ArrayFunction):
         return tuple(sp.S.One if k in axes else d for k, d in enumerate(a) if keepdims or k not in axes)
 
     def vjp(self, index, g, shape):
-        if not self.args[2]:
-            raise NotImplementedError("a sum that drops its axes is not differentiated")
+        if not self.args[2] and shape(g) != ():  # the summed axes put back as ones: g broadcasts over them
+            from .ops import KeepDims
+            return KeepDims(g, *self.args[1])
         return g  # it broadcasts back over the summed axes
 
 

@@ -507,7 +507,7 @@ class MaxAxes(Op):
 
     def vjp(self, index, g, shape):
         a, axes, keepdims = self.args
-        return MaxAxesGrad(a, g, axes, keepdims)
+        return MaxAxesGrad(a, g, axes, sp.Integer(int(bool(keepdims) or shape(g) == ())))  # a scalar g broadcasts
 
     def _sympystr(self, printer):
         a, axes, keepdims = self.args

@@ -210,6 +210,12 @@ def std_and_sqrt(x):
     return np.sum(np.sqrt(s + 1.0)) + np.sum(np.log1p(x ** 2))
 
 
+def reductions_dropping_axes(x):
+    per_row = np.sum(x ** 2, axis=1)  # (N, D): axis 1 of three, dropped
+    return (np.sum(per_row ** 2) + np.sum(x.mean(axis=1)) + np.max(x, axis=-1).sum()
+            + np.sum(np.tanh(x).sum(axis=-1) * x.max(axis=(0, 2)).reshape(1, 4)))
+
+
 def gather_sum(W, idx):
     rows = W[idx]
     return np.sum(rows ** 2) + np.sum(W[0] * W[1])
@@ -261,6 +267,7 @@ CASES = {
     "transposed_layers": (transposed_layers, lambda r: dict(x=_n(r, 3, 4), W=_n(r, 2, 4))),
     "leaky_clip": (leaky_clip, lambda r: dict(x=_n(r, 4, 3), W=_n(r, 3, 5))),
     "std_and_sqrt": (std_and_sqrt, lambda r: dict(x=_n(r, 4, 3))),
+    "reductions_dropping_axes": (reductions_dropping_axes, lambda r: dict(x=_n(r, 3, 4, 2))),
     "gather_sum": (gather_sum, lambda r: dict(W=_n(r, 4, 3), idx=np.array([2, 0, 2, 3]))),
 }
 
