@@ -115,7 +115,7 @@ def _unshifted(u, definitions, shapes, keep):
     if not target.is_Add:
         return u
     shape = shape_of(target, shapes)
-    if not shape:
+    if not shape or shape[-1] == 1:  # a softmax over one entry: nothing varies along the axis
         return u
     kept = [t for t in target.args if _varies_along_last(t, shapes, len(shape))]
     if len(kept) == len(target.args):

@@ -119,19 +119,23 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
 
     def viewing(self, base: Traced, positions: np.ndarray) -> Traced:
         """This array, marked a view of `base` showing `positions` of it: NumPy would share memory."""
-        self.base = base.base or base
+        self.base = base.base if base.base is not None else base
         self.positions = positions
         self.version = len(self.base.written)
         return self
 
     def fresh(self) -> Traced:
-        """This array, unless it is a view of entries written since the view was taken: NumPy's view
-        would show the write, the trace's value would not."""
+        """This array, its value taken again from its base when it is a view of entries written
+        since: a NumPy view shows every write into the memory it shares."""
         if self.base is not None and any(np.intersect1d(w, self.positions).size
                                          for w in self.base.written[self.version:]):
-            _fail("a view (a slice, .T or a reshape) of entries that were written after the view was taken",
-                  "NumPy's view would show the write and the trace does not follow it: take the slice again "
-                  "after the write, or take a copy (.copy()) before it")
+            base = self.base
+            flat = ops.Reshape(base.expr, base.size) if len(base.shape) != 1 else base.expr
+            taken = ops.GetItem(flat, ops.IntArray(*self.positions.ravel().tolist()))
+            if len(self.shape) != 1:
+                taken = ops.Reshape(taken, *self.shape)
+            self.expr = self.tracer.new(taken, self.shape, base.dtype).expr
+            self.version = len(base.written)
         return self
 
     # -- what a NumPy array tells about itself ---------------------------------------------------
@@ -294,17 +298,28 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
     def _become(self, other: Traced, written=None):
         """Stand from now on for what `other` stands for (an in-place write of the flat positions
         `written`; None: all)."""
-        if self.base is not None:
-            _fail("a write into a view of another array (b = a[...], a.T or a.reshape(...), then b[...] = v "
-                  "or b += v)", "NumPy would write into the array it views, which the trace does not follow: "
-                  "write into that array itself, or take a copy first (b = a[...].copy())")
-        self.written.append(np.arange(self.size) if written is None else np.ravel(written))
         if other.shape != self.shape:
             _fail("a write in place that changes the array's shape", "assign to a new name instead")
+        if self.base is not None:  # NumPy writes through a view into the array it shows
+            self._write_through(other)
+            return
+        self.written.append(np.arange(self.size) if written is None else np.ravel(written))
         self.expr = other.expr
         if np.result_type(self.dtype, other.dtype) == self.dtype:
             return
         self.dtype = other.dtype
+
+    def _write_through(self, other: Traced):
+        """A write into a view: the base takes the view's new values at the view's positions, and
+        the view stands for them (b[:, -1] += 1 writes column -1 of b, as in NumPy)."""
+        base, positions = self.fresh().base, self.positions.ravel()
+        flat = ops.Reshape(base.expr, base.size) if len(base.shape) != 1 else base.expr
+        values = ops.Reshape(other.expr, self.size) if len(self.shape) != 1 else other.expr
+        written = ops.SetItem(flat, values, ops.IntArray(*positions.tolist()))
+        if len(base.shape) != 1:
+            written = ops.Reshape(written, *base.shape)
+        base._become(self.tracer.new(written, base.shape, np.result_type(base.dtype, other.dtype)), positions)
+        self.expr, self.dtype, self.version = other.expr, other.dtype, len(base.written)
 
     def _inplace(ufunc):
         def method(self, other):
