@@ -60,6 +60,9 @@ def code_forms(expr: sp.Expr) -> sp.Expr:
     elimination then computes once for both."""
     expr = stable_forms(expr)
     expr = expr.replace(lambda e: e.is_Add, _masks_as_numbers)
+    expr = expr.replace(lambda e: e.is_Mul and e.args[0] == -1 and any(_is_mask(f) for f in e.args[1:]),
+                        lambda e: sp.Mul(sp.Float(-1.0), *e.args[1:], evaluate=False))  # -1.0*mask: NumPy
+    # negates no boolean array
     expr = expr.replace(lambda e: isinstance(e, Conv2d),
                         lambda e: _ConvColumns(_Im2col(e.args[0], *e.args[2:]), e.args[1]))
     return expr.replace(lambda e: isinstance(e, Conv2dWeightGrad),  # (x, g, stride, padding, kernel)
@@ -70,6 +73,12 @@ def _is_step(expr) -> bool:
     """Piecewise((1, condition), (0, True)): a 0/1 mask, printed as the (boolean) condition."""
     return (isinstance(expr, sp.Piecewise) and len(expr.args) == 2 and expr.args[0].expr == 1
             and expr.args[1].expr == 0 and expr.args[1].cond is sp.true)
+
+
+def _is_mask(expr) -> bool:
+    """A factor printed as a boolean array: a one-hot of labels, a 0/1 step."""
+    from ..symbolic.arrays import OneHot
+    return isinstance(expr, OneHot) or _is_step(expr)
 
 
 def _masks_as_numbers(add: sp.Add) -> sp.Add:
@@ -227,10 +236,10 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         return self._method_target(a) + f".sum(axis={axis}" + (", keepdims=True)" if keepdims else ")")
 
 
-    def _print_BroadcastTo(self, expr):  # a gradient smaller than its array: a writable copy
+    def _print_BroadcastTo(self, expr):  # a gradient smaller than its array: a new float array of its shape
         a, *shape = expr.args
         dims = "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-        return f"np.broadcast_to({self._print(a)}, {dims}).copy()"
+        return f"(np.broadcast_to({self._print(a)}, {dims}) + 0.0)"  # + 0.0: floats, float32 kept
 
     def _print_OneHot(self, expr):
         labels, classes = expr.args  # a 0/1 (boolean) mask: keeps the logits' dtype

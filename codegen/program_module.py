@@ -63,7 +63,10 @@ def _gradient(derivation: ProgramDerivation, name: str) -> str:
     if symbol is None:  # the value does not depend on it
         return f"np.zeros(SHAPES[{name!r}])"
     shape = next(s.shape for s in derivation.steps if s.symbol == symbol)
-    return f"np.asarray({symbol.name}, dtype=float)" if shape == () else symbol.name
+    if shape == ():
+        return f"np.asarray({symbol.name}, dtype=float)"
+    # floats always (a mask, a one-hot or an integer range is not), float32 kept; no copy of a float array
+    return f"np.asarray({symbol.name}, dtype=np.result_type({symbol.name}, 1.0))"
 
 
 def _header(program: Program) -> str:

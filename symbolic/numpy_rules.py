@@ -10,6 +10,8 @@ operation is a SymPy expression (`symbolic.arrays`, `symbolic.ops`, `symbolic.ru
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 import types
 
 import numpy as np
@@ -279,6 +281,8 @@ def clip(tracer, a, a_min=None, a_max=None, out=None, **kwargs):
 
 def concatenate(tracer, arrays, axis=0, out=None, **kwargs):
     arrays = [_as_traced(tracer, a) for a in arrays]
+    if axis is None:  # NumPy flattens every array first
+        arrays, axis = [reshape(tracer, a, (-1,)) for a in arrays], 0
     axis = int(axis) % arrays[0].ndim
     shape = np.concatenate([np.broadcast_to(np.empty(()), a.shape) for a in arrays], axis=axis).shape
     dtype = np.result_type(*(a.dtype for a in arrays))
@@ -308,7 +312,8 @@ def ones_like(tracer, a, dtype=None, **kwargs):
 def _full(tracer, shape, value, dtype=None):
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(int(d) for d in shape)
     dtype = np.dtype(dtype or np.float64)
-    return tracer.new(ops.Full(_constant(value), *shape), shape, dtype, data=dtype.kind != "f")
+    value = sp.Float(float(value)) if dtype.kind == "f" else _constant(value)  # a float fill: 0.0, not 0
+    return tracer.new(ops.Full(value, *shape), shape, dtype, data=dtype.kind != "f")
 
 
 FUNCTIONS = {
@@ -317,8 +322,27 @@ FUNCTIONS = {
     "clip": clip, "concatenate": concatenate, "stack": stack, "zeros_like": zeros_like, "ones_like": ones_like,
     "hstack": lambda tracer, arrays, **kw: concatenate(tracer, arrays, axis=1 if _as_traced(
         tracer, arrays[0]).ndim > 1 else 0),
-    "vstack": lambda tracer, arrays, **kw: concatenate(tracer, arrays, axis=0),
+    "vstack": lambda tracer, arrays, **kw: concatenate(  # 1-D arrays are rows (1, n)
+        tracer, [reshape(tracer, a, (1, -1)) if _as_traced(tracer, a).ndim == 1 else a for a in arrays], axis=0),
+    "squeeze": lambda tracer, a, axis=None: _squeeze(tracer, a, axis),
+    "expand_dims": lambda tracer, a, axis: _expand_dims(tracer, a, axis),
+    "ravel": lambda tracer, a, order="C": reshape(tracer, a, (-1,), order=order),
+    "copy": lambda tracer, a, **kw: _as_traced(tracer, a).copy(),
+    "outer": lambda tracer, a, b, out=None: _out(out, reshape(tracer, a, (-1, 1)) * reshape(tracer, b, (1, -1))),
 }
+
+
+def _squeeze(tracer, a, axis=None):
+    a = _as_traced(tracer, a)
+    axes = _axes(axis, a.ndim) if axis is not None else tuple(k for k, d in enumerate(a.shape) if d == 1)
+    if any(a.shape[k] != 1 for k in axes):
+        raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
+    return reshape(tracer, a, tuple(d for k, d in enumerate(a.shape) if k not in axes))
+
+
+def _expand_dims(tracer, a, axis):
+    a = _as_traced(tracer, a)
+    return reshape(tracer, a, np.expand_dims(np.broadcast_to(np.empty(()), a.shape), axis).shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +421,29 @@ def getitem(tracer, a, key):
     return result.viewing(a, positions) if positions is not None and shape else result  # a view, as in NumPy
 
 
+def check_unique_write(layout: np.ndarray, index, shapes: list) -> None:
+    """Refuse a write at an index that may name one entry twice: NumPy keeps the last value
+    written there, and a gradient through a repeated write cannot be read off the index alone
+    (`a[[1, 1]] += v`). Constant indices are checked; an index with data in it (labels) must pair
+    it with an np.arange of its whole length (margins[np.arange(N), y] = 0), or be one entry."""
+    arrays = [c for c in index if not (isinstance(c, (ops.Slice, ops.NewAxis)) or c.is_Integer)]
+    if not arrays:
+        return
+    if all(isinstance(c, (ops.Arange, ops.IntArray)) for c in arrays):
+        values = tuple(c.value(lambda e: e) if c in arrays else
+                       (c.value if isinstance(c, (ops.Slice, ops.NewAxis)) else int(c)) for c in index)
+        written = layout[values].ravel()
+        if np.unique(written).size == written.size:
+            return
+        _fail("a write at an index that names an entry twice", "NumPy keeps only the last value written there; "
+              "write each entry once (or add with a sum over the repeats)")
+    size = int(np.prod(np.broadcast_shapes(*(tuple(s) for s in shapes)), dtype=np.int64)) if shapes else 1
+    if size <= 1 or any(isinstance(c, ops.Arange) and int(c.args[0]) == size for c in arrays):
+        return
+    _fail("a write at an index array of data (labels, indices) that may name an entry twice",
+          "pair it with np.arange of its length (a[np.arange(N), y] = v), or write the entries one by one")
+
+
 def basic_positions(layout: np.ndarray, index):
     """layout[index] for a basic index (slices, whole numbers, new axes): the positions a view or a
     write covers; None for an index with arrays in it (a copy; a write anywhere)."""
@@ -405,15 +452,54 @@ def basic_positions(layout: np.ndarray, index):
     return layout[tuple(c.value if isinstance(c, (ops.Slice, ops.NewAxis)) else int(c) for c in index)]
 
 
+_CONSTRUCTORS = tuple((getattr(np, name), name) for name in (  # imported by name: from numpy import zeros
+    "zeros", "ones", "empty", "full", "zeros_like", "ones_like", "arange", "eye"))
+_HERE = os.path.dirname(os.path.abspath(__file__))  # symprop's own: symbolic/, codegen/, symprop/
+_LIBRARIES = tuple({os.path.dirname(os.path.dirname(np.__file__)), sys.prefix, sys.base_prefix, _HERE + os.sep,
+                    os.path.join(os.path.dirname(_HERE), "codegen") + os.sep,
+                    os.path.join(os.path.dirname(_HERE), "symprop") + os.sep})
+
+
+def _users(filename: str) -> bool:
+    """Whether `filename` is the user's code (not a library's, NumPy's or symprop's own)."""
+    path = os.path.abspath(filename) if filename and not filename.startswith("<") else filename
+    return bool(path) and not (path.startswith("<frozen") or path.startswith(_LIBRARIES)) or path.startswith("<")
+
+
 # ---------------------------------------------------------------------------------------------
 # The NumPy namespace the user's function sees while it runs: NumPy itself, but its constructors
 # make traced arrays.
 
 
 class Namespace(types.ModuleType):
+    """NumPy as a traced function sees it: put in place of `np` (and of constructors imported by
+    name) in the globals of every module of the user's code it enters, and taken out after."""
+
     def __init__(self, tracer):
         super().__init__("numpy")
         self._tracer = tracer
+        self._swapped = []  # (globals, name, the original)
+
+    def enter(self, module_globals: dict, filename: str) -> None:
+        if not _users(filename) or module_globals.get("__symprop_traced__"):
+            return
+        for name, value in list(module_globals.items()):
+            replacement = self if value is np else next((n for f, n in _CONSTRUCTORS if value is f), None)
+            if replacement is not None:
+                if replacement is not self:
+                    replacement = getattr(self, replacement)
+                self._swapped.append((module_globals, name, value))
+                module_globals[name] = replacement
+        self._swapped.append((module_globals, "__symprop_traced__", None))
+        module_globals["__symprop_traced__"] = True
+
+    def leave(self) -> None:
+        for module_globals, name, value in reversed(self._swapped):
+            if value is None:
+                module_globals.pop(name, None)
+            else:
+                module_globals[name] = value
+        self._swapped = []
 
     def __getattr__(self, name):
         return getattr(np, name)
@@ -445,7 +531,10 @@ class Namespace(types.ModuleType):
         values = np.arange(*args, **kwargs)
         if values.dtype.kind not in "iu":
             _fail("np.arange of non-whole numbers", "only integer ranges (indices) are traced")
-        expr = _index_array(self._tracer, values, values.size + (values.max() + 1 if values.size else 0))
+        if values.size and np.array_equal(values, np.arange(values.size)):
+            expr = ops.Arange(values.size)
+        else:  # the values as they are (negative ones too): data, or an index NumPy reads as written
+            expr = ops.IntArray(*values.tolist())
         return Traced(self._tracer, expr, values.shape, np.int64)
 
     def eye(self, n, m=None, k=0, dtype=float, **kwargs):

@@ -163,11 +163,12 @@ class Full(Op):
     def _numpycode(self, printer):
         value, *shape = self.args
         dims = "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        whole = ", dtype=int" if value.is_Integer else ""  # an integer fill is integer data (an index)
         if value == 0:
-            return f"np.zeros({dims})"
+            return f"np.zeros({dims}{whole})"
         if value == 1:
-            return f"np.ones({dims})"
-        return f"np.full({dims}, {printer._print(value)})"
+            return f"np.ones({dims}{whole})"
+        return f"np.full({dims}, {printer._print(value)}{whole})"
 
 
 def _index_value(component, env_value):

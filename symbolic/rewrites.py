@@ -117,12 +117,14 @@ def _unshifted(u, definitions, shapes, keep):
     shape = shape_of(target, shapes)
     if not shape or shape[-1] == 1:  # a softmax over one entry: nothing varies along the axis
         return u
-    kept = [t for t in target.args if _varies_along_last(t, shapes, len(shape))]
+    kept = [t for t in target.args if _varies_along_last(t, shapes)]
     if len(kept) == len(target.args):
         return u
     return sp.Add(*kept)
 
 
-def _varies_along_last(term, shapes, ndim) -> bool:
+def _varies_along_last(term, shapes) -> bool:
+    """Whether `term` may differ along the last axis: it has one longer than 1 (a (K,) bias does;
+    a scalar, a column (N, 1) or a row maximum kept as (N, 1) do not)."""
     shape = shape_of(term, shapes)
-    return len(shape) == ndim and shape[-1] != 1
+    return bool(shape) and shape[-1] != 1

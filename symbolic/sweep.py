@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .arrays import ArrayFunction, BroadcastTo, RowSum, SumAxes, SumRows, Total, shape_of
+from .arrays import ArrayFunction, BroadcastTo, RowSum, SumAxes, SumRows, Total, broadcast, shape_of
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,10 @@ def _pull(expr, g, shapes, active) -> list[tuple[sp.Symbol, sp.Expr]]:
         return []
     if isinstance(expr, ArrayFunction):
         out = []
+        whole, have = shape_of(expr, shapes), shape_of(g, shapes)
+        if have != whole and not expr.reduces and broadcast(have, whole) == tuple(whole):
+            g = BroadcastTo(g, *whole)  # a pull the same in every entry (from a sum), made whole first: the
+            # operation's rule reads it entry by entry (one that sums its broadcast pull takes it larger)
         for index, arg in enumerate(expr.args):
             if arg.free_symbols & active:
                 pull = expr.vjp(index, g, lambda e: shape_of(e, shapes))
@@ -149,7 +153,7 @@ def _pull(expr, g, shapes, active) -> list[tuple[sp.Symbol, sp.Expr]]:
         pull = (g * sp.diff(flat, u)).xreplace(back)
         target = back.get(u, u)
         if not (u in back and target.reduces):  # an operation that sums its broadcast pull itself
-            pull = _fit(pull, local[u], shapes)
+            pull = _fit(pull, local[u], shapes, whole=shape_of(expr, shapes))
         out += _pull(target, pull, shapes, active) if u in back else [(u, pull)]
     return out
 
@@ -170,9 +174,21 @@ def _outermost_operations(expr) -> list:
     return found
 
 
-def _fit(pull, want, shapes):
-    """`pull` summed over the axes that broadcasting added, to the shape `want`."""
-    return unbroadcast(pull, shape_of(pull, shapes), want)
+def _fit(pull, want, shapes, whole=None):
+    """`pull` summed over the axes that broadcasting added, to the shape `want`. `whole`: the shape
+    of the expression it is the pull of, where the pull itself may be smaller (the same in every
+    entry along some axes): a sum along such an axis is the pull times the axis' length."""
+    have = shape_of(pull, shapes)
+    factor = sp.S.One
+    if whole is not None and have != whole:
+        ndim = len(whole)
+        have_ = (sp.S.One,) * (ndim - len(have)) + tuple(have)
+        want_ = (None,) * (ndim - len(want)) + tuple(want)
+        for k in range(ndim):
+            summed = want_[k] is None or (want_[k] == 1 and whole[k] != 1)
+            if summed and have_[k] == 1 and whole[k] != 1:
+                factor *= whole[k]
+    return factor * unbroadcast(pull, have, want)
 
 
 def unbroadcast(expr, have: tuple, want: tuple):
@@ -193,5 +209,10 @@ def unbroadcast(expr, have: tuple, want: tuple):
     if axes == [len(have) - 1] and extra == 0:
         return RowSum(expr)
     # Any other axes (the per-channel sums of an image batch): kept where broadcasting grew them,
-    # so that the sum broadcasts as `want` does (dropped leading axes are kept too, as ones).
-    return SumAxes(expr, sp.Tuple(*axes), sp.Integer(int(bool(grown))))
+    # so that the sum broadcasts as `want` does (dropped leading axes are kept too, as ones, then
+    # dropped: a (3, 1) bias of a (2, 3, 4) array gets a (3, 1) gradient).
+    total = SumAxes(expr, sp.Tuple(*axes), sp.Integer(int(bool(grown))))
+    if grown and extra:
+        from .ops import Reshape
+        return Reshape(total, *want)
+    return total

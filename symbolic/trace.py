@@ -51,10 +51,13 @@ class _Names:
     code: types.CodeType
 
     def __post_init__(self):
+        self.namespace = None  # the NumPy namespace put in the user's modules as they are entered
         self.names: dict[sp.Symbol, str] = {}
         self.taken: set[str] = set()
 
     def global_trace(self, frame, event, arg):
+        if self.namespace is not None:
+            self.namespace.enter(frame.f_globals, frame.f_code.co_filename)  # a helper module's np too
         if frame.f_code is self.code:
             return self.local_trace
         return None
@@ -119,15 +122,13 @@ def trace(fn, *, wrt=None, **arrays) -> Program:
             attributes[attr] = (value, {k: _argument(tracer, k, v, inputs, constants, taken) for k, v in value.items()})
     names = _Names(tracer, getattr(fn, "__code__", None) or getattr(getattr(fn, "__func__", None), "__code__", None))
     names.taken |= taken
-    namespace = Namespace(tracer)
+    namespace = names.namespace = Namespace(tracer)
     module_globals = getattr(fn, "__globals__", None) or getattr(getattr(fn, "__func__", None), "__globals__", {})
-    swapped = {k: v for k, v in module_globals.items() if v is np}
     previous = sys.gettrace()
     try:
         for attr, (_, entries) in attributes.items():
             setattr(owner, attr, entries)
-        for k in swapped:
-            module_globals[k] = namespace
+        namespace.enter(module_globals, getattr(getattr(fn, "__code__", None), "co_filename", ""))
         sys.settrace(names.global_trace)
         try:
             result = fn(**call)
@@ -136,8 +137,7 @@ def trace(fn, *, wrt=None, **arrays) -> Program:
     except TraceError:
         raise
     finally:
-        for k, v in swapped.items():
-            module_globals[k] = v
+        namespace.leave()
         for attr, (value, _) in attributes.items():
             setattr(owner, attr, value)
     if isinstance(result, tuple):
@@ -150,6 +150,11 @@ def trace(fn, *, wrt=None, **arrays) -> Program:
     if result.dtype.kind != "f":
         raise TraceError(f"{_describe(fn)} returned an array of {result.dtype.name}: only a float result is "
                          "differentiated")
+    if not any(step.symbol == result.expr for step in tracer.steps):  # an argument or a constant, as it is
+        expr = ops.Full(sp.Float(float(result.expr)), *result.shape) if result.expr.is_Number and result.shape \
+            else result.expr
+        tracer.steps.append(Step(sp.Symbol("_v0"), expr, result.shape, result.dtype.name))
+        result = Traced(tracer, sp.Symbol("_v0"), result.shape, result.dtype)
     program = _program(fn, tracer, inputs, names, result, wrt, constants)
     values = {k: v for value, _ in attributes.values() for k, v in value.items()}
     for name, value in arrays.items():

@@ -217,8 +217,9 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __array_function__(self, func, types_, args, kwargs):
         rule = _rules.FUNCTIONS.get(func.__name__)
-        if rule is None or func.__module__ not in ("numpy", "numpy.linalg", "numpy.core.fromnumeric"):
-            _fail(f"np.{func.__name__}", "symprop has no rule for this function yet")
+        if rule is None or func.__module__ not in ("numpy", "numpy.core.fromnumeric"):
+            where = "np" if func.__module__ == "numpy" else func.__module__.replace("numpy", "np", 1)
+            _fail(f"{where}.{func.__name__}", "symprop has no rule for this function yet")
         return rule(self.tracer, *args, **kwargs)
 
     # -- methods ---------------------------------------------------------------------------------
@@ -266,6 +267,15 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
 
     ravel = flatten
 
+    def squeeze(self, axis=None):
+        return _rules._squeeze(self.tracer, self, axis)
+
+    def __getattr__(self, name):  # an ndarray method without a rule: said so, not an AttributeError
+        if not name.startswith("_") and hasattr(np.ndarray, name):
+            _fail(f".{name} of a traced array", "symprop has no rule for it yet; write it with the operations "
+                  "the README lists")
+        raise AttributeError(f"'Traced' object has no attribute {name!r}")
+
     def clip(self, a_min=None, a_max=None):
         return _rules.clip(self.tracer, self, a_min, a_max)
 
@@ -288,7 +298,8 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
             expr = ops.Where(key.expr, value.expr, self.expr)
             self._become(self.tracer.new(expr, self.shape, np.result_type(self.dtype, value.dtype)))
             return
-        index, _ = _rules._index(self.tracer, self.shape, key)
+        index, shapes = _rules._index(self.tracer, self.shape, key)
+        _rules.check_unique_write(self.layout(), index, shapes)
         if value.dtype.kind == "f" and self.dtype.kind != "f":
             _fail("writing floats into an integer array", "make the array with a float dtype")
         expr = ops.SetItem(self.expr, value.expr, *index)
