@@ -60,9 +60,8 @@ def code_forms(expr: sp.Expr) -> sp.Expr:
     elimination then computes once for both."""
     expr = stable_forms(expr)
     expr = expr.replace(lambda e: e.is_Add, _masks_as_numbers)
-    expr = expr.replace(lambda e: e.is_Mul and e.args[0] == -1 and any(_is_mask(f) for f in e.args[1:]),
-                        lambda e: sp.Mul(sp.Float(-1.0), *e.args[1:], evaluate=False))  # -1.0*mask: NumPy
-    # negates no boolean array
+    if expr.is_Mul and expr.args[0] == -1 and all(_is_mask(f) for f in expr.args[1:]):
+        expr = sp.Mul(sp.Float(-1.0), *expr.args[1:], evaluate=False)  # -1.0*mask: NumPy negates no boolean
     expr = expr.replace(lambda e: isinstance(e, Conv2d),
                         lambda e: _ConvColumns(_Im2col(e.args[0], *e.args[2:]), e.args[1]))
     return expr.replace(lambda e: isinstance(e, Conv2dWeightGrad),  # (x, g, stride, padding, kernel)

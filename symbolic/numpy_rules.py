@@ -35,7 +35,9 @@ def _elementwise(tracer, make, *inputs, data=False):
                                  for a, v in zip(arrays, inputs)))
         if not any(a.dtype.kind == "f" for a in arrays) and make in _FLOAT_RESULT:
             dtype = np.dtype(np.float64)
-    return tracer.new(make(*(a.expr for a in arrays)), shape, dtype, data=data)
+    exprs = [ops.AsFloat(a.expr) if not data and a.dtype.kind == "b" and not a.expr.is_Number and dtype.kind == "f"
+             else a.expr for a in arrays]  # a mask in float arithmetic counts as 0.0 and 1.0
+    return tracer.new(make(*exprs), shape, dtype, data=data)
 
 
 def _maximum(a, b):
@@ -103,6 +105,13 @@ UFUNCS = {
     "equal": _ufunc(sp.Eq, data=True),
     "not_equal": _ufunc(sp.Ne, data=True),
     "matmul": lambda tracer, a, b: matmul(tracer, a, b),
+    # masks (booleans, data): and is a product, or a maximum, not a negation; never differentiated
+    "logical_and": _ufunc(lambda a, b: a * b, data=True),
+    "bitwise_and": _ufunc(lambda a, b: a * b, data=True),
+    "logical_or": _ufunc(sp.Max, data=True),
+    "bitwise_or": _ufunc(sp.Max, data=True),
+    "logical_not": _ufunc(ops.LogicalNot, data=True),
+    "invert": _ufunc(ops.LogicalNot, data=True),
 }
 
 
@@ -452,6 +461,10 @@ def basic_positions(layout: np.ndarray, index):
     return layout[tuple(c.value if isinstance(c, (ops.Slice, ops.NewAxis)) else int(c) for c in index)]
 
 
+def _holds_traced(value) -> bool:
+    return any(_holds_traced(v) if isinstance(v, (list, tuple)) else isinstance(v, Traced) for v in value)
+
+
 _CONSTRUCTORS = tuple((getattr(np, name), name) for name in (  # imported by name: from numpy import zeros
     "zeros", "ones", "empty", "full", "zeros_like", "ones_like", "arange", "eye"))
 _HERE = os.path.dirname(os.path.abspath(__file__))  # symprop's own: symbolic/, codegen/, symprop/
@@ -545,9 +558,8 @@ class Namespace(types.ModuleType):
     def array(self, value, dtype=None, copy=True, **kwargs):
         if isinstance(value, Traced):
             return value.copy() if dtype is None else value.astype(dtype)
-        if isinstance(value, (list, tuple)) and any(isinstance(v, Traced) for v in np.ravel(
-                np.array(value, dtype=object))):
-            return stack(self._tracer, value)
+        if isinstance(value, (list, tuple)) and _holds_traced(value):  # np.array([a, b]): a stack of them
+            return stack(self._tracer, [self.array(v) if isinstance(v, (list, tuple)) else v for v in value])
         return np.array(value, dtype=dtype, copy=copy, **kwargs)
 
     def asarray(self, value, dtype=None, **kwargs):

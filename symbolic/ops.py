@@ -708,6 +708,47 @@ class Stack(Op):
         return f"np.stack(({', '.join(printer._print(a) for a in self.args[:-1])},), axis={int(self.args[-1])})"
 
 
+class LogicalNot(Op):
+    """~m, np.logical_not(m): a mask's complement (data, never differentiated)."""
+
+    nargs = 1
+
+    @staticmethod
+    def numpy(m):
+        m = np.asarray(m)
+        return 1 - m if m.dtype == object else np.logical_not(m)
+
+    def _sympystr(self, printer):
+        return f"~{printer.parenthesize(self.args[0], 1000, strict=True)}"
+
+    def _latex(self, printer):
+        return r"\neg " + printer._print(self.args[0])
+
+    def _numpycode(self, printer):
+        return f"np.logical_not({printer._print(self.args[0])})"
+
+
+class AsFloat(Op):
+    """A boolean mask used in float arithmetic (x * mask): as 0.0 and 1.0, so that masks add up as
+    numbers where a gradient sums them (NumPy adds booleans as a logical or)."""
+
+    nargs = 1
+
+    @staticmethod
+    def numpy(m):
+        m = np.asarray(m)
+        return m * sp.S.One if m.dtype == object else m.astype(float)
+
+    def _sympystr(self, printer):
+        return printer._print(self.args[0])
+
+    def _latex(self, printer):
+        return printer._print(self.args[0])
+
+    def _numpycode(self, printer):
+        return f"{printer._method_target(self.args[0])}.astype(float)"
+
+
 class Absolute(sp.Function):
     """|u|, entry by entry; its derivative is sign(u) (0 at 0, as PyTorch)."""
 
@@ -742,4 +783,4 @@ class Absolute(sp.Function):
 # data arrays' values) triples that one test loop differentiates; the others only give values (data,
 # constants) or are a gradient themselves (MaxAxesGrad, proved by MaxAxes' samples).
 OPERATIONS = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute)
-VALUES_ONLY = (Arange, IntArray, Eye, Full, MaxAxesGrad)
+VALUES_ONLY = (Arange, IntArray, Eye, Full, MaxAxesGrad, LogicalNot, AsFloat)

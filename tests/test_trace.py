@@ -624,3 +624,18 @@ def test_np_in_a_helper_module_and_constructors_imported_by_name(tmp_path, monke
     expected = symprop.numerical_gradients(loss, arrays, ["x", "w"])
     for name in ("x", "w"):
         assert _normwise(got[name], expected[name]) < 1e-9
+
+
+def test_mask_logic_and_arrays_of_traced_rows():
+    def loss(x, y):
+        m = (x > 0) & (y < 0.5)
+        k = (x < -0.5) | ~(y > 0)
+        both = np.logical_and(x > 0.2, np.logical_not(y > 1.0))
+        stacked = np.array([x[0], x[1] * 2])
+        return np.sum(np.where(m, x, 0.0) ** 2) + np.sum(x * k) + np.sum(x * both) + np.sum(stacked ** 2)
+    arrays = {"x": _r(2, 3), "y": _r(2, 3, seed=1)}
+    program = symprop.trace(loss, wrt=["x"], **arrays)
+    module = _module(program)
+    assert module["loss"](**arrays) == pytest.approx(loss(**arrays), rel=1e-14)
+    expected = symprop.numerical_gradients(loss, arrays, ["x"])["x"]
+    assert _normwise(module["gradients"](**arrays)["x"], expected) < 1e-9
