@@ -461,6 +461,14 @@ def basic_positions(layout: np.ndarray, index):
     return layout[tuple(c.value if isinstance(c, (ops.Slice, ops.NewAxis)) else int(c) for c in index)]
 
 
+class _NoRandom:
+    """np.random inside a traced function: a program computes the same at every call."""
+
+    def __getattr__(self, name):
+        _fail(f"np.random.{name} inside a traced function", "random numbers would be fixed at the values of "
+              "the trace; pass them as an argument (a dropout mask, as the spec's dropout does)")
+
+
 def _holds_traced(value) -> bool:
     return any(_holds_traced(v) if isinstance(v, (list, tuple)) else isinstance(v, Traced) for v in value)
 
@@ -516,6 +524,10 @@ class Namespace(types.ModuleType):
 
     def __getattr__(self, name):
         return getattr(np, name)
+
+    @property
+    def random(self):
+        return _NoRandom()
 
     def zeros(self, shape, dtype=float, order="C"):
         return _full(self._tracer, shape, 0, dtype)

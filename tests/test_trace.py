@@ -599,6 +599,8 @@ def test_a_constant_or_an_argument_returned_as_it_is():
     ("b = a.copy(); b[y] = 0.0", "a write at an index array of data .* that may name an entry twice"),
     ("b = np.linalg.norm(a)", "np.linalg.norm: symprop has no rule"),
     ("b = a.cumsum()", r"\.cumsum of a traced array"),
+    ("b = a * (np.random.rand(*a.shape) < 0.5)", "np.random.rand inside a traced function"),
+    ("b = a * np.linspace(0, 1, 2)", "a NumPy array of shape \\(2,\\) made inside the function"),
 ])
 def test_writes_that_may_repeat_and_unknown_functions_are_refused(body, message):
     namespace = {"np": np}
