@@ -60,8 +60,7 @@ def code_forms(expr: sp.Expr) -> sp.Expr:
     elimination then computes once for both."""
     expr = stable_forms(expr)
     expr = expr.replace(lambda e: e.is_Add, _masks_as_numbers)
-    if expr.is_Mul and expr.args[0] == -1 and all(_is_mask(f) for f in expr.args[1:]):
-        expr = sp.Mul(sp.Float(-1.0), *expr.args[1:], evaluate=False)  # -1.0*mask: NumPy negates no boolean
+    expr = _negated_masks(expr)
     expr = expr.replace(lambda e: isinstance(e, Conv2d),
                         lambda e: _ConvColumns(_Im2col(e.args[0], *e.args[2:]), e.args[1]))
     return expr.replace(lambda e: isinstance(e, Conv2dWeightGrad),  # (x, g, stride, padding, kernel)
@@ -78,6 +77,17 @@ def _is_mask(expr) -> bool:
     """A factor printed as a boolean array: a one-hot of labels, a 0/1 step."""
     from ..symbolic.arrays import OneHot
     return isinstance(expr, OneHot) or _is_step(expr)
+
+
+def _negated_masks(expr, term: bool = False):
+    """-mask*x printed as -1.0*mask*x: Python negates first, and NumPy negates no boolean array. A
+    term of a sum is left as it is (it prints as a subtraction, a - mask)."""
+    if expr.is_Atom:
+        return expr
+    args = [_negated_masks(arg, term=expr.is_Add) for arg in expr.args]
+    if expr.is_Mul and not term and args[0] == -1 and any(_is_mask(f) for f in args[1:]):
+        return sp.Mul(sp.Float(-1.0), *args[1:], evaluate=False)
+    return expr.func(*args) if args != list(expr.args) else expr
 
 
 def _masks_as_numbers(add: sp.Add) -> sp.Add:

@@ -14,11 +14,12 @@ STEPS = {
     "square": lambda a, x, W, v: a ** 2 / 2,
     "sigmoid": lambda a, x, W, v: 1 / (1 + np.exp(-a)),
     "add row": lambda a, x, W, v: a + v[:a.shape[1]],
-    "times column": lambda a, x, W, v: a * x[:, :1],
+    "times column": lambda a, x, W, v: a * x[:a.shape[0], :1],  # slices of x fit a (rows may be fewer)
     "minus column mean": lambda a, x, W, v: a - a.mean(axis=1, keepdims=True),
     "over column std": lambda a, x, W, v: a / np.sqrt(a.var(axis=0) + 1.0),
     "relu": lambda a, x, W, v: np.maximum(0, a),
-    "maximum of two": lambda a, x, W, v: np.maximum(a, x[:, :a.shape[1]] if a.shape[1] <= x.shape[1] else a * 0.5),
+    "maximum of two": lambda a, x, W, v: np.maximum(a, x[:a.shape[0], :a.shape[1]] if a.shape[1] <= x.shape[1]
+                                                    else a * 0.5),
     "where": lambda a, x, W, v: np.where(a > 0.1, a, 0.5 * a),
     "matmul": lambda a, x, W, v: np.tanh(a @ W[:a.shape[1], :]),
     "transpose twice": lambda a, x, W, v: (a.T * 1.5).T,
