@@ -136,6 +136,29 @@ def _torch_cases(torch):
         "conv_naive": lambda x, w, b: F.conv2d(x, w, b),
         "word_embedding_forward": lambda x, W: F.embedding(x, W),
         "affine_forward": lambda x, w, b: x.reshape(x.shape[0], -1) @ w + b,
+        "relu_forward": lambda x: torch.relu(x),
+        "sigmoid_forward": lambda x: torch.sigmoid(x),
+        "rnn_step_forward": lambda x, prev_h, Wx, Wh, b: torch.tanh(x @ Wx + prev_h @ Wh + b),
+        "batchnorm_staged": lambda x, gamma, beta: F.batch_norm(x, None, None, gamma, beta, training=True),
+        "dropout_forward": lambda x, mask: x * mask / 0.5,
+        "sigmoid_mse": lambda x, y, W1, b1, W2, b2: 0.5 * F.mse_loss(
+            torch.sigmoid(torch.sigmoid(x @ W1 + b1) @ W2 + b2), y),
+        "column_relu_softmax": lambda x, y, W, b1, U, b2: -(y * F.log_softmax(
+            U @ torch.relu(W @ x + b1) + b2, dim=0)).sum(),
+        "two_inputs": lambda x1, x2, W1, W2: ((torch.tanh(x1 @ W1) * torch.tanh(x2 @ W2)) ** 2).sum(),
+        "one_hot_cross_entropy": lambda x, y, W: F.cross_entropy(x @ W, y),
+        "concatenated": lambda x, u, W: (torch.tanh(torch.cat([x, u], dim=1) @ W) ** 2).sum(),
+        "l1_regularized": lambda x, y, W: F.mse_loss(x @ W, y) + 0.1 * W.abs().sum(),
+        "bessel_batchnorm": lambda x, gamma, beta: (torch.tanh(gamma * (x - x.mean(0)) / torch.sqrt(
+            x.var(0, unbiased=True) + 1e-5) + beta) ** 2).sum(),
+        "inplace_bias": lambda x, W, b: torch.exp(-2 * (x @ W + b)).sum(),
+        "transposed_layers": lambda x, W: ((x @ W.T).T ** 2).sum() + (W.T ** 2).sum(),
+        "leaky_clip": lambda x, W: (F.leaky_relu(x @ W, 0.1).clamp(-1, 1) ** 2).sum()
+        + torch.clamp(x @ W, max=0.5).sum(),
+        "std_and_sqrt": lambda x: torch.sqrt(x.std(0, unbiased=False) + 1).sum() + torch.log1p(x ** 2).sum(),
+        "gather_sum": lambda W, idx: (W[idx] ** 2).sum() + (W[0] * W[1]).sum(),
+        "reductions_dropping_axes": lambda x: ((x ** 2).sum(1) ** 2).sum() + x.mean(1).sum() + x.amax(-1).sum()
+        + (torch.tanh(x).sum(-1) * x.amax(dim=(0, 2)).reshape(1, 4)).sum(),
     }
 
 
@@ -151,9 +174,12 @@ def _torch_rnn(torch, x, h0, Wx, Wh, b):
     return out
 
 
-@pytest.mark.parametrize("case", ["softmax_loss", "svm_loss", "two_layer_net", "batchnorm_compact",
-                                  "layernorm_forward", "rnn_list", "rnn_buffer", "conv_naive",
-                                  "word_embedding_forward", "affine_forward"])
+def test_every_learner_function_has_a_pytorch_twin():
+    torch = pytest.importorskip("torch")
+    assert set(_torch_cases(torch)) == set(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_traced_gradients_equal_pytorch(case):
     torch = pytest.importorskip("torch")
     fn, make = CASES[case]
