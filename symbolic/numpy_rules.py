@@ -462,11 +462,32 @@ def basic_positions(layout: np.ndarray, index):
 
 
 class _NoRandom:
-    """np.random inside a traced function: a program computes the same at every call."""
+    """np.random inside a traced function: a program computes the same at every call, so a draw is
+    an error if it reaches the value (a dropout mask: pass it as an argument); `seed` does nothing."""
+
+    _SIZES = {"rand": lambda *d: d, "randn": lambda *d: d, "random": lambda size=None: size,
+              "random_sample": lambda size=None: size, "uniform": lambda low=0.0, high=1.0, size=None: size,
+              "normal": lambda loc=0.0, scale=1.0, size=None: size, "randint": lambda low, high=None, size=None: size,
+              "binomial": lambda n, p, size=None: size}
+
+    def __init__(self, tracer):
+        self._tracer = tracer
+
+    def seed(self, *args, **kwargs):
+        return None
 
     def __getattr__(self, name):
-        _fail(f"np.random.{name} inside a traced function", "random numbers would be fixed at the values of "
-              "the trace; pass them as an argument (a dropout mask, as the spec's dropout does)")
+        advice = ("random numbers would be fixed at the values of the trace; pass them as an argument "
+                  "(a dropout mask, as the spec's dropout does)")
+        if name not in self._SIZES:
+            _fail(f"np.random.{name} inside a traced function", advice)
+
+        def draw(*args, **kwargs):
+            size = self._SIZES[name](*args, **kwargs)
+            shape = () if size is None else (size,) if isinstance(size, numbers.Integral) else tuple(size)
+            dtype = np.int64 if name in ("randint", "binomial") else np.float64
+            return self._tracer.poison(shape, dtype, f"np.random.{name} inside a traced function", advice)
+        return draw
 
 
 def _holds_traced(value) -> bool:
@@ -527,7 +548,7 @@ class Namespace(types.ModuleType):
 
     @property
     def random(self):
-        return _NoRandom()
+        return _NoRandom(self._tracer)
 
     def zeros(self, shape, dtype=float, order="C"):
         return _full(self._tracer, shape, 0, dtype)

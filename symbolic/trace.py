@@ -209,6 +209,10 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
             kept.append(step)
             needed |= step.expr.free_symbols
     kept.reverse()
+    used = {result.expr}.union(*(step.expr.free_symbols for step in kept))
+    for poison, message in tracer.poisons.items():  # a random draw or an argmax that reaches the value
+        if poison in used:
+            raise TraceError(message)
     known = {a.name for a in inputs}
     for w in wanted_names:
         if w not in known and w not in by_name:

@@ -51,11 +51,16 @@ def _where() -> tuple[str, int]:
     return (frame.f_code.co_filename, frame.f_lineno) if frame else ("<unknown>", 0)
 
 
-def _fail(operation: str, advice: str):
+def _message(operation: str, advice: str) -> str:
+    """'FILE:LINE: operation: advice (in: the line)', at the user's line that is running."""
     file, line = _where()
     text = linecache.getline(file, line).strip()
     shown = f" (in: {text})" if text else ""
-    raise TraceError(f"{file}:{line}: {operation}: {advice}{shown}")
+    return f"{file}:{line}: {operation}: {advice}{shown}"
+
+
+def _fail(operation: str, advice: str):
+    raise TraceError(_message(operation, advice))
 
 
 _FLOAT_KINDS = "f"
@@ -71,8 +76,17 @@ class Tracer:
 
     def __init__(self):
         self.steps: list[Step] = []
+        self.poisons: dict = {}  # symbol -> the TraceError message, raised if the value uses it
         self.count = 0
         self.taken: set[str] = set()
+
+    def poison(self, shape, dtype, operation: str, advice: str) -> Traced:
+        """An array the trace cannot compute (a random draw, an argmax): an error only if it reaches
+        the value, since results that never do are never traced (cs231n's `loss` computes its own
+        gradients beside it)."""
+        symbol = sp.Symbol(f"_p{len(self.poisons)}")
+        self.poisons[symbol] = _message(operation, advice)
+        return Traced(self, symbol, shape, dtype)
 
     def new(self, expr, shape, dtype, data=False) -> Traced:
         shape = tuple(int(d) for d in shape)
@@ -279,11 +293,15 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
     def clip(self, a_min=None, a_max=None):
         return _rules.clip(self.tracer, self, a_min, a_max)
 
-    def argmax(self, *args, **kwargs):
-        _fail(".argmax() of a traced array", "an index computed from the values is not traced yet; pass it "
-              "as data")
+    def argmax(self, axis=None, out=None, keepdims=False):
+        shape = () if axis is None else _rules._reduced_shape(self.shape, _rules._axes(axis, self.ndim), keepdims)
+        return self.tracer.poison(shape, np.int64, ".argmax() of a traced array", "an index computed from the "
+                                  "values is not traced yet; pass it as data")
 
-    argmin = argmax
+    def argmin(self, axis=None, out=None, keepdims=False):
+        shape = () if axis is None else _rules._reduced_shape(self.shape, _rules._axes(axis, self.ndim), keepdims)
+        return self.tracer.poison(shape, np.int64, ".argmin() of a traced array", "an index computed from the "
+                                  "values is not traced yet; pass it as data")
 
     # -- indexing, and writes in place -----------------------------------------------------------
 

@@ -667,3 +667,26 @@ def test_mask_logic_and_arrays_of_traced_rows():
     assert module["loss"](**arrays) == pytest.approx(loss(**arrays), rel=1e-14)
     expected = symprop.numerical_gradients(loss, arrays, ["x"])["x"]
     assert _normwise(module["gradients"](**arrays)["x"], expected) < 1e-9
+
+
+def test_draws_and_argmax_are_an_error_only_where_they_reach_the_value():
+    def loss(x, y):
+        np.random.seed(0)
+        scores = x * 2.0
+        loss = np.sum(scores ** 2)
+        # a learner's own gradient code beside the loss: never reaches it, never an error
+        predicted = scores.argmax(axis=1)
+        noise = np.random.randn(*x.shape)
+        dscores = 4 * scores + 0 * noise
+        dscores[np.arange(2), predicted] += 1
+        return loss, {"x": dscores}
+    x = _r(2, 3)
+    module = _module(symprop.trace(loss, x=x, y=np.array([0, 1])))
+    np.testing.assert_allclose(module["gradients"](x=x, y=np.array([0, 1]))["x"], 8 * x, rtol=1e-15)
+
+    def dropout(x):
+        mask = (np.random.rand(*x.shape) < 0.5) / 0.5
+        return np.sum(x * mask)
+    lines, first = inspect.getsourcelines(dropout)
+    with pytest.raises(symprop.TraceError, match=rf":{first + 1}: np.random.rand inside a traced function"):
+        symprop.trace(dropout, x=x)
