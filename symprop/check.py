@@ -410,6 +410,29 @@ def _where(error, function) -> str:
     return f" (at {frame.filename}, line {frame.lineno}{code})"
 
 
+def compare_backward(report, label, their_loss, theirs, names, generated, loss, rtol):
+    """The rows of a backward's gradients (and its loss, when it returned one) against the
+    generated ones, and the names it returned that are not among `names`; a float32 backward is
+    compared at float32 precision, with a note saying so."""
+    low = sorted(k for k, v in theirs.items() if np.asarray(v).dtype in (np.float32, np.float16))
+    if low:
+        rtol = max(rtol, RTOL_FLOAT32)
+        report.notes.append(
+            f"note: {label} returned {np.asarray(theirs[low[0]]).dtype} arrays ({', '.join(low)}): compared at float32 "
+            f"precision (rtol {rtol:g}); symprop's numerical gradients are float64 whatever the inputs")
+    extra = [k for k in theirs if k not in names]
+    rows = []
+    if their_loss is not None:
+        rows.append(compare("loss", np.asarray(their_loss, dtype=float).reshape(()) if np.size(their_loss) == 1
+                            else their_loss, np.array(loss), rtol))
+    for name in names:
+        if name in theirs:
+            rows.append(compare(name, theirs[name], generated[name], rtol, loss, overall=largest(generated)))
+        else:
+            rows.append(_renamed(name, theirs, extra, generated[name], rtol, loss, largest(generated)))
+    return rows, extra
+
+
 def _check_against(report, against, values, loss, generated, steps, values64, rtol=RTOL):
     network = report.network
     label = getattr(against, "__name__", "function")
@@ -418,26 +441,11 @@ def _check_against(report, against, values, loss, generated, steps, values64, rt
     except BackwardFailed as error:
         report.failures.append(str(error))
         return
-    low = sorted(k for k, v in theirs.items() if np.asarray(v).dtype in (np.float32, np.float16))
-    if low:
-        rtol = max(rtol, RTOL_FLOAT32)
-        report.notes.append(
-            f"note: {label} returned {np.asarray(theirs[low[0]]).dtype} arrays ({', '.join(low)}): compared at float32 "
-            f"precision (rtol {rtol:g}); symprop's numerical gradients are float64 whatever the inputs")
-    extra = [k for k in theirs if k not in network.differentiated]
-    rows = []
-    if their_loss is not None:
-        rows.append(compare("loss", np.asarray(their_loss, dtype=float).reshape(()) if np.size(their_loss) == 1
-                            else their_loss, np.array(loss), rtol))
-    for name in network.differentiated:
-        if name in theirs:
-            row = compare(name, theirs[name], generated[name], rtol, loss, overall=largest(generated))
-        else:
-            row = _renamed(name, theirs, extra, generated[name], rtol, loss, largest(generated))
+    rows, extra = compare_backward(report, label, their_loss, theirs, network.differentiated, generated, loss, rtol)
+    for name, row in zip(network.differentiated, rows[1:] if their_loss is not None else rows):
         if row.verdict == "WRONG":
             index, got, _ = row.worst[0]
             row.should_be = should_be(network, name, index, steps, values64, generated[name], got)
-        rows.append(row)
     for key in extra:
         if key in network.shapes():
             report.notes.append(f"{label} returned '{key}', an array {network.name} does not differentiate"

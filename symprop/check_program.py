@@ -14,7 +14,7 @@ import types
 
 import numpy as np
 
-from .check import (RTOL, RTOL_FLOAT32, BackwardFailed, CheckError, Report, _renamed, call_backward, compare)
+from .check import RTOL, BackwardFailed, CheckError, Report, call_backward, compare, compare_backward
 from .codegen.program_module import generate_program
 from .numerical import finite_differences, largest, sample_entries
 from .symbolic.program import Program, derive_program
@@ -119,23 +119,10 @@ def _against(report, program, against, arrays, generated, loss, rtol):
     except BackwardFailed as error:
         report.failures.append(str(error))
         return
-    low = sorted(k for k, v in theirs.items() if np.asarray(v).dtype in (np.float32, np.float16))
-    if low:
-        rtol = max(rtol, RTOL_FLOAT32)
-        report.notes.append(f"note: {label} returned float32 arrays ({', '.join(low)}): compared at float32 "
-                            f"precision (rtol {rtol:g})")
     # the learner's convention for an intermediate's gradient: dlogprobs for logprobs
     for key in [k for k in theirs if k not in program.wrt]:
         if isinstance(key, str) and key.startswith("d") and key[1:] in program.wrt and key[1:] not in theirs:
             theirs[key[1:]] = theirs.pop(key)
-    extra = [k for k in theirs if k not in program.wrt]
-    rows = []
-    if their_loss is not None and program.scalar:
-        rows.append(compare("loss", np.asarray(their_loss, dtype=float).reshape(()) if np.size(their_loss) == 1
-                            else their_loss, np.array(loss), rtol))
-    for name in program.wrt:
-        if name in theirs:
-            rows.append(compare(name, theirs[name], generated[name], rtol, loss, overall=largest(generated)))
-        else:
-            rows.append(_renamed(name, theirs, extra, generated[name], rtol, loss, largest(generated)))
+    rows, _ = compare_backward(report, label, their_loss if program.scalar else None, theirs, program.wrt,
+                               generated, loss, rtol)
     report.sections[f"{label} vs generated"] = rows
