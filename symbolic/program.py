@@ -74,6 +74,7 @@ class Program:
     values: dict = field(default_factory=dict, compare=False)  # the example arrays traced with, by name
     function: object = field(default=None, compare=False, repr=False)  # the function traced
     origin: str = field(default="", compare=False)  # the command-line arguments that trace it again
+    groups: dict = field(default_factory=dict, compare=False)  # a dict argument's name -> its keys (params)
 
     @property
     def parameters(self) -> tuple[str, ...]:

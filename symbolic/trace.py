@@ -160,6 +160,8 @@ def trace(fn, *, wrt=None, **arrays) -> Program:
     for name, value in arrays.items():
         values.update(value) if isinstance(value, dict) else values.__setitem__(name, value)
     object.__setattr__(program, "values", {a.name: np.array(values[a.name]) for a in inputs})
+    object.__setattr__(program, "groups", {name: tuple(str(k) for k in value) for name, value in arrays.items()
+                                           if isinstance(value, dict)})
     object.__setattr__(program, "function", fn)
     return program
 

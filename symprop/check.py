@@ -358,7 +358,8 @@ def call_backward(network: Network, against, values: dict):
     Raises BackwardFailed with one line saying what went wrong (an exception, with the file and
     line where it was raised; or a return value of another form)."""
     label = getattr(against, "__name__", "function")
-    arguments = _arguments(against, {k: np.array(v) for k, v in values.items()})  # copies: theirs to spoil
+    arguments = _arguments(against, {k: ({n: np.array(a) for n, a in v.items()} if isinstance(v, dict) else np.array(v))
+                                     for k, v in values.items()})  # copies: theirs to spoil
     try:
         theirs = against(**arguments)
     except (Exception, SystemExit) as error:  # the code under check: report it, do not crash

@@ -10,6 +10,7 @@ are kept as given, since only the user knows what makes them valid.
 
 from __future__ import annotations
 
+import inspect
 import types
 
 import numpy as np
@@ -112,10 +113,24 @@ def _numerical(report, program, module, floats, generated, loss, entries, seed):
                             "(no finite differences reach them)")
 
 
+def _grouped(program: Program, against, arrays: dict) -> dict:
+    """The arrays as the backward takes them: a dict argument of the traced function (cs231n's
+    `params`) passed as that dict again where the backward has a parameter of its name."""
+    try:
+        parameters = inspect.signature(against).parameters
+    except (TypeError, ValueError):
+        return arrays
+    out = dict(arrays)
+    for name, keys in program.groups.items():
+        if name in parameters:
+            out[name] = {key: out.pop(key) for key in keys if key in out}
+    return out
+
+
 def _against(report, program, against, arrays, generated, loss, rtol):
     label = getattr(against, "__name__", "function")
     try:
-        their_loss, theirs = call_backward(program, against, arrays)
+        their_loss, theirs = call_backward(program, against, _grouped(program, against, arrays))
     except BackwardFailed as error:
         report.failures.append(str(error))
         return

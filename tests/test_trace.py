@@ -690,3 +690,20 @@ def test_draws_and_argmax_are_an_error_only_where_they_reach_the_value():
     lines, first = inspect.getsourcelines(dropout)
     with pytest.raises(symprop.TraceError, match=rf":{first + 1}: np.random.rand inside a traced function"):
         symprop.trace(dropout, x=x)
+
+
+def test_a_backward_that_takes_the_params_dict_is_called_with_it():
+    fn, make = CASES["two_layer_net"]
+    arrays = make(np.random.default_rng(0))
+    program = symprop.trace(fn, wrt=["W1", "b1", "W2", "b2"], **arrays)
+    assert program.groups == {"params": ("W1", "b1", "W2", "b2")}
+
+    def backward(X, y, params, reg=0.05):  # the learner's own signature, as their forward's
+        loss, grads = _two_layer_backward(X, y, **params, reg=reg)
+        return loss, {k: v for k, v in grads.items() if k != "X"}
+    report = symprop.check(program, against=backward)
+    assert report.ok, str(report)
+    for seed in (1, 2):
+        assert symprop.check(program, against=backward, seed=seed).ok
+    slip = lambda X, y, params: _two_layer_backward(X, y, **params, bug="sign")  # noqa: E731
+    assert symprop.check(program, against=slip).first_wrong == "b1"
