@@ -22,7 +22,6 @@ import sympy as sp
 from . import rules
 from .arrays import OneHot, RowSum
 from .derive import derive, grad_name
-from .sweep import Composite
 from .notation import ArrayLatexPrinter, index_rows, latex_name, latex_width
 
 LINE = 40.0  # em: the longest formula set on one line (the text width, 16 cm at 11 pt, is 41.6 em)

@@ -158,12 +158,12 @@ def expand(network: Network, batch: int = 2, labels=None) -> Elements:
             array[index] = entry_symbol(name, index)
         symbols[name] = array
 
-    from .derive import forward_pass
+    from .spec_program import program_of
 
-    f, forward = forward_pass(network, sp.Integer(n))
+    program = program_of(network, sp.Integer(n))
     env = {sp.Symbol(name): entries if entries.shape else entries[()] for name, entries in symbols.items()}
     steps, inverses = {}, {}
-    for step in forward:
+    for step in program.steps:
         value = evaluate(step.expr, env)
         value = np.vectorize(rules.explicit, otypes=[object])(value) if np.ndim(value) else rules.explicit(value)
         env[step.symbol] = value
@@ -171,7 +171,7 @@ def expand(network: Network, batch: int = 2, labels=None) -> Elements:
         if isinstance(step.expr, (rules.ElementwiseBase, Softmax)) and step.expr.args[0].is_Symbol:
             inverses[step.name] = (step.activation, step.expr.args[0].name)  # a = f(z), nothing added
     loss = steps.pop("L")[()]
-    return Elements(network, n, symbols, steps[f.outputs[-1].name], loss, steps, inverses)
+    return Elements(network, n, symbols, steps[program.prediction.name], loss, steps, inverses)
 
 
 def _named_sum(expr: sp.Add, sums: dict) -> sp.Expr:

@@ -16,6 +16,7 @@ import sympy as sp
 from . import rules
 from .arrays import (AvgPool2d, Conv2d, Flatten, Matmul, MaxPool2d, PerChannel, RowSum, Softmax, SumAxes,
                      SumRows, Transposed, pair, shape_of)
+from .program import Step
 from .sweep import Composite
 
 
@@ -28,17 +29,19 @@ class Forward:
         shapes = network.shapes(n)
         self.arrays = {name: sp.Symbol(name) for name in shapes}
         self.shapes = {self.arrays[name]: tuple(sp.sympify(d) for d in shape) for name, shape in shapes.items()}
-        self.steps = []  # (symbol, expr, rule, layer, role, activation)
+        self.steps = []  # program Steps, in order
         self.composites = []
         self.outputs = [self.arrays[network.input]]  # a_0 (the input), a_1, ...
         self.pre = None  # the last pre-activation written
 
-    def step(self, name: str, expr: sp.Expr, rule: str, layer: int, role: str = "", activation=None) -> sp.Symbol:
+    def step(self, name: str, expr: sp.Expr, rule: str, layer: int, role: str = "", activation=None,
+             notes=None) -> sp.Symbol:
         symbol = sp.Symbol(name)
         if symbol in self.shapes:  # two steps of one name would be one symbol to SymPy: merged silently
             raise ValueError(f"the forward pass writes {name} twice (layer {layer}): every step needs its own name")
         self.shapes[symbol] = shape_of(expr, self.shapes)
-        self.steps.append((symbol, expr, rule, layer, role, activation))
+        self.steps.append(Step(symbol, expr, self.shapes[symbol], stage="loss" if role == "loss" else "forward",
+                               rule=rule, layer=layer, role=role, activation=activation, notes=notes or {}))
         if role == "pre-activation":
             self.pre = symbol
         return symbol

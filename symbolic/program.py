@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from .arrays import Total, shape_of
-from .sweep import sweep
+from .backward import gradient_steps
 
 ROLES = ("differentiated", "data", "upstream")
 
@@ -33,6 +32,7 @@ class Array:
     shape: tuple
     dtype: str
     role: str
+    part: str = ""  # what it is to its front end, in words: "weight", "bias", "input", ...
 
     @property
     def symbol(self) -> sp.Symbol:
@@ -41,16 +41,29 @@ class Array:
 
 @dataclass(frozen=True)
 class Step:
-    """One equation of the program: `symbol = expr`, of `shape` and `dtype`; `data`: not
-    differentiated (a comparison, an index); `where`: the user's file and line."""
+    """One equation `symbol = expr`, of `shape` and `dtype`: a step of the forward pass (`stage`
+    "forward" or "loss") or of the backward pass ("backward": an intermediate's gradient;
+    "gradient": a wanted one, `of` the array it is the gradient of). `data`: not differentiated
+    (a comparison, an index); `where`: the user's file and line. What the front end knows of it:
+    `rule` (in words), `layer` (1-based, 0: none), `role` (forward: "pre-activation",
+    "activation"; backward: "delta"), the `activation` it applies, `notes` for display."""
 
     symbol: sp.Symbol
     expr: sp.Expr
     shape: tuple
-    dtype: str
+    dtype: str = "float64"
     data: bool = False
     where: tuple = ("", 0)
-    stage: str = "forward"  # "forward" or "loss"
+    stage: str = "forward"
+    rule: str = ""
+    layer: int = 0
+    role: str = ""
+    activation: str | None = None
+    of: sp.Symbol | None = None
+    notes: dict = field(default_factory=dict, compare=False)
+    unsimplified: sp.Expr | None = field(default=None, compare=False)  # the sum of the pulls, as the sweep gave it
+    sources: tuple = field(default=(), compare=False)  # per pull: the step or composite rule it came through
+    composites: tuple = field(default=(), compare=False)  # the composite rules applied in it
 
     @property
     def name(self) -> str:
@@ -75,6 +88,8 @@ class Program:
     function: object = field(default=None, compare=False, repr=False)  # the function traced
     origin: str = field(default="", compare=False)  # the command-line arguments that trace it again
     groups: dict = field(default_factory=dict, compare=False)  # a dict argument's name -> its keys (params)
+    composites: tuple = field(default=(), compare=False)  # compact rules the sweep may apply (a normalization's)
+    prediction: sp.Symbol | None = None  # the model's output before the loss (a spec's last activation)
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -94,8 +109,8 @@ class Program:
 
     def shapes(self) -> dict:
         """The shape of every argument and step, by symbol (SymPy integers)."""
-        out = {a.symbol: tuple(sp.Integer(d) for d in a.shape) for a in self.arrays}
-        out.update({s.symbol: tuple(sp.Integer(d) for d in s.shape) for s in self.steps})
+        out = {a.symbol: tuple(sp.sympify(d) for d in a.shape) for a in self.arrays}
+        out.update({s.symbol: tuple(sp.sympify(d) for d in s.shape) for s in self.steps})
         return out
 
     def step(self, name: str) -> Step:
@@ -103,27 +118,11 @@ class Program:
 
 
 @dataclass(frozen=True)
-class GradientStep:
-    """dL/d(`of`) = expr, named `symbol`."""
-
-    symbol: sp.Symbol
-    expr: sp.Expr
-    of: sp.Symbol
-    shape: tuple
-    stage: str  # "backward" (an intermediate) or "gradient" (a wanted array)
-    rule: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.symbol.name
-
-
-@dataclass(frozen=True)
 class ProgramDerivation:
     """The forward steps, the loss and the backward steps of a program, in order."""
 
     program: Program
-    steps: tuple  # Step (forward, loss) then GradientStep
+    steps: tuple  # forward and loss steps, then backward and gradient steps
     loss: sp.Symbol
     gradients: dict  # wrt name -> symbol of its gradient (None: the loss does not depend on it)
 
@@ -143,64 +142,12 @@ class ProgramDerivation:
         return self.markdown()
 
 
-def grad_name(name: str) -> str:
-    return f"dL_d{name}"
-
-
 def derive_program(program: Program) -> ProgramDerivation:
     """The gradient steps of `program`: the reverse sweep over its steps, every gradient named
     dL_d<name>, each written in terms of the forward results by name."""
-    from .derive import _in_output_terms, _inline, _simplify, _sums_factored
-
-    steps = list(program.steps)
-    shapes = program.shapes()
-    if program.scalar:
-        loss = program.output
-    else:  # L = sum(out * dout): the gradients are vector-Jacobian products with dout
-        dout = sp.Symbol("dout")
-        taken = {s.name for s in steps} | set(program.inputs)
-        loss = next(sp.Symbol(name) for name in ("L", "L_dout", "L_dout_sum") if name not in taken)
-        steps.append(Step(loss, Total(program.output * dout), (), "float64", stage="loss"))
-        shapes[loss] = ()
-    data = frozenset(s.symbol for s in steps if s.data)
-    wanted = tuple(sp.Symbol(name) for name in program.wrt)
-
-    def name(symbol):
-        return sp.Symbol(grad_name(symbol.name))
-
-    grads = sweep([(s.symbol, s.expr) for s in steps], loss, wanted, shapes, name, data=data)
-    outputs = {s.expr: s.symbol for s in steps if not s.expr.is_Atom and not s.data}
-    roots = {s.expr: s.symbol for s in steps if s.expr.is_Pow and not s.expr.exp.is_Integer}
-    for grad in grads:
-        grad.terms = [_in_output_terms(term, outputs, roots) for term in grad.terms]
-    grads = _inline(grads, keep={name(s) for s in wanted})
-    grads = _inline_constants(grads, {name(s) for s in wanted},
-                              data | {a.symbol for a in program.arrays if a.role == "data"})
-    shapes.update({grad.symbol: shapes[grad.of] for grad in grads})
-    backward = []
-    for grad in grads:
-        expr = _sums_factored(grad.expr, shapes)
-        expr = _simplify(expr) if len(grad.terms) == 1 else expr
-        stage = "gradient" if grad.of in wanted else "backward"
-        backward.append(GradientStep(grad.symbol, expr, grad.of, shape_of(grad.of, shapes), stage))
-    found = {g.of.name: g.symbol for g in backward if g.stage == "gradient"}
-    gradients = {w: found.get(w) for w in program.wrt}
-    forward = [s if s.symbol != loss else Step(s.symbol, s.expr, s.shape, s.dtype, s.data, s.where, "loss")
-               for s in steps]
-    return ProgramDerivation(program, tuple(forward + backward), loss, gradients)
-
-
-def _inline_constants(grads: list, keep: set, data: set) -> list:
-    """A gradient made of data and numbers only (-onehot(y, K)/N), used by one other gradient,
-    written into it: softmax's rule then meets the one-hot rows and gives (softmax - onehot)/N."""
-    for grad in list(grads):
-        if grad.symbol in keep or not grad.expr.free_symbols <= data:
-            continue
-        users = [other for other in grads if any(term.has(grad.symbol) for term in other.terms)]
-        if len(users) == 1:
-            users[0].terms = [term.xreplace({grad.symbol: grad.expr}) for term in users[0].terms]
-            grads = [g for g in grads if g is not grad]
-    return grads
+    steps, loss = gradient_steps(program, program.composites)
+    found = {s.of.name: s.symbol for s in steps if s.stage == "gradient"}
+    return ProgramDerivation(program, tuple(steps), loss, {w: found.get(w) for w in program.wrt})
 
 
 def evaluate_steps(program: Program, values: dict) -> dict:

@@ -1,13 +1,14 @@
 """The spec front end of the program: a `Network` as the `Program` its layers write.
 
-The layers' forward equations and the loss (`symbolic.layers`, `symbolic.derive.forward_pass`)
-become the program's steps, under the same names (`z1`, `a1`, `mu2`, `L`); the input, the target,
-the masks and the parameters its arrays, with their roles; the differentiated arrays its `wrt`.
-A program has fixed shapes: the batch is the spec's (or its [values]'), else `batch`.
+The layers' forward equations (`symbolic.layers`) and the loss (`symbolic.rules.LOSSES`) become
+the program's steps, under the spec's names (`z1`, `a1`, `mu2`, `L`), each with what the spec
+knows of it (its layer, whether it is a pre-activation, the activation it applies, the rule in
+words); the input, the target, the masks and the parameters are its arrays, with their roles;
+the differentiated arrays its `wrt`; a normalization's compact rule one of its `composites`.
+The derivation, the documents and the generated module read this program.
 
-The spec's own derivation (`symbolic.derive`) still reads the `Network` (its composite
-normalization rule, its `delta<l>` names and its documents); this is the first step of making
-every back end read the program. The tests prove the two equal on every preset and layer kind.
+The batch is open (the symbol N) when `batch` is a SymPy symbol, as the derivation has it; a
+whole number fixes it (the spec's own batch, or its [values]', comes first).
 """
 
 from __future__ import annotations
@@ -15,26 +16,55 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .program import Array, Program, Step
-from .spec import as_network
+from . import layers, rules
+from .arrays import OneHot, Total
+from .program import Array, Program
+from .spec import Network, as_network
 
 
-def program_of(network, batch: int = 3) -> Program:
+def program_of(network, batch=3) -> Program:
     """The program of `network` (a Network, or the preset or spec file it names)."""
-    from .derive import forward_pass
     network = as_network(network)
-    n = network.batch or batch
-    if network.batch is None and network.layout == "row" and network.input in network.values:
-        n = len(network.values[network.input])  # the batch of the spec's [values]
-    f, steps = forward_pass(network, sp.Integer(n) if network.layout == "row" else sp.S.One)
-    shapes = network.shapes(n)
+    if isinstance(batch, sp.Basic):
+        n = sp.Integer(network.batch) if network.batch is not None else batch
+    else:
+        n = network.batch or batch
+        if network.batch is None and network.layout == "row" and network.input in network.values:
+            n = len(network.values[network.input])  # the batch of the spec's [values]
+        n = sp.Integer(n) if network.layout == "row" else sp.S.One
+    f = layers.forward(network, n)
+    _loss(network, f)
+    shapes = {name: tuple(sp.sympify(d) for d in shape) for name, shape in network.shapes(n).items()}
     floats = {network.input, *network.parameters} | ({network.target} if not network.loss.labels else set())
-    roles = {name: "differentiated" if name in network.differentiated else "data" for name in shapes}
-    arrays = tuple(Array(name, tuple(int(d) for d in shapes[name]), "float64" if name in floats or
-                         name in network.masks else "int64", roles[name])
+    parts = network.roles()
+    arrays = tuple(Array(name, shapes[name], "float64" if name in floats or name in network.masks else "int64",
+                         "differentiated" if name in network.differentiated else "data", parts.get(name, ""))
                    for name in (network.input, network.target, *network.masks, *network.parameters))
-    program_steps = tuple(Step(s.symbol, s.expr, tuple(int(d) for d in s.shape), "float64",
-                               stage="loss" if s.stage == "loss" else "forward") for s in steps)
+    steps = tuple(f.steps)
     values = {name: np.asarray(value) for name, value in network.values.items()}
-    return Program(name=network.name, arrays=arrays, steps=program_steps, output=steps[-1].symbol,
-                   wrt=tuple(network.differentiated), scalar=True, source=network.source, values=values)
+    return Program(name=network.name, arrays=arrays, steps=steps, output=steps[-1].symbol,
+                   wrt=tuple(network.differentiated), scalar=True, source=network.source, values=values,
+                   composites=tuple(f.composites), prediction=f.outputs[-1])
+
+
+def _loss(network: Network, f: layers.Forward) -> None:
+    """The loss step: L = c * Total(data term) + l2 * the sum of the squared weights."""
+    spec = network.loss
+    rule = rules.LOSSES[spec.kind]
+    target = f.arrays[network.target]
+    if spec.labels:
+        target = OneHot(target, network.outputs)
+    count = sp.S.One
+    if spec.reduction == "mean":
+        per_sample = network.outputs if rule.per == "element" else 1
+        count = (f.n if f.row else 1) * per_sample
+    c = sp.Rational(repr(spec.scale)) / count
+    data = rule.data(f, f.outputs[-1], f.pre, target, spec)
+    l2 = sp.Rational(repr(spec.l2))
+    penalty = sum((Total(f.arrays[name] ** 2) for name in network.weights), sp.S.Zero)
+    words = (f"{rule.name}, {spec.reduction}" + (f", scale {spec.scale:g}" if spec.scale != 1 else "")
+             + (f", margin {spec.margin:g}" if spec.kind == "multiclass_hinge" else "")
+             + (f", l2 {spec.l2:g}" if l2 else ""))
+    samples = f.n if f.row else sp.S.One
+    f.step("L", c * (Total(data) - rule.per_sample(spec) * samples) + l2 * penalty, words, 0, "loss",
+           notes={"scale": c})  # the factor of the data term, for display

@@ -74,3 +74,19 @@ def test_spec_steps_are_unique_by_construction():
             derive(network)
     finally:
         layers.KINDS["dense"] = original
+
+
+@pytest.mark.parametrize("make", NETWORKS)
+def test_a_spec_is_derived_through_its_program(make):
+    # the spec's derivation is its program's: the same forward steps, and the one backward sweep
+    # a traced program gets gives the spec's backward steps (names, equations, rules) exactly
+    from symprop.symbolic.derive import derive
+    from symprop.symbolic.program import derive_program
+    network = make()
+    derivation = derive(network)
+    program = derivation.program
+    assert program.steps == tuple(s for s in derivation.steps if s.stage in ("forward", "loss"))
+    assert program.output == derivation.loss and program.prediction == derivation.output
+    traced_way = derive_program(program)
+    assert [(s.name, s.expr, s.rule) for s in traced_way.steps] == [(s.name, s.expr, s.rule) for s in derivation.steps]
+    assert traced_way.gradients == derivation.gradients
