@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .diagnosis import diagnose
 from .numerical import finite_differences, largest, mismatched, relative_errors, sample_entries
 from .symbolic.spec import Network, as_network
 
@@ -49,6 +50,7 @@ class ArrayReport:
     should_be: str = ""  # for a wrong entry: its formula and value
     compared: int = 0  # entries compared
     size: int = 0  # entries in the array
+    diagnosis: list = field(default_factory=list)  # what the differences fit (`symprop.diagnosis`)
 
     @property
     def ok(self) -> bool:
@@ -58,7 +60,9 @@ class ArrayReport:
         return {"name": self.name, "verdict": self.verdict, "ok": self.ok, "max_abs_error": _number(self.max_abs),
                 "max_rel_error": _number(self.max_rel), "compared": self.compared, "size": self.size,
                 "worst": [{"index": list(i), "got": _number(g), "expected": _number(e)} for i, g, e in self.worst],
-                "note": self.note, "should_be": self.should_be}
+                "note": self.note, "should_be": self.should_be,
+                "diagnosis": [{k: _number(v) if isinstance(v, float) else v for k, v in d.items()}
+                              for d in self.diagnosis]}
 
 
 @dataclass
@@ -108,15 +112,23 @@ class Report:
                 "first_wrong": self.first_wrong,
                 "sections": [{"title": title, "arrays": [r.as_dict() for r in rows]}
                              for title, rows in self.sections.items()],
-                "notes": self.notes, "failures": self.failures}
+                "notes": self.notes + self._null_notes(), "failures": self.failures}
+
+    def _null_notes(self) -> list:
+        """Why a figure of the JSON is null: the arrays whose entries were NaN or infinite."""
+        odd = [r.name for rows in self.sections.values() for r in rows
+               if any(not math.isfinite(x) for _, got, expected in r.worst for x in (got, expected))
+               or math.isinf(r.max_abs)]
+        return [f"null in the JSON: a NaN or infinite value ({', '.join(dict.fromkeys(odd))})"] if odd else []
 
     def to_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2)
+        return json.dumps(self.as_dict(), indent=2, allow_nan=False)
 
 
 def _number(value):
+    """A figure for strict JSON (RFC 8259): NaN and infinities are null."""
     value = float(value)
-    return None if math.isnan(value) else value
+    return value if math.isfinite(value) else None
 
 
 class CheckError(ValueError):
@@ -411,10 +423,13 @@ def _where(error, function) -> str:
     return f" (at {frame.filename}, line {frame.lineno}{code})"
 
 
-def compare_backward(report, label, their_loss, theirs, names, generated, loss, rtol):
+def compare_backward(report, label, their_loss, theirs, names, generated, loss, rtol, values=None,
+                     batch=None, l2=0.0):
     """The rows of a backward's gradients (and its loss, when it returned one) against the
     generated ones, and the names it returned that are not among `names`; a float32 backward is
-    compared at float32 precision, with a note saying so."""
+    compared at float32 precision, with a note saying so. A wrong array gets its diagnosis
+    (`symprop.diagnosis`): `values` the arrays (for the regularization fit), `batch` and `l2`
+    the figures a factor is recognised as."""
     low = sorted(k for k, v in theirs.items() if np.asarray(v).dtype in (np.float32, np.float16))
     if low:
         rtol = max(rtol, RTOL_FLOAT32)
@@ -431,6 +446,10 @@ def compare_backward(report, label, their_loss, theirs, names, generated, loss, 
             rows.append(compare(name, theirs[name], generated[name], rtol, loss, overall=largest(generated)))
         else:
             rows.append(_renamed(name, theirs, extra, generated[name], rtol, loss, largest(generated)))
+        if rows[-1].verdict == "WRONG":
+            weight = None if values is None else values.get(name)
+            rows[-1].diagnosis = diagnose(theirs[name], generated[name], weight=weight, weight_name=name,
+                                          rtol=rtol, loss=loss, overall=largest(generated), batch=batch, l2=l2)
     return rows, extra
 
 
@@ -442,7 +461,9 @@ def _check_against(report, against, values, loss, generated, steps, values64, rt
     except BackwardFailed as error:
         report.failures.append(str(error))
         return
-    rows, extra = compare_backward(report, label, their_loss, theirs, network.differentiated, generated, loss, rtol)
+    batch = np.shape(values[network.input])[0] if network.layout == "row" else None
+    rows, extra = compare_backward(report, label, their_loss, theirs, network.differentiated, generated, loss, rtol,
+                                   values64, batch, network.loss.l2)
     for name, row in zip(network.differentiated, rows[1:] if their_loss is not None else rows):
         if row.verdict == "WRONG":
             index, got, _ = row.worst[0]
@@ -571,6 +592,8 @@ def format_report(report: Report) -> str:
                     lines.append(f"      {r.name}{list(index)}: got {got:.10g}, expected {expected:.10g}")
                 for line in r.should_be.splitlines():
                     lines.append(f"      {line}")
+                for found in r.diagnosis:
+                    lines.append(f"      diagnosis: {found['text']}")
         lines.append("")
     lines += report.notes
     if report.first_wrong is not None:

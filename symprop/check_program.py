@@ -138,6 +138,8 @@ def _against(report, program, against, arrays, generated, loss, rtol):
     for key in [k for k in theirs if k not in program.wrt]:
         if isinstance(key, str) and key.startswith("d") and key[1:] in program.wrt and key[1:] not in theirs:
             theirs[key[1:]] = theirs.pop(key)
+    first = np.shape(arrays[program.arrays[0].name]) if program.arrays else ()
+    batch = first[0] if len(first) >= 2 else None  # X of shape (N, D): N the batch, as a factor is read
     rows, _ = compare_backward(report, label, their_loss if program.scalar else None, theirs, program.wrt,
-                               generated, loss, rtol)
+                               generated, loss, rtol, arrays, batch)
     report.sections[f"{label} vs generated"] = rows
