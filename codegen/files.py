@@ -8,6 +8,7 @@ file beside it), removes its temporary files and the folders it created when it 
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import os
 import shutil
@@ -138,6 +139,10 @@ def write(sources: dict[str, str], out: Path, force: bool = False) -> list[Path]
                   and hand_edited(out / name)]
         if edited:
             raise EditedFiles(edited)
+    for name in sources:  # what an interrupted run (kill -9) left of these files
+        for tmp in leftovers(out / name):
+            with _naming(tmp):
+                tmp.unlink(missing_ok=True)
     staged = {}  # every file is written to a temporary first; renamed only when all are
     with _new_folders(out):
         try:
@@ -163,8 +168,16 @@ def _holds(path: Path, source: str) -> bool:
         return path.exists() and path.read_bytes() == source.encode("utf-8")
 
 
+def leftovers(path: Path) -> list[Path]:
+    """The temporary files of `path` (`_temporary`'s naming) that a killed run left behind."""
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if p.is_file())
+
+
 def stale(sources: dict[str, str], out: Path) -> list[tuple[Path, str]]:
-    """(path, "missing" or "differs") for every file that `write` would change."""
+    """(path, "missing", "differs" or the temporary file left beside it) for every file that
+    `write` would change."""
     result = []
     for name, source in sources.items():
         path = out / name
@@ -172,6 +185,7 @@ def stale(sources: dict[str, str], out: Path) -> list[tuple[Path, str]]:
             result.append((path, "missing"))
         elif not _holds(path, source):
             result.append((path, "differs"))
+        result += [(path, f"{tmp.name} is left from an interrupted run") for tmp in leftovers(path)]
     return result
 
 

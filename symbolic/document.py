@@ -140,7 +140,7 @@ def _network(derivation, p) -> Section:
         roles[name] = role
     section = Section("Network")
     if net.description:
-        section.text.append(net.description.replace("$", ""))
+        section.text.append(Plain(net.description))
     if net.layout == "row":
         section.text.append(f"Row layout: each sample is a row, $z = a W + b$. The batch size is ${p.doprint(derivation.batch)}$.")
     else:
@@ -378,12 +378,23 @@ def markdown(derivation, elements: Section | None = None) -> str:
     return "\n".join(out)
 
 
+class Plain(str):
+    """A paragraph of the user's own text (a description): no math in it, every character as written."""
+
+
+_MARKDOWN_SPECIALS = "\\`*_[]<>$~|"  # inline emphasis, code, links, HTML, math (MathJax), tables
+
+
 def _markdown_text(paragraph: str) -> str:
+    if isinstance(paragraph, Plain):
+        return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in paragraph)
     return paragraph.replace("*", r"\*").replace("_", r"\_") if "$" not in paragraph else paragraph
 
 
 def _latex_text(paragraph: str) -> str:
     """Plain text escaped for LaTeX, the `$...$` math left as it is."""
+    if isinstance(paragraph, Plain):
+        return escape(paragraph)
     parts = paragraph.split("$")
     return "$".join(part if i % 2 else escape(part) for i, part in enumerate(parts))
 

@@ -8,15 +8,20 @@ evaluated: names are checked to be identifiers, numbers to be numbers.
 from __future__ import annotations
 
 import difflib
+import errno
 import importlib.resources
 import keyword
+import math
 import os
-import re
+import stat
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .names import module_name_problem, reserved
 
 PRESETS_DIR = Path(str(importlib.resources.files(__package__) / "networks"))  # installed with the package
 
@@ -27,8 +32,6 @@ IMAGE_KINDS = ("conv2d", "maxpool2d", "avgpool2d", "flatten")  # they take image
 LAYOUTS = ("row", "column")
 REDUCTIONS = ("mean", "sum")
 
-# Names the generated code uses for its own intermediates; a spec may not take them.
-RESERVED = re.compile(r"^(z|a|delta|t|mu|var|sigma|xhat)\d+$|^dL_d|^(N|L|np|arrays|margins)$|^_")
 
 
 class SpecError(ValueError):
@@ -236,10 +239,41 @@ def load(name_or_path) -> Network:
     return network
 
 
+_CONTROL_NAMES = {"\0": "NUL", "\r": "carriage return", "\x1b": "escape", "\x7f": "delete"}
+MAX_DIMENSION = 2**31 - 1  # a width, a batch size, a kernel: what NumPy's shapes hold on every platform
+MAX_ENTRIES = 2**31  # an array of more entries is refused before anything is allocated
+MAX_NUMBER = 1e12  # a number of the spec (a scale, a slope, l2, eps): beyond this, no network is meant
+MAX_FILE_BYTES = 16 * 2**20  # spec and data files: regular files of at most 16 MiB
+
+
+class NotReadable(ValueError):
+    """Why a spec or data file is not read: not a regular file, or too large."""
+
+
+def read_file(path) -> bytes:
+    """The bytes of a regular file of at most 16 MiB: a FIFO, a device (/dev/zero) or a larger
+    file raises `NotReadable` before anything is read (a FIFO would block, /dev/zero never ends);
+    OSError for a missing or unreadable file."""
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise NotReadable("is not a regular file (a FIFO, a device or a socket)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise NotReadable(f"is larger than 16 MiB ({info.st_size:,} bytes)")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise NotReadable("is larger than 16 MiB")
+    return data
+
+
 def _read(path: Path) -> str:
     """The text of a spec file; raises `SpecError` naming the file when it cannot be read."""
     try:
-        return path.read_bytes().decode("utf-8")
+        return read_file(path).decode("utf-8")
+    except NotReadable as error:
+        reason = str(error)
     except IsADirectoryError:
         reason = "is a directory, not a spec file"
     except FileNotFoundError:
@@ -264,6 +298,8 @@ def loads(text: str, source: str = "<spec>") -> Network:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(source, "", f"invalid TOML: {error}") from None
+    except RecursionError:
+        raise SpecError(source, "", "invalid TOML: arrays or tables nested too deeply") from None
     return _Reader(source).network(document)
 
 
@@ -314,14 +350,29 @@ class _Reader:
         value = table[key]
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             self.fail(prefix + key, f"must be an integer, not {_describe(value)}")
+        if kind is int and abs(value) > MAX_DIMENSION:
+            self.fail(prefix + key, f"must be at most {MAX_DIMENSION:,} (2**31 - 1), not {value:.3g}")
         if kind is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self.fail(prefix + key, f"must be a number, not {_describe(value)}")
-            if not np.isfinite(value):
+            if isinstance(value, float) and not np.isfinite(value):
                 self.fail(prefix + key, "must be a finite number")
+            if abs(value) > MAX_NUMBER:  # a Python int of any size compares exactly
+                self.fail(prefix + key, f"must be at most {MAX_NUMBER:g} in magnitude, not {float(value):.3g}")
             value = float(value)
         if kind in (str, bool, dict, list) and not isinstance(value, kind):
             self.fail(prefix + key, f"must be {_KIND_WORDS[kind]}, not {_describe(value)}")
+        return value
+
+    def text(self, table, key):
+        """A string of plain text: tabs and line breaks, no other control character (a NUL makes
+        the module's source uncompilable; a carriage return is read back as a line break)."""
+        value = self.get(table, key, str, "")
+        bad = next((ch for ch in value if unicodedata.category(ch) == "Cc" and ch not in "\t\n"), None)
+        if bad is not None:
+            name = _CONTROL_NAMES.get(bad, "a control character")
+            self.fail(key, f"holds the control character U+{ord(bad):04X} ({name}) at position "
+                           f"{value.index(bad)}: plain text only (tabs and line breaks allowed)")
         return value
 
     def choice(self, table, key, options, default, prefix=""):
@@ -352,7 +403,7 @@ class _Reader:
         inputs = self.inputs(doc)
         network = Network(
             name=name,
-            description=self.get(doc, "description", str, ""),
+            description=self.text(doc, "description"),
             layout=layout,
             inputs=inputs,
             batch=batch,
@@ -364,6 +415,7 @@ class _Reader:
             source=self.source,
         )
         self.check_names(network)
+        self.check_sizes(network)
         self.check_loss(network)
         values = self.values(network, self.get(doc, "values", dict, {}))
         object.__setattr__(network, "values", values)
@@ -595,6 +647,20 @@ class _Reader:
         if net.loss.l2 < 0:
             self.fail("loss.l2", f"must be at least 0, not {net.loss.l2}")
 
+    def check_sizes(self, net: Network):
+        """No array of more than MAX_ENTRIES entries: a parameter, or one batch of a layer's
+        outputs (the spec's batch, or one sample where it is open)."""
+        n = net.batch or 1
+        arrays = {name: (f"the array {name}", shape) for name, shape in net.shapes(n).items()}
+        arrays.update({f"layers[{i}]": (f"layer {i}'s output", (n, *layer.shape) if net.layout == "row" else layer.shape)
+                       for i, layer in enumerate(net.layers, 1)})
+        for key, (what, shape) in arrays.items():
+            entries = math.prod(int(d) for d in shape)
+            if entries > MAX_ENTRIES:
+                where = key if key.startswith("layers[") else "layers"
+                self.fail(where, f"{what} would have {entries:.3g} entries ({' x '.join(map(str, shape))}), more than "
+                                 f"2**31")
+
     def check_names(self, net: Network):
         keys = {"name": (net.name, None), "input": (net.input, None), "target": (net.target, None)}
         for i, layer in enumerate(net.layers, 1):
@@ -608,9 +674,13 @@ class _Reader:
             if keyword.iskeyword(value) or keyword.issoftkeyword(value):
                 self.fail(key, f"'{value}' is a Python keyword")
             if key == "name":
+                problem = module_name_problem(value)
+                if problem:
+                    self.fail(key, f"'{value}' {problem}")
                 continue
-            if RESERVED.match(value):
-                self.fail(key, f"'{value}' is reserved for the generated code's intermediates")
+            why = reserved(value)
+            if why:
+                self.fail(key, f"'{value}' is {why}")
             if weighted is not None and value in weights:  # one array used by two layers
                 self._check_tied(key, value, weighted, net.layout, *weights[value])
                 continue

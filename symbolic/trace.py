@@ -35,6 +35,7 @@ from . import ops
 from .numpy_rules import Namespace
 from .program import Array, Program, Step
 from .rewrites import rewrite_steps
+from .names import reserved
 from .traced import _DATA_KINDS, RESERVED, Traced, TraceError, Tracer
 
 __all__ = ["TraceError", "trace"]
@@ -169,8 +170,9 @@ def trace(fn, *, wrt=None, **arrays) -> Program:
 def _argument(tracer, name, value, inputs, constants, taken):
     if not name.isidentifier() or keyword.iskeyword(name):
         raise TraceError(f"the array name {name!r} is not a Python identifier")
-    if name in RESERVED or name.startswith("_") or _generated_name(name):
-        raise TraceError(f"the array name {name!r} is reserved for the generated code's own names")
+    why = reserved(name, steps=False)
+    if why:
+        raise TraceError(f"the array name {name!r} is {why}")
     if name in taken:
         raise TraceError(f"two arrays named {name!r}")
     if isinstance(value, (bool, numbers.Number)) and not isinstance(value, np.ndarray) or value is None:

@@ -19,6 +19,7 @@ import numpy as np
 import sympy as sp
 
 from . import ops
+from .names import LOCALS, READ
 from .program import Step
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,7 +28,7 @@ _NUMPY = os.path.dirname(np.__file__)
 _SYMPY = os.path.dirname(sp.__file__)
 
 # Names a step may not take: the generated module's own (and Python's).
-RESERVED = frozenset({"np", "N", "dout", "arrays", "unknown", "PARAMETERS", "SHAPES", "VALIDATE"})
+RESERVED = READ | LOCALS  # the generated module's own names (`symbolic.names`)
 
 
 class TraceError(ValueError):

@@ -16,25 +16,35 @@ import sys
 from pathlib import Path
 
 from . import symbolic
+from .symbolic.names import module_name_problem
 from .symbolic.spec import SpecError
 from .symbolic.trace import TraceError
 
 from .check import CALLING_CONVENTION, CheckError, check
 from .codegen import files
 from .errors import UsageError
+from .limits import require_memory
 from . import train as training
 from .reference import TorchMissing
 
 
 def main(argv=None) -> int:
-    parser = _parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:  # --help, --version and usage errors, already printed by argparse
-        return exit.code or 0
-    if not hasattr(args, "run"):  # `symprop` alone
-        parser.print_help()
-        return 0
+        parser = _parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit:  # --help, --version and usage errors, already printed by argparse
+            return exit.code or 0
+        if not hasattr(args, "run"):  # `symprop` alone
+            parser.print_help()
+            return 0
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C: every writer removes its temporary files on the way out
+        print("symprop: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
     try:
         return args.run(args)
     except (SpecError, UsageError, CheckError, TraceError) as error:
@@ -227,6 +237,10 @@ def _derivation_text(derivation, fmt: str, elements: bool) -> str:
 
 def _generate(args) -> int:
     networks = [_load(net, args) for net in (args.nets or symbolic.presets())]
+    for given, net in zip(args.nets, networks):
+        problem = module_name_problem(net.name) if isinstance(net, symbolic.Program) else None
+        if problem:
+            raise UsageError(f"{given}: the module would be named after the function, and {net.name!r} {problem}")
     names = [net.name for net in networks]
     if len(set(names)) != len(names):
         raise UsageError("two specs name the same module: " + ", ".join(sorted({n for n in names if names.count(n) > 1})))
@@ -257,6 +271,8 @@ def _check(args) -> int:
     if isinstance(network, symbolic.Program) and args.torch:
         raise UsageError("--torch: a traced function has no PyTorch twin; its gradients are checked against "
                          "finite differences and --against")
+    if not isinstance(network, symbolic.Program):
+        require_memory(network, args.batch, "checking it")
     against = _import_function(args.against) if args.against else None
     progress = _Progress() if sys.stderr.isatty() and not args.json else None
     try:

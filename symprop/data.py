@@ -7,11 +7,12 @@ is left open can train on data: minibatches and the whole set differ in size.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
-from .symbolic.spec import Network
+from .symbolic.spec import Network, NotReadable, read_file
 
 from .errors import UsageError
 
@@ -20,15 +21,28 @@ def load_npz(path, option: str) -> dict:
     """The arrays of an .npz file by name; UsageError naming `option` and the file if it cannot be read."""
     where = f"{option} {path}"
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        with np.load(io.BytesIO(read_file(path)), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except NotReadable as error:
+        raise UsageError(f"{where}: {error}") from None
     except FileNotFoundError:
         raise UsageError(f"{where}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{where}: is a folder, not an .npz file") from None
+    except OSError as error:
+        raise UsageError(f"{where}: cannot read the file ({error.strerror or error})") from None
     except Exception as error:  # a .npy file (no archive), a text file, an empty file, pickled objects
         raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez): "
                          f"{type(error).__name__}: {error}".split("\n")[0]) from None
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise UsageError(f"{where}: the array {name!r} holds {_KINDS.get(array.dtype.kind, 'non-numeric')} "
+                             f"values ({array.dtype}): expected real numbers (float, int or bool)")
+    return arrays
+
+
+_KINDS = {"c": "complex", "M": "datetime", "m": "timedelta", "U": "string", "S": "bytes", "V": "structured",
+          "O": "object"}
 
 
 def load_data(network: Network, path) -> dict:

@@ -31,6 +31,7 @@ from .symbolic.spec import Network
 
 from .check import random_values
 from .data import accuracy, epochs_of, is_classifier, load_data
+from .limits import require_memory
 from .errors import UsageError
 from .codegen.files import atomic_write, compile_module, require_writable
 
@@ -393,6 +394,7 @@ def run(args) -> int:
     frozen = _check_options(args, network)
     _check_outputs(args)
     data = load_data(network, args.data) if args.data is not None else None
+    require_memory(network, len(data[network.input]) if data else 3, "training")
     module = compile_module(network)
     if data is not None:  # every array checked (shapes, labels, NaN) before anything is printed
         try:
