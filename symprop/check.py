@@ -16,17 +16,18 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import traceback
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._child import describe, where
 from .diagnosis import diagnose
 from .numerical import finite_differences, largest, mismatched, relative_errors, sample_entries
 from .symbolic.spec import Network, as_network
 
 from .codegen.files import compile_module
 from .codegen.module import generate, steps_source
+from .sandbox import Failed
 
 RTOL = 1e-6  # float64 against finite differences
 RTOL_TORCH = 1e-10  # float64 against float64 autograd
@@ -217,7 +218,10 @@ def compare(name: str, got, expected, rtol: float = RTOL, loss: float = 0.0, wor
     """How far `got` is from `expected`, entry by entry (NaN entries of `expected`: not compared)."""
     if got is None:
         return ArrayReport(name, "missing", note="no gradient returned for this array")
-    got = np.asarray(got)
+    try:
+        got = np.asarray(got)
+    except (ValueError, TypeError) as error:  # ragged lists
+        return ArrayReport(name, "wrong shape", note=f"not an array: {str(error).splitlines()[0]}")
     if got.dtype.kind not in "biuf":
         return ArrayReport(name, "wrong shape", note=f"not a numeric array (dtype {got.dtype})")
     got = got.astype(np.float64)
@@ -374,8 +378,12 @@ def call_backward(network: Network, against, values: dict):
                                      for k, v in values.items()})  # copies: theirs to spoil
     try:
         theirs = against(**arguments)
-    except (Exception, SystemExit) as error:  # the code under check: report it, do not crash
-        raise BackwardFailed(f"{label} raised {type(error).__name__}: {error}{_where(error, against)}") from None
+    except Failed as error:  # in its child process (symprop.sandbox): a hang, an exit, a crash, an exception
+        raise BackwardFailed(str(error)) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # the code under check: report it, do not crash
+        raise BackwardFailed(describe(error, label, against)) from None
     loss = None
     if isinstance(theirs, (tuple, list)) and len(theirs) == 2 and isinstance(theirs[1], dict):
         loss, theirs = theirs
@@ -413,14 +421,8 @@ def _arguments(function, values):
 
 
 def _where(error, function) -> str:
-    """" (at FILE, line N: CODE)": the deepest frame of the function's own file, else the deepest."""
-    frames = traceback.extract_tb(error.__traceback__)[1:]  # [0] is this module's call
-    if not frames:
-        return ""
-    own = getattr(getattr(function, "__code__", None), "co_filename", None)
-    frame = next((f for f in reversed(frames) if f.filename == own), frames[-1])
-    code = f": {frame.line}" if frame.line else ""
-    return f" (at {frame.filename}, line {frame.lineno}{code})"
+    """" (at FILE, line N: CODE)": where the user's function raised."""
+    return where(error, function)
 
 
 def compare_backward(report, label, their_loss, theirs, names, generated, loss, rtol, values=None,
@@ -430,11 +432,11 @@ def compare_backward(report, label, their_loss, theirs, names, generated, loss, 
     compared at float32 precision, with a note saying so. A wrong array gets its diagnosis
     (`symprop.diagnosis`): `values` the arrays (for the regularization fit), `batch` and `l2`
     the figures a factor is recognised as."""
-    low = sorted(k for k, v in theirs.items() if np.asarray(v).dtype in (np.float32, np.float16))
+    low = sorted(k for k, v in theirs.items() if getattr(v, "dtype", None) in (np.float32, np.float16))
     if low:
         rtol = max(rtol, RTOL_FLOAT32)
         report.notes.append(
-            f"note: {label} returned {np.asarray(theirs[low[0]]).dtype} arrays ({', '.join(low)}): compared at float32 "
+            f"note: {label} returned {theirs[low[0]].dtype} arrays ({', '.join(low)}): compared at float32 "
             f"precision (rtol {rtol:g}); symprop's numerical gradients are float64 whatever the inputs")
     extra = [k for k in theirs if k not in names]
     rows = []

@@ -20,12 +20,14 @@ from .symbolic.names import module_name_problem
 from .symbolic.spec import SpecError
 from .symbolic.trace import TraceError
 
+from ._child import ImportFailed, describe, import_function
 from .check import CALLING_CONVENTION, CheckError, check
 from .codegen import files
 from .errors import UsageError
 from .limits import require_memory
 from . import train as training
 from .reference import TorchMissing
+from .sandbox import TIMEOUT, ChildFunction, TimeLimit, time_limit
 
 
 def main(argv=None) -> int:
@@ -146,6 +148,9 @@ def _traced_options(p) -> None:
                    help="for FILE.py:FUNCTION: the example arrays, by the function's parameter names")
     p.add_argument("--wrt", metavar="NAMES", help="for FILE.py:FUNCTION: the names to differentiate, comma-separated "
                    "(arrays or local variables; default: every floating-point array)")
+    p.add_argument("--timeout", type=_seconds, default=TIMEOUT, metavar="SECONDS",
+                   help=f"the longest your code may run: tracing FILE.py:FUNCTION, and each call of --against, "
+                        f"which runs in a process of its own (default {TIMEOUT:g})")
 
 
 def _is_function(net: str) -> bool:
@@ -164,19 +169,20 @@ def _load(net: str, args):
     from .data import load_npz
     if args.values is None:
         raise UsageError(f"{net}: a traced function needs its example arrays: --values FILE.npz")
-    function = _import_function(net, label=net)
     arrays = load_npz(args.values, "--values")
     wrt = [name.strip() for name in args.wrt.split(",")] if args.wrt else None
-    try:
-        program = symbolic.trace(function, wrt=wrt, **arrays)
-    except TraceError:
-        raise
-    except TypeError as error:  # the arrays do not fit the function's parameters
-        raise UsageError(f"{net}: {error} (the .npz names the arrays by the function's parameters)") from None
-    except Exception as error:  # the user's code raised: their file and line
-        from .check import _where
-        raise UsageError(f"{net}: {function.__name__} raised {type(error).__name__}: {error}"
-                         f"{_where(error, function)}") from None
+    with time_limit(args.timeout, f"{net}: importing and tracing {net.rpartition(':')[2]}"):
+        function = _import_function(net, label=net)
+        try:
+            program = symbolic.trace(function, wrt=wrt, **arrays)
+        except TraceError:
+            raise
+        except TypeError as error:  # the arrays do not fit the function's parameters
+            raise UsageError(f"{net}: {error} (the .npz names the arrays by the function's parameters)") from None
+        except (KeyboardInterrupt, TimeLimit):
+            raise
+        except BaseException as error:  # the user's code raised, or called sys.exit: their file and line
+            raise UsageError(f"{net}: {describe(error, function.__name__, function)}") from None
     origin = shlex.join([net, "--values", str(args.values)] + (["--wrt", args.wrt] if args.wrt else []))
     object.__setattr__(program, "origin", origin)
     return program
@@ -273,16 +279,18 @@ def _check(args) -> int:
                          "finite differences and --against")
     if not isinstance(network, symbolic.Program):
         require_memory(network, args.batch, "checking it")
-    against = _import_function(args.against) if args.against else None
+    against = ChildFunction(args.against, f"--against {args.against}", args.timeout) if args.against else None
     progress = _Progress() if sys.stderr.isatty() and not args.json else None
     try:
         report = check(network, against, seed=args.seed, torch=args.torch, entries=args.entries,
-                                batch=args.batch, progress=progress)
+                       batch=args.batch, progress=progress)
     except TorchMissing as error:
         raise UsageError(f"--torch: {error}") from None
     finally:
         if progress is not None:
             progress.clear()
+        if against is not None:
+            against.close()
     print(report.to_json() if args.json else report.format(), end="\n" if args.json else "")
     return 0 if report.ok else 1
 
@@ -304,6 +312,16 @@ class _Progress:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
+    return value
+
+
 def _entries(text: str):
     """--entries: a whole number >= 1, or 'all' (None)."""
     return None if text == "all" else _positive_int(text, "a number >= 1 or 'all'")
@@ -323,31 +341,12 @@ def _positive_int(text: str, expected: str = "a whole number >= 1", least: int =
     return value
 
 
-def _import_function(spec: str, label: str | None = None):
-    label = label or f"--against {spec}"
-    module_name, sep, function_name = spec.rpartition(":")
-    if not sep or not module_name or not function_name.isidentifier():
-        raise UsageError(f"{label}: expected MODULE:FUNCTION")
+def _import_function(spec: str, label: str):
+    """The user's function, imported in this process (to be traced)."""
     try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.exists():
-                raise UsageError(f"{label}: no such file {path}")
-            sys.path.insert(0, str(path.resolve().parent))  # as `python FILE.py`: its folder is importable
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            sys.path.insert(0, str(Path.cwd()))
-            module = importlib.import_module(module_name)
-    except UsageError:
-        raise
-    except Exception as error:
-        raise UsageError(f"{label}: cannot import {module_name}: {type(error).__name__}: {error}") from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise UsageError(f"{label}: {module_name} has no function {function_name}")
-    return function
+        return import_function(spec, label)
+    except ImportFailed as error:
+        raise UsageError(str(error)) from None
 
 
 if __name__ == "__main__":
