@@ -167,9 +167,7 @@ def _forward(derivation, p) -> Section:
     for step in derivation.steps:
         if step.stage != "forward":
             continue
-        forms = [p.doprint(step.expr)]
-        if step.activation == "identity" and step.expr.is_Symbol:  # a = id(z) = z
-            forms.insert(0, rules.ACTIVATIONS["identity"].latex + r"\left(" + forms[0] + r"\right)")
+        forms = [p.doprint(step.expr)]  # the identity: a = z, nothing applied
         written = rules.explicit(step.expr)
         if written != step.expr and not (written.is_Function and written.args == step.expr.args[:1]):
             forms.append(p.doprint(written))  # sigma(z) = 1/(1 + e^{-z}); tanh(z) only once

@@ -47,8 +47,24 @@ class ArrayOrder:
                                                term.could_extract_minus_sign() and not term.is_Number))
 
 
+def _power_of_ten(number) -> str | None:
+    """p/10^k (k >= 3, |p| < 10) in LaTeX as p \\cdot 10^{-k}: eps = 10^{-5}, not 1/100000."""
+    p, q = int(number.p), int(number.q)
+    k = len(str(q)) - 1
+    if q != 10 ** k or k < 3 or not 0 < abs(p) < 10:
+        return None
+    return ("-" if p < 0 else "") + ("" if abs(p) == 1 else f"{abs(p)} \\cdot ") + f"10^{{-{k}}}"
+
+
 class TextPrinter(ArrayOrder, StrPrinter):
     """Array expressions in the plain-text notation of the derivation."""
+
+    def _print_Rational(self, expr):  # eps = 1e-5, not 1/100000
+        p, q = int(expr.p), int(expr.q)
+        k = len(str(q)) - 1
+        if q == 10 ** k and k >= 3 and 0 < abs(p) < 10:
+            return f"{p}e-{k}"
+        return super()._print_Rational(expr)
 
     def _print_Matmul(self, expr):  # @ and * bind alike, from the left: a product on the right is parenthesized
         left, right = expr.args
@@ -170,6 +186,10 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
 
     def _print_Symbol(self, expr, style="plain"):
         return latex_name(expr.name)
+
+    def _print_Rational(self, expr):
+        power = _power_of_ten(expr)
+        return power if power is not None else super()._print_Rational(expr)
 
     def _print_Matmul(self, expr):
         return " ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=False) for arg in expr.args)

@@ -310,7 +310,7 @@ _LAYER_KEYS = {  # the keys each kind of layer takes
               "residual", "transpose_weight"),
     "batchnorm": ("kind", "eps", "scale", "shift", "activation", "negative_slope"),
     "layernorm": ("kind", "eps", "scale", "shift", "activation", "negative_slope"),
-    "dropout": ("kind", "p", "mask"),
+    "dropout": ("kind", "p", "keep", "mask"),
     "conv2d": ("kind", "filters", "kernel", "stride", "padding", "weight", "bias", "activation", "negative_slope"),
     "maxpool2d": ("kind", "size", "stride"),
     "avgpool2d": ("kind", "size", "stride"),
@@ -548,10 +548,23 @@ class _Reader:
                      shift=self.name(table, "shift", f"beta{l}", prefix))
 
     def dropout(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        p = self.get(table, "p", float, prefix=prefix, required=True)
-        if not 0 <= p < 1:
-            self.fail(prefix + "p", f"must be at least 0 and less than 1 (the probability of dropping "
-                      f"an entry), not {p:g}")
+        if "p" not in table and "keep" not in table:
+            self.fail(prefix + "p", "required key is missing (p, the probability of dropping an entry; or keep, "
+                                    "of keeping it: 1 - p)")
+        if "p" in table and "keep" in table:
+            self.fail(prefix + "keep", "give one of p (the probability of dropping an entry) and keep (1 - p), "
+                                       "not both")
+        if "keep" in table:
+            keep = self.get(table, "keep", float, prefix=prefix)
+            if not 0 < keep <= 1:
+                self.fail(prefix + "keep", f"must be more than 0 and at most 1 (the probability of keeping an "
+                          f"entry), not {keep:g}")
+            p = 1.0 - keep
+        else:
+            p = self.get(table, "p", float, prefix=prefix)
+            if not 0 <= p < 1:
+                self.fail(prefix + "p", f"must be at least 0 and less than 1 (the probability of dropping "
+                          f"an entry), not {p:g}")
         return Layer(kind="dropout", units=_flat(widths[-1]), inputs=_flat(widths[-1]), shape=widths[-1],
                      input_shape=widths[-1], p=p,
                      mask=self.get(table, "mask", str, f"m{l}", prefix))

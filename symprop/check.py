@@ -145,8 +145,10 @@ def random_values(network: Network, seed: int = 0, batch: int = 3) -> dict:
     rng = np.random.default_rng(seed)
     values = dict(network.values)
     n = batch
-    if network.batch is None and network.layout == "row" and network.input in values:
-        n = np.shape(values[network.input])[0]
+    data = (network.target,) if network.loss.labels else ()
+    given = [name for name in (network.input, *network.masks, *data) if name in values]
+    if network.batch is None and network.layout == "row" and given:  # the batch of the arrays given
+        n = np.shape(values[given[0]])[0]
     fan_in = {}  # a weight's fan-in: the inputs of its first layer (transposed or not)
     for layer in network.layers:
         if layer.weighted:
@@ -258,7 +260,7 @@ def _close(got, expected, rtol, loss, overall=0.0):
 
 def check(network: Network, against=None, values: dict | None = None, seed: int = 0, *,
           torch: bool = False, entries: int | None = -1, batch: int = 3, progress=None,
-          numerical: bool = True, rtol: float = RTOL) -> Report:
+          numerical: bool = True, rtol: float = RTOL, names: dict | None = None) -> Report:
     """Check the generated gradients of `network` (and `against`, a hand-written backward, and
     PyTorch autograd with `torch=True`) on `values`, the spec's, or seeded random ones.
 
@@ -267,13 +269,17 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     `batch`: the samples drawn where the spec leaves the batch size open. `progress(done, total)`
     is called as the finite differences go. `numerical=False` leaves the finite differences out;
     `rtol` is the tolerance of the comparison with `against` (at least 1e-5 for float32 results).
+    `names`: the backward's own names of the network's arrays, {"gamma2": "gamma1", ...}: it is
+    called with the arrays under those names, and its gradients are read back by them.
     A traced `Program` is checked by `symprop.check_program.check_program`.
     """
     from .symbolic.program import Program
     if isinstance(network, Program):
         from .check_program import check_program
-        return check_program(network, against, values, seed, entries=entries, numerical=numerical, rtol=rtol)
+        return check_program(network, against, values, seed, entries=entries, numerical=numerical, rtol=rtol,
+                             names=names)
     network = as_network(network)
+    names = name_map(network, names)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
     if batch < 2 and network.batch is None and any(
@@ -308,7 +314,7 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     if numerical:
         _check_numerical(report, module, values64, loss, generated, entries, seed, progress)
     if against is not None:
-        _check_against(report, against, values, loss, generated, steps, values64, rtol)
+        _check_against(report, against, values, loss, generated, steps, values64, rtol, names)
     if torch:
         _check_torch(report, values64, loss, generated)
     return report
@@ -368,14 +374,39 @@ def _excuse_kinks(row, name, generated, numerical, indices, loss, report, overal
     return row
 
 
-def call_backward(network: Network, against, values: dict):
+def name_map(network, names) -> dict:
+    """`names` ({the network's name: the backward's name}) checked: CheckError unless every key
+    is an array of the network and the names the backward sees are distinct identifiers."""
+    if not names:
+        return {}
+    from .symbolic.program import Program
+    arrays = list(network.inputs if isinstance(network, Program) else network.shapes())
+    for ours, theirs in names.items():
+        if ours not in arrays:
+            raise CheckError(f"--names: {ours!r} is not an array of {network.name} (its arrays are "
+                             f"{', '.join(arrays)})")
+        if not isinstance(theirs, str) or not theirs.isidentifier():
+            raise CheckError(f"--names: {ours}={theirs}: {theirs!r} is not a Python identifier")
+    seen = [names.get(name, name) for name in arrays]
+    twice = sorted({name for name in seen if seen.count(name) > 1})
+    if twice:
+        raise CheckError(f"--names: two arrays of {network.name} would both be called {twice[0]!r}")
+    return dict(names)
+
+
+def call_backward(network: Network, against, values: dict, names: dict | None = None):
     """Call a hand-written backward the way `check` does: (loss or None, gradients dict).
+    `names`: the backward's own names of the arrays (`name_map`), for its arguments and its
+    gradients' keys.
 
     Raises BackwardFailed with one line saying what went wrong (an exception, with the file and
     line where it was raised; or a return value of another form)."""
     label = getattr(against, "__name__", "function")
-    arguments = _arguments(against, {k: ({n: np.array(a) for n, a in v.items()} if isinstance(v, dict) else np.array(v))
-                                     for k, v in values.items()})  # copies: theirs to spoil
+    names = names or {}
+
+    def theirs_of(arrays):  # copies, under the backward's names: theirs to spoil
+        return {names.get(k, k): theirs_of(v) if isinstance(v, dict) else np.array(v) for k, v in arrays.items()}
+    arguments = _arguments(against, theirs_of(values))
     try:
         theirs = against(**arguments)
     except Failed as error:  # in its child process (symprop.sandbox): a hang, an exit, a crash, an exception
@@ -393,6 +424,8 @@ def call_backward(network: Network, against, values: dict):
         what = "None" if theirs is None else type(theirs).__name__
         raise BackwardFailed(f"{label} returned {what}, expected a dict of gradients by name "
                              "or a (loss, dict) pair")
+    ours = {their: our for our, their in names.items()}
+    theirs = {ours.get(key, key): value for key, value in theirs.items()}
     by_case = {name.casefold(): name for name in network.differentiated}
     matched = {key: value for key, value in theirs.items() if key in network.differentiated}  # exact names win
     for key, value in theirs.items():
@@ -455,11 +488,11 @@ def compare_backward(report, label, their_loss, theirs, names, generated, loss, 
     return rows, extra
 
 
-def _check_against(report, against, values, loss, generated, steps, values64, rtol=RTOL):
+def _check_against(report, against, values, loss, generated, steps, values64, rtol=RTOL, names=None):
     network = report.network
     label = getattr(against, "__name__", "function")
     try:
-        their_loss, theirs = call_backward(network, against, values)
+        their_loss, theirs = call_backward(network, against, values, names)
     except BackwardFailed as error:
         report.failures.append(str(error))
         return

@@ -15,7 +15,7 @@ import types
 
 import numpy as np
 
-from .check import RTOL, BackwardFailed, CheckError, Report, call_backward, compare, compare_backward
+from .check import RTOL, BackwardFailed, CheckError, Report, call_backward, compare, compare_backward, name_map
 from .codegen.program_module import generate_program
 from .numerical import finite_differences, largest, sample_entries
 from .symbolic.program import Program, derive_program
@@ -62,12 +62,14 @@ def backward_order(program: Program) -> list[str]:
 
 
 def check_program(program: Program, against=None, values: dict | None = None, seed: int = 0, *,
-                  entries: int | None = -1, numerical: bool = True, rtol: float = RTOL) -> Report:
+                  entries: int | None = -1, numerical: bool = True, rtol: float = RTOL,
+                  names: dict | None = None) -> Report:
     """Check the generated gradients of a traced `program` against central differences, and
     `against` (a hand-written backward called with the arrays by keyword) against them. A
     gradient returned as d<name> (dlogprobs) is the gradient of <name>, as learners write it."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
+    names = name_map(program, names)
     module = compile_program(program)
     arrays = program_values(program, values, seed)
     report = Report(program)
@@ -81,7 +83,7 @@ def check_program(program: Program, against=None, values: dict | None = None, se
     if numerical:
         _numerical(report, program, module, floats, generated, loss, entries, seed)
     if against is not None:
-        _against(report, program, against, arrays, generated, loss, rtol)
+        _against(report, program, against, arrays, generated, loss, rtol, names)
     return report
 
 
@@ -127,10 +129,10 @@ def _grouped(program: Program, against, arrays: dict) -> dict:
     return out
 
 
-def _against(report, program, against, arrays, generated, loss, rtol):
+def _against(report, program, against, arrays, generated, loss, rtol, names=None):
     label = getattr(against, "__name__", "function")
     try:
-        their_loss, theirs = call_backward(program, against, _grouped(program, against, arrays))
+        their_loss, theirs = call_backward(program, against, _grouped(program, against, arrays), names)
     except BackwardFailed as error:
         report.failures.append(str(error))
         return

@@ -131,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--entries", type=_entries, default=-1, metavar="K",
                    help="entries per array compared with finite differences: a number, or 'all' (default: all "
                         "for arrays of up to 1,000 entries, a seeded sample of 100 beyond)")
+    p.add_argument("--names", type=_names, default=None, metavar="OURS=YOURS,...",
+                   help="your backward's own names of the arrays (gamma2=gamma1,W3=W2): it is called with them, "
+                        "and its gradients are read by them")
     p.add_argument("--torch", action="store_true", help="also compare with PyTorch autograd in float64")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_check)
@@ -252,7 +255,7 @@ def _generate(args) -> int:
         raise UsageError("two specs name the same module: " + ", ".join(sorted({n for n in names if names.count(n) > 1})))
     if not args.check:
         files.require_writable(args.out, "--out", folder=True)
-    sources = files.render(networks)
+    sources = files.render(networks, args.out)
     if args.check:
         problems = files.stale(sources, args.out)
         given = dict(zip([f"{net.name}.py" for net in networks], args.nets or [net.name for net in networks]))
@@ -283,7 +286,7 @@ def _check(args) -> int:
     progress = _Progress() if sys.stderr.isatty() and not args.json else None
     try:
         report = check(network, against, seed=args.seed, torch=args.torch, entries=args.entries,
-                       batch=args.batch, progress=progress)
+                       batch=args.batch, progress=progress, names=args.names)
     except TorchMissing as error:
         raise UsageError(f"--torch: {error}") from None
     finally:
@@ -310,6 +313,19 @@ class _Progress:
     def clear(self) -> None:
         if self.shown >= 0:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _names(text: str) -> dict:
+    """--names gamma2=gamma1,W3=W2: {"gamma2": "gamma1", "W3": "W2"}."""
+    names = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        ours, sep, theirs = (side.strip() for side in pair.partition("="))
+        if not sep or not ours or not theirs:
+            raise argparse.ArgumentTypeError(f"expected OURS=YOURS pairs separated by commas, not {pair!r}")
+        if ours in names:
+            raise argparse.ArgumentTypeError(f"{ours!r} is named twice")
+        names[ours] = theirs
+    return names
 
 
 def _seconds(text: str) -> float:

@@ -343,7 +343,7 @@ def test_batchnorm_document_compiles_and_shows_the_staged_and_the_compact_rule(t
     assert pdf.read_bytes()[:5] == b"%PDF-"
     for name in ("mu2", "var2", "sigma2", "xhat2"):  # the forward rows of the normalization
         assert "\n" + latex_name(name) + " &= " in document, name
-    assert r"\sigma_{2} &= \sqrt{\mathrm{var}_{2} + \frac{1}{100000}}" in document  # eps = 1e-5
+    assert r"\sigma_{2} &= \sqrt{\mathrm{var}_{2} + 10^{-5}}" in document  # eps = 1e-5, as one writes it
     rows = [line for line in document.splitlines() if r"\tag*{" in line]
     staged = [line for line in rows if line.endswith(r"\tag*{staged}\\")]
     assert [line.split(" &= ")[0] for line in staged] == [latex_name("dL_dxhat2"), latex_name("dL_dvar2")]
