@@ -471,8 +471,11 @@ def _source(network: Network, seed: int, given=frozenset()) -> str:
     """Where the starting arrays come from, in words; random ones are named, with their shapes."""
     drawn = [name for name in network.shapes() if name not in network.values and name not in given
              and name not in network.masks]  # masks are drawn afresh at every step
-    if not drawn:
-        return "the spec's [values]" if not given else "the data file"
+    if not drawn:  # the parameters come from the spec, the data file, or both
+        from_file = [name for name in network.parameters if name in given]
+        if not from_file:
+            return "the spec's [values]"
+        return "the data file" if len(from_file) == len(network.parameters) else "the spec's [values] and the data file"
     shapes = {name: shape for name, shape in network.shapes(network.batch or 3).items()}
     listed = ", ".join(f"{name} {shapes[name]}" for name in drawn)
     rest = "the spec's [values] and " if network.values else ""

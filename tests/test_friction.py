@@ -151,3 +151,15 @@ def test_the_document_writes_the_identity_and_eps_as_one_writes_them(root):
     assert "a_{1} &= z_{1}" in latex and r"\operatorname{id}" not in latex
     batchnorm = symprop.derive(symprop.load(root / BATCHNORM))
     assert r"\sqrt{\mathrm{var}_{2} + 10^{-5}}" in batchnorm.latex() and "sqrt(var2 + 1e-5)" in batchnorm.text()
+
+
+def test_train_says_where_the_parameters_come_from(tmp_path):
+    (tmp_path / "net.toml").write_text(IDENTITY.replace('kind = "squared_error"', 'kind = "squared_error"\n[values]\n'
+                                                         'W1 = [[0.1, 0.2], [0.3, 0.4]]\nb1 = [0.0, 0.0]\n'
+                                                         'W2 = [[0.5], [0.6]]\nb2 = [0.0]'))
+    np.savez(tmp_path / "xy.npz", x=np.ones((4, 2)), y=np.ones((4, 1)))
+    np.savez(tmp_path / "xyw.npz", x=np.ones((4, 2)), y=np.ones((4, 1)), W1=np.zeros((2, 2)))
+    for data, words in [("xy.npz", "parameters from the spec's [values]\n"),
+                        ("xyw.npz", "parameters from the spec's [values] and the data file\n")]:
+        status, out, _ = _run(tmp_path, "train", "net.toml", "--data", data, "--epochs", "1")
+        assert status == 0 and out.splitlines(keepends=True)[0].endswith(words), out
