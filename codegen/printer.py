@@ -14,7 +14,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ..symbolic.arrays import ArrayFunction, Conv2d, Conv2dWeightGrad, Matmul, Transposed
+from ..symbolic.arrays import ArrayFunction, Conv2d, Conv2dWeightGrad, Matmul
 from ..symbolic.notation import ArrayOrder
 from . import runtime
 
@@ -145,45 +145,9 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     # -- whole-array operations ----------------------------------------------------------------
 
-    def _print_Matmul(self, expr):
-        # np.dot, not @: the same product with less call overhead on small arrays. Row-layout
-        # weight gradients go through _weight_gradient, which uses einsum for a large outer
-        # product at batch 1: np.dot and @ send a product with an inner dimension of one to a
-        # general matrix multiply, up to 4x slower there (benchmarks/README.md)
-        left, right = expr.args
-        if self.layout == "row" and isinstance(left, Transposed):
-            self.helpers.add("_weight_gradient")
-            return f"_weight_gradient({self._print(left.args[0])}, {self._print(right)})"
-        return f"np.dot({self._print(left)}, {self._print(right)})"
-
-    def _print_Transposed(self, expr):
-        return self._method_target(expr.args[0]) + ".T"
-
-    def _print_Outer(self, expr):
-        u, v = expr.args
-        return f"np.outer({self._print(u)}, {self._print(v)})"
-
-    def _print_SumRows(self, expr):
-        return self._method_target(expr.args[0]) + ".sum(axis=0)"
-
-    def _print_Total(self, expr):
-        arg = expr.args[0]
-        return self._print(arg) + ".sum()" if arg.is_Symbol else f"np.sum({self._print(arg)})"
-
-    def _print_RowSum(self, expr):
-        return self._method_target(expr.args[0]) + ".sum(axis=-1, keepdims=True)"
-
     def _print__Sigmoid(self, expr):
         self.helpers.add("_sigmoid")
         return f"_sigmoid({self._print(expr.args[0])})"
-
-    def _print_Softmax(self, expr):
-        self.helpers.add("_softmax")
-        return f"_softmax({self._print(expr.args[0])})"
-
-    def _print_LogSoftmax(self, expr):
-        self.helpers.add("_log_softmax")
-        return f"_log_softmax({self._print(expr.args[0])})"
 
     # -- images (N, C, H, W): the helpers of codegen.runtime ----------------------------------
 
@@ -227,32 +191,6 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     def _print_AvgPool2dGrad(self, expr):
         return self._helper("_avg_pool2d_gradient", expr, "size", "stride", "shape")
-
-    def _print_Flatten(self, expr):  # (N, C, H, W) -> (N, C*H*W)
-        a = expr.args[0]
-        return self._method_target(a) + f".reshape({self._method_target(a)}.shape[0], -1)"
-
-    def _print_Unflatten(self, expr):  # (N, C*H*W) -> (N, C, H, W)
-        g, image = expr.args
-        return self._method_target(g) + f".reshape(-1, {', '.join(str(int(d)) for d in image)})"
-
-    def _print_PerChannel(self, expr):  # (C,) -> (C, 1, 1): along the channel axis of (N, C, H, W)
-        return self._method_target(expr.args[0]) + "[:, None, None]"
-
-    def _print_SumAxes(self, expr):
-        a, axes, keepdims = expr.args
-        axis = "(" + ", ".join(str(int(k)) for k in axes) + ("," if len(axes) == 1 else "") + ")"
-        return self._method_target(a) + f".sum(axis={axis}" + (", keepdims=True)" if keepdims else ")")
-
-
-    def _print_BroadcastTo(self, expr):  # a gradient smaller than its array: a new float array of its shape
-        a, *shape = expr.args
-        dims = "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-        return f"(np.broadcast_to({self._print(a)}, {dims}) + 0.0)"  # + 0.0: floats, float32 kept
-
-    def _print_OneHot(self, expr):
-        labels, classes = expr.args  # a 0/1 (boolean) mask: keeps the logits' dtype
-        return f"np.eye({self._print(classes)}, dtype=bool)[{self._print(labels)}]"
 
     # -- elementwise ---------------------------------------------------------------------------
 

@@ -32,6 +32,27 @@ def _is_scalar(expr) -> bool:
     return not expr.atoms(sp.Function) and expr.free_symbols <= {BATCH}
 
 
+# ---------------------------------------------------------------------------------------------
+# Printing helpers the operations share (each operation prints itself: _sympystr for the text
+# notation, _latex, _numpycode for the generated module)
+
+
+def _call(printer, name: str, args) -> str:
+    """name(arg, ...), the text notation of an operation applied."""
+    return f"{name}({', '.join(printer._print(arg) for arg in args)})"
+
+
+def _operator(printer, name: str, *args, transposed: bool = False) -> str:
+    """\\operatorname{name}(args) in LaTeX; ^T for an adjoint (the gradient of an operation)."""
+    return (r"\operatorname{" + name + "}" + (r"^{\top}" if transposed else "") + r"\left("
+            + ", ".join(printer._print(a) for a in args) + r"\right)")
+
+
+def _axis_letters(axes) -> str:
+    """The axes of an image batch by their index letters: (0, 2, 3) is nij (sample, row, column)."""
+    return "".join("ncij"[int(k)] for k in axes)
+
+
 class ArrayFunction(sp.Function):
     """An operation on whole arrays that is not elementwise."""
 
@@ -39,6 +60,7 @@ class ArrayFunction(sp.Function):
     arrays = None  # how many leading arguments are arrays (None: all); the rest are settings (sizes)
     named = False  # a gradient computed by it keeps its name in the derivation (never inlined)
     reduces = False  # its vjp takes the pull as broadcast, larger than its result, and sums it
+    transcendental = False  # its value rounds (exp, log): computed two ways, equal to rounding only
 
     @classmethod
     def eval(cls, *args):
@@ -105,6 +127,30 @@ class Matmul(ArrayFunction):
             return Outer(A, g)
         return Matmul(Transposed(A), g)
 
+    @staticmethod
+    def samples():
+        a, b, x = sp.symbols("a b x")
+        return [(Matmul(a, b), {"a": (3, 4), "b": (4, 2)}, {}), (Matmul(a, x), {"a": (3, 4), "x": (4,)}, {}),
+                (Matmul(x, b), {"x": (4,), "b": (4, 2)}, {})]
+
+    def _sympystr(self, printer):  # @ and * bind alike, from the left: a product on the right is parenthesized
+        left, right = self.args
+        return (printer.parenthesize(left, PRECEDENCE["Mul"], strict=True) + " @ "
+                + printer.parenthesize(right, PRECEDENCE["Mul"], strict=False))
+
+    def _latex(self, printer):
+        return " ".join(printer.parenthesize(arg, PRECEDENCE["Mul"], strict=False) for arg in self.args)
+
+    def _numpycode(self, printer):
+        # np.dot, not @: the same product with less call overhead on small arrays. Row-layout
+        # weight gradients go through _weight_gradient, which uses einsum for a large outer
+        # product at batch 1: np.dot and @ send a product with an inner dimension of one to a
+        # general matrix multiply, up to 4x slower there (benchmarks/README.md)
+        left, right = self.args
+        if printer.layout == "row" and isinstance(left, Transposed):
+            printer.helpers.add("_weight_gradient")
+            return f"_weight_gradient({printer._print(left.args[0])}, {printer._print(right)})"
+        return f"np.dot({printer._print(left)}, {printer._print(right)})"
 
 class Transposed(ArrayFunction):
     """A.T"""
@@ -128,6 +174,19 @@ class Transposed(ArrayFunction):
     def vjp(self, index, g, shape):
         return Transposed(g)
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Transposed(a), {"a": (3, 4)}, {})]
+
+    def _sympystr(self, printer):
+        return printer.parenthesize(self.args[0], PRECEDENCE["Atom"], strict=True) + ".T"
+
+    def _latex(self, printer):
+        return printer.parenthesize(self.args[0], PRECEDENCE["Pow"], strict=False) + r"^{\top}"
+
+    def _numpycode(self, printer):
+        return printer._method_target(self.args[0]) + ".T"
 
 class Outer(ArrayFunction):
     """Outer product of two vectors: u v^T."""
@@ -143,6 +202,22 @@ class Outer(ArrayFunction):
         u, v = self.args
         return Matmul(g, v) if index == 0 else Matmul(Transposed(g), u)
 
+    @staticmethod
+    def samples():
+        u, v = sp.symbols("u v")
+        return [(Outer(u, v), {"u": (3,), "v": (4,)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "outer", self.args)
+
+    def _latex(self, printer):
+        u, v = self.args
+        return (printer.parenthesize(u, PRECEDENCE["Mul"], strict=False) + r"\,"
+                + printer.parenthesize(v, PRECEDENCE["Pow"], strict=False) + r"^{\top}")
+
+    def _numpycode(self, printer):
+        u, v = self.args
+        return f"np.outer({printer._print(u)}, {printer._print(v)})"
 
 class SumRows(ArrayFunction):
     """Sum over the batch axis (axis 0): a bias gradient in the row layout."""
@@ -161,6 +236,19 @@ class SumRows(ArrayFunction):
     def vjp(self, index, g, shape):
         return g  # every row receives g: broadcasting
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(SumRows(a), {"a": (3, 4)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "sum_rows", self.args)
+
+    def _latex(self, printer):
+        return r"\sum_{n} " + printer.parenthesize(self.args[0], PRECEDENCE["Mul"], strict=False)
+
+    def _numpycode(self, printer):
+        return printer._method_target(self.args[0]) + ".sum(axis=0)"
 
 class Total(ArrayFunction):
     """Sum of every element: a scalar."""
@@ -179,6 +267,20 @@ class Total(ArrayFunction):
     def vjp(self, index, g, shape):
         return g  # every entry receives g
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Total(a), {"a": (3, 4)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "sum", self.args)
+
+    def _latex(self, printer):
+        return r"\sum " + printer.parenthesize(self.args[0], PRECEDENCE["Mul"], strict=False)
+
+    def _numpycode(self, printer):
+        arg = self.args[0]
+        return printer._print(arg) + ".sum()" if arg.is_Symbol else f"np.sum({printer._print(arg)})"
 
 class RowSum(ArrayFunction):
     """Sum over the last axis, kept as an axis of length one (per sample, for softmax)."""
@@ -203,11 +305,25 @@ class RowSum(ArrayFunction):
     def vjp(self, index, g, shape):
         return g  # every entry of a row receives its row's g
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(RowSum(a), {"a": (3, 4)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "rowsum", self.args)
+
+    def _latex(self, printer):
+        return r"\sum_{k} " + printer.parenthesize(self.args[0], PRECEDENCE["Mul"], strict=False)
+
+    def _numpycode(self, printer):
+        return printer._method_target(self.args[0]) + ".sum(axis=-1, keepdims=True)"
 
 class Softmax(ArrayFunction):
     """exp(z) / RowSum(exp(z)), over the last axis."""
 
     nargs = 1
+    transcendental = True
 
     @staticmethod
     def numpy(z):
@@ -217,11 +333,26 @@ class Softmax(ArrayFunction):
     def vjp(self, index, g, shape):
         return self * (g - RowSum(self * g))
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Softmax(a), {"a": (3, 4)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "softmax", self.args)
+
+    def _latex(self, printer):
+        return r"\operatorname{softmax}\left(" + printer._print(self.args[0]) + r"\right)"
+
+    def _numpycode(self, printer):
+        printer.helpers.add("_softmax")
+        return f"_softmax({printer._print(self.args[0])})"
 
 class LogSoftmax(ArrayFunction):
     """log(softmax(z)) = z - log(RowSum(exp(z))), over the last axis."""
 
     nargs = 1
+    transcendental = True
 
     @staticmethod
     def numpy(z):
@@ -230,6 +361,20 @@ class LogSoftmax(ArrayFunction):
     def vjp(self, index, g, shape):
         return g - Softmax(self.args[0]) * RowSum(g)
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(LogSoftmax(a), {"a": (3, 4)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "log_softmax", self.args)
+
+    def _latex(self, printer):
+        return r"\log\operatorname{softmax}\left(" + printer._print(self.args[0]) + r"\right)"
+
+    def _numpycode(self, printer):
+        printer.helpers.add("_log_softmax")
+        return f"_log_softmax({printer._print(self.args[0])})"
 
 class OneHot(ArrayFunction):
     """Integer labels as one-hot rows: OneHot(y, K)[i, k] = 1 if y[i] == k else 0."""
@@ -244,6 +389,20 @@ class OneHot(ArrayFunction):
     def vjp(self, index, g, shape):
         raise TypeError("class labels are not differentiated")
 
+    @staticmethod
+    def samples():
+        a, y = sp.symbols("a y")
+        return [(OneHot(y, 3) * a, {"a": (4, 3)}, {"y": np.array([0, 2, 1, 2])})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "onehot", self.args)
+
+    def _latex(self, printer):
+        return r"\operatorname{onehot}\left(" + printer._print(self.args[0]) + r"\right)"
+
+    def _numpycode(self, printer):
+        labels, classes = self.args  # a 0/1 (boolean) mask: keeps the logits' dtype
+        return f"np.eye({printer._print(classes)}, dtype=bool)[{printer._print(labels)}]"
 
 class BroadcastTo(ArrayFunction):
     """An array repeated to a larger shape (NumPy broadcasting made explicit): a gradient that
@@ -256,6 +415,22 @@ class BroadcastTo(ArrayFunction):
     def vjp(self, index, g, shape):
         return g
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(BroadcastTo(a, 3, 4), {"a": (4,)}, {})]
+
+    def _sympystr(self, printer):  # a gradient smaller than its array, repeated over it
+        a, *shape = self.args
+        return f"broadcast({printer._print(a)}, {tuple(int(d) for d in shape)})"
+
+    def _latex(self, printer):  # broadcasting is implicit in the notation
+        return printer._print(self.args[0])
+
+    def _numpycode(self, printer):  # a gradient smaller than its array: a new float array of its shape
+        a, *shape = self.args
+        dims = "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        return f"(np.broadcast_to({printer._print(a)}, {dims}) + 0.0)"  # + 0.0: floats, float32 kept
 
 # ---------------------------------------------------------------------------------------------
 # Images: arrays of shape (N, C, H, W). Sizes, strides and paddings are (height, width) pairs.
@@ -283,6 +458,25 @@ class SumAxes(ArrayFunction):
             return KeepDims(g, *self.args[1])
         return g  # it broadcasts back over the summed axes
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(SumAxes(a, sp.Tuple(0, 2, 3), sp.S.One), {"a": (2, 3, 2, 2)}, {}),
+                (SumAxes(a, sp.Tuple(1, 2, 3), sp.S.Zero), {"a": (2, 3, 2, 2)}, {})]
+
+    def _sympystr(self, printer):
+        a, axes, keepdims = self.args
+        return f"sum_{_axis_letters(axes)}({printer._print(a)})"
+
+    def _latex(self, printer):
+        a, axes, keepdims = self.args
+        return (r"\sum_{" + ",".join("ncij"[int(k)] for k in axes) + "} "
+                + printer.parenthesize(a, PRECEDENCE["Mul"], strict=False))
+
+    def _numpycode(self, printer):
+        a, axes, keepdims = self.args
+        axis = "(" + ", ".join(str(int(k)) for k in axes) + ("," if len(axes) == 1 else "") + ")"
+        return printer._method_target(a) + f".sum(axis={axis}" + (", keepdims=True)" if keepdims else ")")
 
 class PerChannel(ArrayFunction):
     """A vector of one value per channel, (C,) -> (C, 1, 1): it broadcasts along the channel axis
@@ -307,6 +501,19 @@ class PerChannel(ArrayFunction):
         axes = [k for k in range(ndim) if k != ndim - 3]
         return SumAxes(g, sp.Tuple(*axes), sp.S.Zero)
 
+    @staticmethod
+    def samples():
+        b, x = sp.symbols("b x")
+        return [(PerChannel(b) * x, {"b": (3,), "x": (2, 3, 2, 2)}, {})]
+
+    def _sympystr(self, printer):  # b[c]: one value per channel, along axis 1
+        return printer._print(self.args[0]) + "[c]"
+
+    def _latex(self, printer):  # b_c, broadcast along the channel axis
+        return printer._print(self.args[0])
+
+    def _numpycode(self, printer):  # (C,) -> (C, 1, 1): along the channel axis of (N, C, H, W)
+        return printer._method_target(self.args[0]) + "[:, None, None]"
 
 class Flatten(ArrayFunction):
     """(N, C, H, W) -> (N, C*H*W), C order: an image batch as rows for a dense layer."""
@@ -325,6 +532,20 @@ class Flatten(ArrayFunction):
     def vjp(self, index, g, shape):
         return Unflatten(g, sp.Tuple(*shape(self.args[0])[1:]))
 
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Flatten(a), {"a": (2, 3, 2, 2)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "flatten", self.args)
+
+    def _latex(self, printer):
+        return _operator(printer, "flatten", self.args[0])
+
+    def _numpycode(self, printer):  # (N, C, H, W) -> (N, C*H*W)
+        a = self.args[0]
+        return printer._method_target(a) + f".reshape({printer._method_target(a)}.shape[0], -1)"
 
 class Unflatten(ArrayFunction):
     """(N, C*H*W) -> (N, C, H, W): rows back into images (the gradient of a flatten)."""
@@ -345,6 +566,21 @@ class Unflatten(ArrayFunction):
     def vjp(self, index, g, shape):
         return Flatten(g)
 
+    @staticmethod
+    def samples():
+        g = sp.Symbol("g")
+        return [(Unflatten(g, sp.Tuple(3, 2, 2)), {"g": (2, 12)}, {})]
+
+    def _sympystr(self, printer):
+        g, image = self.args
+        return f"unflatten({printer._print(g)}, {tuple(int(d) for d in image)})"
+
+    def _latex(self, printer):
+        return _operator(printer, "unflatten", self.args[0])
+
+    def _numpycode(self, printer):  # (N, C*H*W) -> (N, C, H, W)
+        g, image = self.args
+        return printer._method_target(g) + f".reshape(-1, {', '.join(str(int(d)) for d in image)})"
 
 def _conv_size(size, kernel, stride, padding) -> int:
     """An output's height (or width): (H + 2 padding - kernel) // stride + 1."""
@@ -614,3 +850,10 @@ def evaluate(expr: sp.Expr, env: dict):
     symbols = sorted(expr.free_symbols, key=str)
     return _elementwise(lambda *v: expr.xreplace(dict(zip(symbols, v))),
                         *(env[s] for s in symbols))
+
+
+# Every operation of this module that carries its own samples and printing, for the one test
+# loop over all operations (`symbolic.ops.OPERATIONS`, `tests/test_ops.py`).
+OPERATIONS = (Matmul, Transposed, Outer, SumRows, Total, RowSum, Softmax, LogSoftmax, OneHot, BroadcastTo, SumAxes,
+              PerChannel, Flatten, Unflatten)
+NOT_YET_REGISTERED = (Conv2d, Conv2dInputGrad, Conv2dWeightGrad, MaxPool2d, MaxPool2dGrad, AvgPool2d, AvgPool2dGrad)

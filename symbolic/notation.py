@@ -66,28 +66,6 @@ class TextPrinter(ArrayOrder, StrPrinter):
             return f"{p}e-{k}"
         return super()._print_Rational(expr)
 
-    def _print_Matmul(self, expr):  # @ and * bind alike, from the left: a product on the right is parenthesized
-        left, right = expr.args
-        return (self.parenthesize(left, PRECEDENCE["Mul"], strict=True) + " @ "
-                + self.parenthesize(right, PRECEDENCE["Mul"], strict=False))
-
-    def _print_Transposed(self, expr):
-        return self.parenthesize(expr.args[0], PRECEDENCE["Atom"], strict=True) + ".T"
-
-    def _call(name):
-        def method(self, expr):
-            return f"{name}({', '.join(self._print(arg) for arg in expr.args)})"
-        return method
-
-    _print_Outer = _call("outer")
-    _print_SumRows = _call("sum_rows")
-    _print_Total = _call("sum")
-    _print_RowSum = _call("rowsum")
-    _print_Softmax = _call("softmax")
-    _print_LogSoftmax = _call("log_softmax")
-    _print_OneHot = _call("onehot")
-    _print_Flatten = _call("flatten")
-    del _call
 
     def _image_call(self, expr, *names, skip=None):
         """An image operation: its arrays (but the one at `skip`), then its settings by name (a
@@ -115,22 +93,6 @@ class TextPrinter(ArrayOrder, StrPrinter):
 
     def _print_MaxPool2dGrad(self, expr):  # a and g: the maxima are a's
         return self._image_call(expr, "size", "stride", skip=1)
-
-    def _print_Unflatten(self, expr):
-        g, image = expr.args
-        return f"unflatten({self._print(g)}, {tuple(int(d) for d in image)})"
-
-    def _print_PerChannel(self, expr):  # b[c]: one value per channel, along axis 1
-        return self._print(expr.args[0]) + "[c]"
-
-    def _print_BroadcastTo(self, expr):  # a gradient smaller than its array, repeated over it
-        a, *shape = expr.args
-        return f"broadcast({self._print(a)}, {tuple(int(d) for d in shape)})"
-
-    def _print_SumAxes(self, expr):
-        a, axes, keepdims = expr.args
-        return f"sum_{_axis_letters(axes)}({self._print(a)})"
-
 
     def _print_ElementwiseBase(self, expr):  # an activation by its name: relu(z1), leaky_relu(z1, 0.2)
         return f"{expr.rule.name}({', '.join(self._print(arg) for arg in expr.args)})"
@@ -191,38 +153,9 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
         power = _power_of_ten(expr)
         return power if power is not None else super()._print_Rational(expr)
 
-    def _print_Matmul(self, expr):
-        return " ".join(self.parenthesize(arg, PRECEDENCE["Mul"], strict=False) for arg in expr.args)
-
-    def _print_Transposed(self, expr):
-        return self.parenthesize(expr.args[0], PRECEDENCE["Pow"], strict=False) + r"^{\top}"
-
-    def _print_Outer(self, expr):
-        u, v = expr.args
-        return (self.parenthesize(u, PRECEDENCE["Mul"], strict=False) + r"\,"
-                + self.parenthesize(v, PRECEDENCE["Pow"], strict=False) + r"^{\top}")
-
-    def _print_SumRows(self, expr):
-        return r"\sum_{n} " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=False)
-
-    def _print_Total(self, expr):
-        return r"\sum " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=False)
-
-    def _print_RowSum(self, expr):
-        return r"\sum_{k} " + self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=False)
-
-    def _print_Softmax(self, expr):
-        return r"\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"
-
     def _print_ElementwiseBase(self, expr, exp=None):  # an activation by its name: \sigma(z_1)
         applied = expr.rule.latex + r"\left(" + self._print(expr.args[0]) + r"\right)"
         return applied if exp is None else r"\left(" + applied + r"\right)^{" + exp + "}"
-
-    def _print_LogSoftmax(self, expr):
-        return r"\log\operatorname{softmax}\left(" + self._print(expr.args[0]) + r"\right)"
-
-    def _print_OneHot(self, expr):
-        return r"\operatorname{onehot}\left(" + self._print(expr.args[0]) + r"\right)"
 
     def _print_Piecewise(self, expr):
         (then, cond), (otherwise, _) = expr.args
@@ -265,23 +198,6 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
 
     def _print_AvgPool2dGrad(self, expr):
         return self._operator("avgpool", *expr.split()[0], transposed=True)
-
-    def _print_Flatten(self, expr):
-        return self._operator("flatten", expr.args[0])
-
-    def _print_Unflatten(self, expr):
-        return self._operator("unflatten", expr.args[0])
-
-    def _print_BroadcastTo(self, expr):  # broadcasting is implicit in the notation
-        return self._print(expr.args[0])
-
-    def _print_PerChannel(self, expr):  # b_c, broadcast along the channel axis
-        return self._print(expr.args[0])
-
-    def _print_SumAxes(self, expr):
-        a, axes, keepdims = expr.args
-        return r"\sum_{" + ",".join("ncij"[int(k)] for k in axes) + "} " + self.parenthesize(a, PRECEDENCE["Mul"], strict=False)
-
 
     def _print_Mul(self, expr):
         """Products of arrays are elementwise: their factors are joined by \\odot, after the scalar

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from . import arrays
 from .arrays import ArrayFunction
 
 
@@ -782,5 +783,6 @@ class Absolute(sp.Function):
 # The registered operations: each differentiable one has `samples()`, (expression, float arrays' shapes,
 # data arrays' values) triples that one test loop differentiates; the others only give values (data,
 # constants) or are a gradient themselves (MaxAxesGrad, proved by MaxAxes' samples).
-OPERATIONS = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute)
+TRACED = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute)
+OPERATIONS = arrays.OPERATIONS + TRACED  # every registered operation: one test loop over all of them
 VALUES_ONLY = (Arange, IntArray, Eye, Full, MaxAxesGrad, LogicalNot, AsFloat)
