@@ -151,6 +151,11 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     # -- images (N, C, H, W): the helpers of codegen.runtime ----------------------------------
 
+    def need(self, name: str) -> None:
+        """The runtime helper `name` is used: it and those it calls go into the module."""
+        self.helpers.add(name)
+        self.helpers.update(runtime.NEEDS.get(name, ()))
+
     def _helper(self, name, expr, *keywords):
         """`name(arrays..., keyword=setting, ...)`, the helper (and those it calls) recorded."""
         self.helpers.add(name)
@@ -175,22 +180,6 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
     def _print__WeightColumns(self, expr):
         self.helpers.add("_conv2d_weight_gradient")
         return f"_conv2d_weight_gradient({self._print(expr.args[0])}, {self._print(expr.args[1])})"
-
-    def _print_Conv2dInputGrad(self, expr):
-        return self._helper("_conv2d_input_gradient", expr, "stride", "padding", "size")
-
-
-    def _print_MaxPool2d(self, expr):
-        return self._helper("_max_pool2d", expr, "size", "stride")
-
-    def _print_MaxPool2dGrad(self, expr):
-        return self._helper("_max_pool2d_gradient", expr, "size", "stride")
-
-    def _print_AvgPool2d(self, expr):
-        return self._helper("_avg_pool2d", expr, "size", "stride")
-
-    def _print_AvgPool2dGrad(self, expr):
-        return self._helper("_avg_pool2d_gradient", expr, "size", "stride", "shape")
 
     # -- elementwise ---------------------------------------------------------------------------
 

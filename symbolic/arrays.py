@@ -48,6 +48,17 @@ def _operator(printer, name: str, *args, transposed: bool = False) -> str:
             + ", ".join(printer._print(a) for a in args) + r"\right)")
 
 
+def _image_call(printer, op, name: str, *settings: str, skip=None) -> str:
+    """An image operation in the text notation: its arrays (but the one at `skip`), then its
+    settings by name (a square one as one number; an empty name: left out)."""
+    arrays, values = op.split()
+    words = [printer._print(arg) for k, arg in enumerate(arrays) if k != skip]
+    for setting, value in zip(settings, values):
+        if setting:
+            words.append(f"{setting}={value[0] if value[0] == value[1] else value}")
+    return f"{name}({', '.join(words)})"
+
+
 def _axis_letters(axes) -> str:
     """The axes of an image batch by their index letters: (0, 2, 3) is nij (sample, row, column)."""
     return "".join("ncij"[int(k)] for k in axes)
@@ -60,7 +71,7 @@ class ArrayFunction(sp.Function):
     arrays = None  # how many leading arguments are arrays (None: all); the rest are settings (sizes)
     named = False  # a gradient computed by it keeps its name in the derivation (never inlined)
     reduces = False  # its vjp takes the pull as broadcast, larger than its result, and sums it
-    transcendental = False  # its value rounds (exp, log): computed two ways, equal to rounding only
+    rounds = False  # its float value depends on how it is computed (exp, log, a sum in another order)
 
     @classmethod
     def eval(cls, *args):
@@ -323,7 +334,7 @@ class Softmax(ArrayFunction):
     """exp(z) / RowSum(exp(z)), over the last axis."""
 
     nargs = 1
-    transcendental = True
+    rounds = True
 
     @staticmethod
     def numpy(z):
@@ -352,7 +363,7 @@ class LogSoftmax(ArrayFunction):
     """log(softmax(z)) = z - log(RowSum(exp(z))), over the last axis."""
 
     nargs = 1
-    transcendental = True
+    rounds = True
 
     @staticmethod
     def numpy(z):
@@ -611,6 +622,7 @@ class Conv2d(ArrayFunction):
     nargs = 5
     linear = True
     arrays = 2
+    rounds = True  # the code sums by BLAS, in its own order
 
     @staticmethod
     def numpy(x, W, kernel, stride, padding):
@@ -631,6 +643,25 @@ class Conv2d(ArrayFunction):
             return Conv2dInputGrad(g, W, stride, padding, sp.Tuple(*shape(x)[2:]))
         return Conv2dWeightGrad(x, g, stride, padding, kernel)
 
+    @staticmethod
+    def samples():
+        x, W = sp.symbols("x W")
+        return [(Conv2d(x, W, pair(3), pair(1), pair(1)), {"x": (2, 2, 4, 4), "W": (3, 2, 3, 3)}, {}),
+                (Conv2d(x, W, pair(2), pair(2), pair(0)), {"x": (1, 2, 5, 5), "W": (2, 2, 2, 2)}, {})]
+
+    def _sympystr(self, printer):
+        return _image_call(printer, self, "conv2d", "", "stride", "padding")
+
+    def _latex(self, printer):
+        return _operator(printer, "conv", *self.split()[0])
+
+    def _numpycode(self, printer):  # codegen.printer.code_forms shares the columns with the weight gradient
+        x, W, kernel, stride, padding = self.args
+        printer.need("_conv2d")
+        printer.need("_im2col")
+        settings = ", ".join(f"{name}={tuple(int(d) for d in value)!r}"
+                             for name, value in zip(("kernel", "stride", "padding"), (kernel, stride, padding)))
+        return f"_conv2d(_im2col({printer._print(x)}, {settings}), {printer._print(W)})"
 
 class Conv2dInputGrad(ArrayFunction):
     """dL/dx of a convolution, given g = dL/d(out): the full convolution of g with the flipped
@@ -657,6 +688,14 @@ class Conv2dInputGrad(ArrayFunction):
     def shape(cls, g, W, stride, padding, size):
         return (g[0], W[1]) + tuple(size)
 
+    def _sympystr(self, printer):
+        return _image_call(printer, self, "conv2d_input_grad", "stride", "padding")
+
+    def _latex(self, printer):
+        return _operator(printer, "conv", *self.split()[0], transposed=True)
+
+    def _numpycode(self, printer):
+        return printer._helper("_conv2d_input_gradient", self, "stride", "padding", "size")
 
 class Conv2dWeightGrad(ArrayFunction):
     """dL/dW of a convolution, given g = dL/d(out): the correlation of the input with g,
@@ -678,6 +717,11 @@ class Conv2dWeightGrad(ArrayFunction):
     def shape(cls, x, g, stride, padding, kernel):
         return (g[1], x[1]) + tuple(kernel)
 
+    def _sympystr(self, printer):
+        return _image_call(printer, self, "conv2d_weight_grad", "stride", "padding")
+
+    def _latex(self, printer):
+        return _operator(printer, "corr", *self.split()[0])
 
 class _Pool2d(ArrayFunction):
     """A pooling: one value from each window, out[n, c, i, j] = reduce over p, q of
@@ -709,6 +753,20 @@ class MaxPool2d(_Pool2d):
         a, size, stride = self.args
         return MaxPool2dGrad(a, self, g, size, stride)
 
+    @staticmethod
+    def samples():
+        x = sp.Symbol("x")
+        return [(MaxPool2d(x, pair(2), pair(2)), {"x": (2, 2, 4, 4)}, {}),
+                (MaxPool2d(x, pair(3), pair(1)), {"x": (1, 2, 4, 5)}, {})]
+
+    def _sympystr(self, printer):
+        return _image_call(printer, self, "max_pool2d", "size", "stride")
+
+    def _latex(self, printer):
+        return _operator(printer, "maxpool", *self.split()[0])
+
+    def _numpycode(self, printer):
+        return printer._helper("_max_pool2d", self, "size", "stride")
 
 class MaxPool2dGrad(ArrayFunction):
     """dL/da of out = max-pooling(a), given g = dL/d(out): each window routes its g to the first
@@ -736,11 +794,21 @@ class MaxPool2dGrad(ArrayFunction):
     def shape(cls, a, out, g, size, stride):
         return a
 
+    def _sympystr(self, printer):  # a and g: the maxima are a's
+        return _image_call(printer, self, "max_pool2d_grad", "size", "stride", skip=1)
+
+    def _latex(self, printer):
+        a, largest, g = self.split()[0]
+        return _operator(printer, "maxpool", a, g, transposed=True)
+
+    def _numpycode(self, printer):
+        return printer._helper("_max_pool2d_gradient", self, "size", "stride")
 
 class AvgPool2d(_Pool2d):
     """The mean of each window: out[n, c, i, j] = sum over p, q of a[n, c, i sh + p, j sw + q] / (h w)."""
 
     linear = True
+    rounds = True  # the code sums the windows in its own order
 
     @staticmethod
     def window(entries):
@@ -750,6 +818,20 @@ class AvgPool2d(_Pool2d):
         a, size, stride = self.args
         return AvgPool2dGrad(g, size, stride, sp.Tuple(*shape(a)[2:]))
 
+    @staticmethod
+    def samples():
+        x = sp.Symbol("x")
+        return [(AvgPool2d(x, pair(2), pair(2)), {"x": (2, 2, 4, 4)}, {}),
+                (AvgPool2d(x, pair(3), pair(1)), {"x": (1, 2, 4, 5)}, {})]
+
+    def _sympystr(self, printer):
+        return _image_call(printer, self, "avg_pool2d", "size", "stride")
+
+    def _latex(self, printer):
+        return _operator(printer, "avgpool", *self.split()[0])
+
+    def _numpycode(self, printer):
+        return printer._helper("_avg_pool2d", self, "size", "stride")
 
 class AvgPool2dGrad(ArrayFunction):
     """dL/da of an average pooling, given g = dL/d(out): every entry of each window receives
@@ -771,6 +853,14 @@ class AvgPool2dGrad(ArrayFunction):
     def shape(cls, g, size, stride, image):
         return tuple(g[:2]) + tuple(image)
 
+    def _sympystr(self, printer):
+        return _image_call(printer, self, "avg_pool2d_grad", "size", "stride")
+
+    def _latex(self, printer):
+        return _operator(printer, "avgpool", *self.split()[0], transposed=True)
+
+    def _numpycode(self, printer):
+        return printer._helper("_avg_pool2d_gradient", self, "size", "stride", "shape")
 
 def _pooled(image, size, stride) -> tuple:
     return tuple(_conv_size(image[k], size[k], stride[k], 0) for k in (0, 1))
@@ -855,5 +945,6 @@ def evaluate(expr: sp.Expr, env: dict):
 # Every operation of this module that carries its own samples and printing, for the one test
 # loop over all operations (`symbolic.ops.OPERATIONS`, `tests/test_ops.py`).
 OPERATIONS = (Matmul, Transposed, Outer, SumRows, Total, RowSum, Softmax, LogSoftmax, OneHot, BroadcastTo, SumAxes,
-              PerChannel, Flatten, Unflatten)
-NOT_YET_REGISTERED = (Conv2d, Conv2dInputGrad, Conv2dWeightGrad, MaxPool2d, MaxPool2dGrad, AvgPool2d, AvgPool2dGrad)
+              PerChannel, Flatten, Unflatten, Conv2d, MaxPool2d, AvgPool2d)
+GRADIENTS = (Conv2dInputGrad, Conv2dWeightGrad, MaxPool2dGrad, AvgPool2dGrad)  # no gradient of their own: tested
+# through the operations they are the gradients of

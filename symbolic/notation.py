@@ -66,34 +66,6 @@ class TextPrinter(ArrayOrder, StrPrinter):
             return f"{p}e-{k}"
         return super()._print_Rational(expr)
 
-
-    def _image_call(self, expr, *names, skip=None):
-        """An image operation: its arrays (but the one at `skip`), then its settings by name (a
-        square one as one number; an empty name: left out)."""
-        arrays, settings = expr.split()
-        words = [self._print(arg) for k, arg in enumerate(arrays) if k != skip]
-        for name, value in zip(names, settings):
-            if name:
-                words.append(f"{name}={value[0] if value[0] == value[1] else value}")
-        return f"{_IMAGE_NAMES[type(expr).__name__]}({', '.join(words)})"
-
-    def _print_Conv2d(self, expr):
-        return self._image_call(expr, "", "stride", "padding")
-
-    def _print_Conv2dInputGrad(self, expr):
-        return self._image_call(expr, "stride", "padding")
-
-    def _print_Conv2dWeightGrad(self, expr):
-        return self._image_call(expr, "stride", "padding")
-
-    def _print_MaxPool2d(self, expr):
-        return self._image_call(expr, "size", "stride")
-
-    _print_AvgPool2d = _print_AvgPool2dGrad = _print_MaxPool2d
-
-    def _print_MaxPool2dGrad(self, expr):  # a and g: the maxima are a's
-        return self._image_call(expr, "size", "stride", skip=1)
-
     def _print_ElementwiseBase(self, expr):  # an activation by its name: relu(z1), leaky_relu(z1, 0.2)
         return f"{expr.rule.name}({', '.join(self._print(arg) for arg in expr.args)})"
 
@@ -108,16 +80,6 @@ class TextPrinter(ArrayOrder, StrPrinter):
 
     def _print_Min(self, expr):
         return f"min({', '.join(self._print(arg) for arg in sorted(expr.args, key=lambda a: a.is_Number))})"
-
-
-_IMAGE_NAMES = {"Conv2d": "conv2d", "Conv2dInputGrad": "conv2d_input_grad", "Conv2dWeightGrad": "conv2d_weight_grad",
-                "MaxPool2d": "max_pool2d", "MaxPool2dGrad": "max_pool2d_grad", "AvgPool2d": "avg_pool2d",
-                "AvgPool2dGrad": "avg_pool2d_grad"}
-
-
-def _axis_letters(axes) -> str:
-    """The axes of an image batch by their index letters: (0, 2, 3) is nij (sample, row, column)."""
-    return "".join("ncij"[int(k)] for k in axes)
 
 
 _SCALARS = {BATCH}  # the batch size: a number, not an array
@@ -172,32 +134,6 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
         return r"\min\left(" + ", ".join(self._print(a) for a in args) + r"\right)"
 
     # -- images (N, C, H, W); `index_rows` writes each operation out in index notation -------
-
-    def _operator(self, name, *args, transposed=False):
-        return (r"\operatorname{" + name + "}" + (r"^{\top}" if transposed else "") + r"\left("
-                + ", ".join(self._print(a) for a in args) + r"\right)")
-
-    def _print_Conv2d(self, expr):
-        return self._operator("conv", *expr.split()[0])
-
-    def _print_Conv2dInputGrad(self, expr):
-        return self._operator("conv", *expr.split()[0], transposed=True)
-
-    def _print_Conv2dWeightGrad(self, expr):
-        return self._operator("corr", *expr.split()[0])
-
-    def _print_MaxPool2d(self, expr):
-        return self._operator("maxpool", *expr.split()[0])
-
-    def _print_MaxPool2dGrad(self, expr):
-        a, largest, g = expr.split()[0]
-        return self._operator("maxpool", a, g, transposed=True)
-
-    def _print_AvgPool2d(self, expr):
-        return self._operator("avgpool", *expr.split()[0])
-
-    def _print_AvgPool2dGrad(self, expr):
-        return self._operator("avgpool", *expr.split()[0], transposed=True)
 
     def _print_Mul(self, expr):
         """Products of arrays are elementwise: their factors are joined by \\odot, after the scalar
