@@ -32,6 +32,23 @@ def _load(path: Path, module_name: str):
     return module
 
 
+def run_cli(folder, *args) -> tuple[int, str, str]:
+    """`symprop ARGS` in this process, run from `folder`: (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from symprop.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(list(args))
+    finally:
+        os.chdir(cwd)
+    return status, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

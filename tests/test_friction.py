@@ -1,17 +1,14 @@
 """A learner's friction, removed: the backward's own names (`--names`, `names=`), a dropout spec's
 masks kept in pytest, `keep` for dropout, and the derivation written as one writes it."""
 
-import contextlib
-import io
-import os
 import re
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import symprop
 from symprop.check import CheckError
-from symprop.cli import main
 from symprop.testing import assert_gradients_match
 
 BATCHNORM = "examples/batchnorm.toml"  # W1, gamma2, beta2, W3, b3: cs231n says W1, gamma1, beta1, W2, b2
@@ -79,15 +76,7 @@ def test_the_name_map_on_the_command_line(tmp_path, root):
 
 
 def _run(folder, *args):
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = main(list(args))
-    finally:
-        os.chdir(cwd)
-    return status, out.getvalue(), err.getvalue()
+    return run_cli(folder, *args)
 
 
 DROPOUT = """

@@ -11,12 +11,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symprop
-from symprop.cli import main
 from symprop.numerical import numerical_gradients
 from symprop.symbolic.names import LOCALS, READ, module_name_problem, reserved
 
@@ -52,17 +51,7 @@ def run(tmp_path, *args, text=None):
     """symprop in-process: (exit status, stdout, stderr), with the spec `text` as tmp_path/net.toml."""
     if text is not None:
         (tmp_path / "net.toml").write_text(text, encoding="utf-8")
-    import contextlib
-    import io
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = main(list(args))
-    finally:
-        os.chdir(cwd)
-    return status, out.getvalue(), err.getvalue()
+    return run_cli(tmp_path, *args)
 
 
 def refused(tmp_path, *args, text=None) -> str:

@@ -2,12 +2,11 @@
 `--timeout`) and under tracing: every failure is one line and exit 1 (or 2 when the code cannot
 be imported or traced), never exit 0, a traceback or a hang; what it prints goes to stderr."""
 
-import contextlib
-import io
 import json
 import os
 
 import pytest
+from conftest import run_cli
 
 from symprop.cli import main
 
@@ -105,15 +104,7 @@ def _filled(text: str, folder) -> str:
 
 
 def run(folder, *args):
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = main(list(args))
-    finally:
-        os.chdir(cwd)
-    return status, out.getvalue(), err.getvalue()
+    return run_cli(folder, *args)
 
 
 AGAINST = [  # function, exit status, the line that says what happened (stdout for 1, stderr for 2)
