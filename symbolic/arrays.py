@@ -443,6 +443,26 @@ class BroadcastTo(ArrayFunction):
         dims = "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
         return f"(np.broadcast_to({printer._print(a)}, {dims}) + 0.0)"  # + 0.0: floats, float32 kept
 
+class ZerosLike(ArrayFunction):
+    """A gradient that is 0 in every entry, of the shape of its array: proved so by the
+    derivation (the bias before a batch normalization), written 0, computed as zeros."""
+
+    nargs = 1
+
+    @staticmethod
+    def numpy(a):
+        return np.zeros(np.shape(a), dtype=int) * sp.S.Zero
+
+    def _sympystr(self, printer):
+        return "0"
+
+    def _latex(self, printer):
+        return "0"
+
+    def _numpycode(self, printer):
+        return f"np.zeros_like({printer._print(self.args[0])})"
+
+
 # ---------------------------------------------------------------------------------------------
 # Images: arrays of shape (N, C, H, W). Sizes, strides and paddings are (height, width) pairs.
 
@@ -946,5 +966,5 @@ def evaluate(expr: sp.Expr, env: dict):
 # loop over all operations (`symbolic.ops.OPERATIONS`, `tests/test_ops.py`).
 OPERATIONS = (Matmul, Transposed, Outer, SumRows, Total, RowSum, Softmax, LogSoftmax, OneHot, BroadcastTo, SumAxes,
               PerChannel, Flatten, Unflatten, Conv2d, MaxPool2d, AvgPool2d)
-GRADIENTS = (Conv2dInputGrad, Conv2dWeightGrad, MaxPool2dGrad, AvgPool2dGrad)  # no gradient of their own: tested
+GRADIENTS = (Conv2dInputGrad, Conv2dWeightGrad, MaxPool2dGrad, AvgPool2dGrad, ZerosLike)  # no gradient of their own: tested
 # through the operations they are the gradients of

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .arrays import ArrayFunction, PerChannel, SumAxes, SumRows, Total, shape_of
+from .arrays import ArrayFunction, PerChannel, SumAxes, SumRows, Total, ZerosLike, shape_of
 from .sweep import Composite, sweep
 
 
@@ -60,13 +60,15 @@ def gradient_steps(program, composites=()) -> tuple[list, sp.Symbol]:
     grads = _inline_constants(grads, keep, data | {a.symbol for a in program.arrays if a.role == "data"})
 
     parts = {a.name: a.part for a in program.arrays}
-    steps, named = [], {}
+    steps, named, definitions = [], {}, {}
     shapes.update({grad.symbol: shapes[grad.of] for grad in grads})
     by_symbol = {s.symbol: s for s in forward}
     for grad in grads:
         expr = _sums_factored(grad.expr, shapes)
         expr = _simplify(expr) if len(grad.terms) == 1 else expr
         expr = expr.xreplace(named)  # a sum computed already, by its name: sum_rows(delta2) = dL_dbeta2
+        if grad.of in wanted and _proved_zero(expr, composites, definitions, named, shapes):
+            expr = ZerosLike(grad.of)  # the bias before a batch normalization: 0, not its rounding
         if grad.of in wanted and isinstance(expr, SumRows):
             named[expr] = grad.symbol
         if grad.of in wanted and isinstance(expr, SumAxes) and not expr.args[2] and expr.args[1] == _CHANNEL_SUM:
@@ -78,10 +80,54 @@ def gradient_steps(program, composites=()) -> tuple[list, sp.Symbol]:
         else:
             stage, role = "backward", "delta" if grad.of in deltas else ""
             words = "chain rule: " + words
+        definitions[grad.symbol] = expr
         steps.append(Step(grad.symbol, expr, shape_of(grad.of, shapes), stage=stage, rule=words,
                           layer=deltas.get(grad.of, 0), role=role, of=grad.of, unsimplified=grad.expr,
                           sources=tuple(grad.sources), composites=tuple(grad.composites)))
     return forward + steps, loss
+
+
+def _proved_zero(expr, composites, definitions: dict, named: dict, shapes: dict) -> bool:
+    """Whether `expr`, a sum of a gradient computed before, is 0 in every entry: the sum over the
+    batch of the gradient a batch normalization pulls back (its composite's `zero_sum`: the
+    normalized output sums to 0 over the batch, so the gradient of its input does too). Proved
+    term by term: the sum is linear, a factor that does not vary along the summed axes comes out,
+    a term that does not vary along them is counted once per entry summed, the normalized output
+    sums to 0; SymPy then cancels what is left."""
+    for composite in composites:
+        zero = composite.zero_sum
+        if zero is None or type(expr) is not type(zero) or expr.args[1:2] != zero.args[1:2]:
+            continue  # another sum (the axes; kept as ones or not, a sum of zeros is 0)
+        inner = definitions.get(expr.args[0])
+        if inner is None:
+            continue
+        back = {name: total for total, name in named.items()}  # dL_dbeta2 (or dL_dbeta2[c]) as the sum it is
+        inner = inner.xreplace(back)
+        reduce, settings = type(zero), zero.args[1:]
+        axes = (0,) if reduce is SumRows else tuple(int(k) for k in settings[0])
+        full = shape_of(inner, shapes)
+        count = sp.Mul(*(full[k] for k in axes))
+
+        def constant(factor):  # of length one (or absent) along every summed axis
+            shape = shape_of(factor, shapes)
+            return all(k < len(full) - len(shape) or shape[k - len(full) + len(shape)] == 1 for k in axes)
+
+        def reduced(e):
+            if e.is_Add:
+                return sp.Add(*(reduced(term) for term in e.args))
+            factors = sp.Mul.make_args(e)
+            outside = [f for f in factors if constant(f)]
+            rest = [f for f in factors if not constant(f)]
+            if not rest:
+                return count * e
+            if len(rest) == 1 and rest[0] == composite.output:
+                return sp.S.Zero
+            if len(rest) == 1 and rest[0].is_Add:
+                return sp.Mul(*outside) * reduced(rest[0])
+            return sp.Mul(*outside) * reduce(sp.Mul(*rest), *settings)
+        if sp.expand(reduced(inner)) == 0:
+            return True
+    return False
 
 
 def _replace(step, **changes):

@@ -93,7 +93,7 @@ def _normalization(f: Forward, layer, l: int, a: sp.Symbol, over_batch: bool) ->
     sigma = f.step(f"sigma{l}", sp.sqrt(var + eps), f"standard deviation, eps = {layer.eps:g}", l)
     xhat = f.step(f"xhat{l}", (a - mu) / sigma, "normalized input", l)
     f.composites.append(Composite(xhat, a, (mu, var, sigma), rules.standardize_vjp(xhat, sigma, total, count),
-                                  "normalization"))
+                                  "normalization", zero_sum=total(xhat) if over_batch else None))
     z = xhat
     per_channel = PerChannel if image and over_batch else (lambda array: array)  # gamma[c]: along axis 1
     if layer.scale is not None:

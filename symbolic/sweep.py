@@ -40,6 +40,7 @@ class Composite:
     inner: tuple
     vjp: callable
     name: str  # what the rule is, in words
+    zero_sum: sp.Expr | None = None  # a sum of `output` that is 0 (a normalization over the batch: sum_n xhat)
 
 
 @dataclass

@@ -152,3 +152,46 @@ def test_train_says_where_the_parameters_come_from(tmp_path):
                         ("xyw.npz", "parameters from the spec's [values] and the data file\n")]:
         status, out, _ = _run(tmp_path, "train", "net.toml", "--data", data, "--epochs", "1")
         assert status == 0 and out.splitlines(keepends=True)[0].endswith(words), out
+
+
+BIAS_BEFORE = """
+name = "bias_before"
+inputs = {inputs}
+{layers}
+[[layers]]
+kind = "{norm}"
+activation = "relu"
+{tail}
+[loss]
+kind = "cross_entropy"
+labels = true
+"""
+DENSE_FIRST = '[[layers]]\nunits = 4\nactivation = "identity"'
+CONV_FIRST = '[[layers]]\nkind = "conv2d"\nfilters = 2\nkernel = 3\npadding = 1\nactivation = "identity"'
+DENSE_TAIL = '[[layers]]\nunits = 3\nactivation = "softmax"'
+IMAGE_TAIL = '[[layers]]\nkind = "flatten"\n' + DENSE_TAIL
+
+
+@pytest.mark.parametrize("inputs, first, norm, tail, zero", [
+    ("3", DENSE_FIRST, "batchnorm", DENSE_TAIL, True),
+    ("[1, 4, 4]", CONV_FIRST, "batchnorm", IMAGE_TAIL, True),
+    ("3", DENSE_FIRST, "layernorm", DENSE_TAIL, False),  # a per-sample normalization: the bias matters
+    ("[1, 4, 4]", CONV_FIRST, "layernorm", IMAGE_TAIL, False),
+])
+def test_the_bias_before_a_batch_normalization_has_the_gradient_0(inputs, first, norm, tail, zero):
+    network = symprop.loads(BIAS_BEFORE.format(inputs=inputs, layers=first, norm=norm, tail=tail))
+    derivation = symprop.derive(network)
+    assert (derivation.step("dL_db1").expr.__class__.__name__ == "ZerosLike") == zero
+    assert ("  dL_db1 = 0\n" in derivation.text()) == zero
+    assert (r"\frac{\partial L}{\partial b_{1}} &= 0" in derivation.latex()) == zero
+    namespace = {}
+    exec(compile(symprop.generate(network), "<generated>", "exec"), namespace)
+    from symprop.check import random_values
+    values = random_values(network, 0, 4)
+    for dtype in (np.float64, np.float32):
+        arrays = {k: v.astype(dtype) if np.asarray(v).dtype.kind == "f" else v for k, v in values.items()}
+        b1 = namespace["gradients"](**arrays)["b1"]
+        assert b1.shape == np.shape(values["b1"]) and b1.dtype == dtype
+        assert (not b1.any()) == zero  # exactly 0 where proved; a layer norm's bias gradient is not 0
+    report = symprop.check(network, batch=4)  # the finite differences agree (to their rounding)
+    assert report.ok, str(report)
