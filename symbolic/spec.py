@@ -682,8 +682,11 @@ class _Reader:
                     keys[f"layers[{i}].{field}"] = (getattr(layer, field), layer if field == "weight" else None)
         seen, weights = {}, {}  # weights: name -> (its first layer's number, the array's shape)
         for key, (value, weighted) in keys.items():
-            if not value.isidentifier() or not value.isascii():
+            if not value.isidentifier():
                 self.fail(key, f"'{value}' is not a Python identifier")
+            if not value.isascii():
+                self.fail(key, f"'{value}' is not ASCII: names are ASCII identifiers (Python folds some letters "
+                               "of other scripts into others, ﬁ into fi)")
             if keyword.iskeyword(value) or keyword.issoftkeyword(value):
                 self.fail(key, f"'{value}' is a Python keyword")
             if key == "name":

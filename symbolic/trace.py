@@ -81,6 +81,8 @@ class _Names:
         if not (expr.is_Symbol and expr.name.startswith("_v")) or expr in self.names:
             return
         base = name if name.isidentifier() and not keyword.iskeyword(name) else "v"
+        if base.startswith("_") or _generated_name(base):  # _hidden, dL_dW1: a name of its own, v_hidden
+            base = "v_" + base.lstrip("_")
         candidate, k = base, 2
         while candidate in self.taken or candidate in RESERVED or candidate.startswith("_") or \
                 _generated_name(candidate):

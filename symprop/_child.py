@@ -105,6 +105,7 @@ def _serve() -> None:
     os.dup2(null, 0)  # the user's input() reads nothing, never the requests
     os.dup2(2, 1)  # the user's print goes to standard error, never into the answers
     function, label = None, "function"
+    server = os.getpid()  # a process the user's code forks never answers: it ends when the call returns
     while (request := _read(requests)) is not None:
         if request[0] == "import":
             _, spec, cwd, label = request
@@ -129,8 +130,12 @@ def _serve() -> None:
             try:
                 result = function(**request[1])
             except BaseException as error:  # SystemExit, KeyboardInterrupt, anything: the code under check
+                if os.getpid() != server:
+                    os._exit(0)
                 _write(answers, ("failed", describe(error, label, function)))
                 continue
+            if os.getpid() != server:
+                os._exit(0)
             try:
                 data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as error:

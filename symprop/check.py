@@ -425,7 +425,16 @@ def call_backward(network: Network, against, values: dict, names: dict | None = 
         raise BackwardFailed(f"{label} returned {what}, expected a dict of gradients by name "
                              "or a (loss, dict) pair")
     ours = {their: our for our, their in names.items()}
+    ours.update({f"d{their}": f"d{our}" for their, our in list(ours.items())})  # dWa for Wa: dW1
     theirs = {ours.get(key, key): value for key, value in theirs.items()}
+    if loss is not None:
+        try:
+            number = np.asarray(loss)
+        except Exception:
+            number = np.asarray(None, dtype=object)
+        if number.dtype.kind not in "biuf":
+            raise BackwardFailed(f"{label} returned a loss that is not a number ({type(loss).__name__}: "
+                                 f"{str(loss)[:40]!r}), with its gradients")
     by_case = {name.casefold(): name for name in network.differentiated}
     matched = {key: value for key, value in theirs.items() if key in network.differentiated}  # exact names win
     for key, value in theirs.items():
@@ -459,12 +468,13 @@ def _where(error, function) -> str:
 
 
 def compare_backward(report, label, their_loss, theirs, names, generated, loss, rtol, values=None,
-                     batch=None, l2=0.0):
+                     batch=None, l2=0.0, regularized=None):
     """The rows of a backward's gradients (and its loss, when it returned one) against the
     generated ones, and the names it returned that are not among `names`; a float32 backward is
     compared at float32 precision, with a note saying so. A wrong array gets its diagnosis
-    (`symprop.diagnosis`): `values` the arrays (for the regularization fit), `batch` and `l2`
-    the figures a factor is recognised as."""
+    (`symprop.diagnosis`): `values` the arrays (for the regularization fit of the arrays
+    `regularized`, default all), `batch` and `l2` the figures a factor is recognised as."""
+    regularized = names if regularized is None else regularized
     low = sorted(k for k, v in theirs.items() if getattr(v, "dtype", None) in (np.float32, np.float16))
     if low:
         rtol = max(rtol, RTOL_FLOAT32)
@@ -482,7 +492,7 @@ def compare_backward(report, label, their_loss, theirs, names, generated, loss, 
         else:
             rows.append(_renamed(name, theirs, extra, generated[name], rtol, loss, largest(generated)))
         if rows[-1].verdict == "WRONG":
-            weight = None if values is None else values.get(name)
+            weight = None if values is None or name not in regularized else values.get(name)
             rows[-1].diagnosis = diagnose(theirs[name], generated[name], weight=weight, weight_name=name,
                                           rtol=rtol, loss=loss, overall=largest(generated), batch=batch, l2=l2)
     return rows, extra
@@ -498,7 +508,7 @@ def _check_against(report, against, values, loss, generated, steps, values64, rt
         return
     batch = np.shape(values[network.input])[0] if network.layout == "row" else None
     rows, extra = compare_backward(report, label, their_loss, theirs, network.differentiated, generated, loss, rtol,
-                                   values64, batch, network.loss.l2)
+                                   values64, batch, network.loss.l2, regularized=network.weights)
     for name, row in zip(network.differentiated, rows[1:] if their_loss is not None else rows):
         if row.verdict == "WRONG":
             index, got, _ = row.worst[0]

@@ -27,7 +27,7 @@ from .errors import UsageError
 from .limits import require_memory
 from . import train as training
 from .reference import TorchMissing
-from .sandbox import TIMEOUT, ChildFunction, TimeLimit, time_limit
+from .sandbox import TIMEOUT, ChildFunction, Failed, TimeLimit, time_limit
 
 
 def main(argv=None) -> int:
@@ -282,7 +282,10 @@ def _check(args) -> int:
                          "finite differences and --against")
     if not isinstance(network, symbolic.Program):
         require_memory(network, args.batch, "checking it")
-    against = ChildFunction(args.against, f"--against {args.against}", args.timeout) if args.against else None
+    try:
+        against = ChildFunction(args.against, f"--against {args.against}", args.timeout) if args.against else None
+    except Failed as error:  # the module hangs, exits or crashes while being imported: it cannot be imported
+        raise UsageError(f"--against {args.against}: {error}") from None
     progress = _Progress() if sys.stderr.isatty() and not args.json else None
     try:
         report = check(network, against, seed=args.seed, torch=args.torch, entries=args.entries,

@@ -32,9 +32,9 @@ def diagnose(got, expected, *, weight=None, weight_name: str = "", rtol: float =
     `l2`: the figures a factor or a coefficient is recognised as."""
     got = np.asarray(got, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
-    compared = ~np.isnan(expected) & np.isfinite(got)
-    if got.shape != expected.shape or not compared.any():
-        return []
+    compared = ~np.isnan(expected)
+    if got.shape != expected.shape or not compared.any() or not np.isfinite(got[compared]).all():
+        return []  # NaN or inf in what it returned: the table shows where; no fit explains them
     g, e = got[compared], expected[compared]
 
     def holds(fitted) -> bool:
@@ -46,6 +46,8 @@ def diagnose(got, expected, *, weight=None, weight_name: str = "", rtol: float =
     found = []
     if not g.any():
         return [{"kind": "zero", "text": "got is all zeros"}] if e.any() else []
+    if g.size < 2:
+        return found  # one entry: every factor and every term fits it
     if e @ e > 0:
         factor = float(g @ e / (e @ e))
         if not np.isclose(factor, 1.0) and holds(factor * expected):

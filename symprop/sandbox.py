@@ -47,7 +47,8 @@ class ChildFunction:
 
     def _start(self) -> None:
         self.process = subprocess.Popen([sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        env={**os.environ, "PYTHONSAFEPATH": "1"})  # not symprop/ on sys.path
+                                        env={**os.environ, "PYTHONSAFEPATH": "1"},  # not symprop/ on sys.path
+                                        start_new_session=True)  # a group of its own: what it forks ends with it
         answer = self._ask(("import", self.spec, os.getcwd(), self.label), "importing it")
         if answer[0] == "failed":
             self.close()
@@ -100,6 +101,8 @@ class ChildFunction:
     def _ended(self, doing: str):
         """The child ended without an answer: sys.exit or os._exit, or a crash."""
         status = self.process.wait()
+        with contextlib.suppress(OSError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # what it forked
         self.process = None
         if status < 0:
             try:
@@ -112,6 +115,8 @@ class ChildFunction:
 
     def close(self) -> None:
         if self.process is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)  # the child and anything it forked
             with contextlib.suppress(OSError):
                 self.process.kill()
             self.process.wait()

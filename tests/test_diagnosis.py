@@ -200,3 +200,26 @@ def test_the_json_report_is_strict_when_a_backward_returns_inf_and_nan():
     assert rows["b1"]["worst"][0]["got"] is None
     assert "null in the JSON: a NaN or infinite value (W1, b1)" in document["notes"]
     assert document["first_wrong"] == "W1"
+
+
+def test_no_diagnosis_from_a_nan_a_single_entry_or_a_bias_counted_as_a_weight():
+    e = _expected()
+    got = 3 * e
+    got[1, 1] = np.nan  # the table shows the NaN; no factor explains it
+    assert diagnose(got, e, batch=3) == []
+    zeros = np.zeros_like(e)
+    zeros[0, 0] = np.inf
+    assert diagnose(zeros, e) == []
+    one = np.array([0.7])
+    assert diagnose(one + 0.1, one, weight=np.array([0.4]), weight_name="b") == []  # one entry fits anything
+    # a bias regularized by mistake: l2 covers the weights only, so no "counted twice" for b1
+    network = symprop.loads(DENSE)
+    namespace = {}
+    exec(compile(symprop.generate(network), "<generated>", "exec"), namespace)
+
+    def backward(**arrays):
+        grads = dict(namespace["gradients"](**arrays))
+        grads["b1"] = grads["b1"] + 2 * 0.01 * arrays["b1"]
+        return grads
+    rows = {r.name: r for r in symprop.check(network, backward).sections["backward vs generated"]}
+    assert rows["b1"].verdict == "WRONG" and not any(d["kind"] == "regularization" for d in rows["b1"].diagnosis)

@@ -195,3 +195,18 @@ def test_the_bias_before_a_batch_normalization_has_the_gradient_0(inputs, first,
         assert (not b1.any()) == zero  # exactly 0 where proved; a layer norm's bias gradient is not 0
     report = symprop.check(network, batch=4)  # the finite differences agree (to their rounding)
     assert report.ok, str(report)
+
+
+def test_the_d_prefix_of_a_learners_gradients_follows_the_name_map(root, tmp_path):
+    # two_layer_net's backward in a learner's names, returning dWa for the gradient of Wa (= W1)
+    (tmp_path / "mine.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(root / 'examples')!r})\n"
+        "from two_layer_net import backward\n\n\n"
+        "def renamed(inp, y, Wa, ba, W2, b2, reg=0.05):\n"
+        "    g = backward(inp, y, Wa, ba, W2, b2, reg)\n"
+        "    return {'dinp': g['X'], 'dWa': g['W1'], 'dba': g['b1'], 'dW2': g['W2'], 'db2': g['b2']}\n")
+    status, out, _ = _run(tmp_path, "check", f"{root}/examples/two_layer_net.py:loss", "--values",
+                          f"{root}/examples/two_layer_net.npz", "--against", "mine.py:renamed",
+                          "--names", "X=inp,W1=Wa,b1=ba")
+    assert status == 0, out

@@ -357,3 +357,15 @@ def test_random_names_and_descriptions_are_refused_in_one_line_or_generate_clean
     module_of(path.read_text(encoding="utf-8"))
     assert run(folder, "generate", "net.toml", "--out", "gen", "--check")[0] == 0
     assert run(folder, "generate", "net.toml", "--out", "gen")[1] == f"unchanged gen/{name}.py\n"
+
+
+def test_a_convolution_whose_columns_would_not_fit_in_memory_is_refused(tmp_path):
+    text = ('name = "bigconv"\ninputs = [64, 256, 256]\n[[layers]]\nkind = "conv2d"\nfilters = 4\nkernel = 31\n'
+            'padding = 15\n[[layers]]\nkind = "avgpool2d"\nsize = 256\n[[layers]]\nkind = "flatten"\n[[layers]]\n'
+            'units = 2\nactivation = "softmax"\n[loss]\nkind = "cross_entropy"\nlabels = true\n')
+    assert "would need about" in refused(tmp_path, "check", "net.toml", text=text)
+
+
+def test_a_name_outside_ascii_is_refused_as_such(tmp_path):
+    err = refused(tmp_path, "derive", "net.toml", text=spec(name="réseau"))
+    assert "name: 'réseau' is not ASCII: names are ASCII identifiers" in err

@@ -199,3 +199,76 @@ def _children_running_the_user_code() -> list:
         if parent == os.getpid() and "_child.py" in command:
             found.append(int(entry))
     return found
+
+
+FORKS = '''
+import os
+import sys
+import time
+
+sys.path.insert(0, {generated!r})
+import sigmoid_mse_2_2_1 as generated
+
+
+def right(x, y, W1, b1, W2, b2):
+    return generated.gradients(x=x, y=y, W1=W1, b1=b1, W2=W2, b2=b2)
+
+
+def forks_wrong(**arrays):
+    pid = os.fork()  # the forked copy computes a wrong W1, and must not be the one that answers
+    grads = dict(right(**arrays))
+    if pid == 0:
+        grads["W1"] = grads["W1"] * 2
+    return grads
+
+
+def forks_sleeper(**arrays):
+    if os.fork() == 0:
+        time.sleep(30)
+        os._exit(0)
+    return right(**arrays)
+
+
+def string_loss(**arrays):
+    return "abc", right(**arrays)
+'''
+
+
+@pytest.fixture
+def forking(folder, root):
+    (folder / "forks.py").write_text(FORKS.format(generated=str(root / "generated")))
+    (folder / "slow_import.py").write_text("import time\ntime.sleep(30)\n\ndef backward(**arrays):\n    return {}\n")
+    (folder / "exit_import.py").write_text("import os\nos._exit(3)\n")
+    return folder
+
+
+@pytest.mark.parametrize("module, rule", [
+    ("slow_import.py", "backward: importing it took longer than 1 s (--timeout); stopped"),
+    ("exit_import.py", "backward: its process exited (status 3) while importing it"),
+])
+def test_a_module_that_hangs_or_exits_while_imported_is_exit_2(forking, module, rule):
+    status, out, err = run(forking, "check", "sigmoid_mse_2_2_1", "--against", f"{module}:backward", "--timeout", "1",
+                           "--json")
+    assert status == 2 and out == "" and err.count("\n") == 1 and rule in err, err
+
+
+def test_only_the_process_symprop_started_answers(forking):
+    import time
+    for _ in range(3):  # the forked copy's wrong answer would win now and then
+        assert run(forking, "check", "sigmoid_mse_2_2_1", "--against", "forks.py:forks_wrong")[0] == 0
+    start = time.monotonic()
+    assert run(forking, "check", "sigmoid_mse_2_2_1", "--against", "forks.py:forks_sleeper")[0] == 0
+    assert time.monotonic() - start < 20 and _children_running_the_user_code() == []
+
+
+def test_a_loss_that_is_not_a_number_is_one_line(forking):
+    status, out, _ = run(forking, "check", "sigmoid_mse_2_2_1", "--against", "forks.py:string_loss")
+    assert status == 1 and "FAILED: string_loss returned a loss that is not a number (str: 'abc')" in out
+
+
+def test_locals_named_like_the_generated_code_are_renamed_when_traced(folder):
+    (folder / "under.py").write_text("import numpy as np\n\n\ndef loss(X):\n    _hidden = np.tanh(X)\n"
+                                     "    dL_dX = _hidden * 2\n    return np.sum(dL_dX ** 2)\n")
+    status, out, err = run(folder, "derive", "under.py:loss", "--values", "v.npz", "--timeout", "20")
+    assert status == 0, err
+    assert "  v_hidden = tanh(X)" in out and "  v_dL_dX = 2*v_hidden" in out
