@@ -26,6 +26,7 @@ import numbers
 import os
 import sys
 import types
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,6 +173,10 @@ def trace(fn, *, wrt=None, **arrays) -> Program:
 def _argument(tracer, name, value, inputs, constants, taken):
     if not name.isidentifier() or keyword.iskeyword(name):
         raise TraceError(f"the array name {name!r} is not a Python identifier")
+    folded = unicodedata.normalize("NFKC", name)
+    if folded != name:  # Python reads the identifier ﬁ as fi: two keys would be one parameter
+        raise TraceError(f"the array name {name!r} is {folded!r} to Python (it folds identifiers to NFKC): "
+                         f"name it {folded!r}")
     why = reserved(name, steps=False)
     if why:
         raise TraceError(f"the array name {name!r} is {why}")

@@ -369,3 +369,10 @@ def test_a_convolution_whose_columns_would_not_fit_in_memory_is_refused(tmp_path
 def test_a_name_outside_ascii_is_refused_as_such(tmp_path):
     err = refused(tmp_path, "derive", "net.toml", text=spec(name="réseau"))
     assert "name: 'réseau' is not ASCII: names are ASCII identifiers" in err
+
+
+def test_a_traced_key_python_would_fold_into_another_is_refused():
+    def loss(X, params):
+        return np.sum(X @ params["ﬁ"])
+    with pytest.raises(symprop.TraceError, match="the array name 'ﬁ' is 'fi' to Python"):
+        symprop.trace(loss, X=np.ones((2, 3)), params={"ﬁ": np.ones((3, 1))})
