@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._child import describe, where
+from ._child import describe
 from .diagnosis import diagnose
 from .numerical import finite_differences, largest, mismatched, relative_errors, sample_entries
 from .symbolic.spec import Network, as_network
@@ -460,11 +460,6 @@ def _arguments(function, values):
     by_case = {name.casefold(): name for name in parameters}
     return {(name if name in parameters else by_case.get(name.casefold(), name)): value
             for name, value in values.items()}
-
-
-def _where(error, function) -> str:
-    """" (at FILE, line N: CODE)": where the user's function raised."""
-    return where(error, function)
 
 
 def compare_backward(report, label, their_loss, theirs, names, generated, loss, rtol, values=None,
