@@ -131,13 +131,13 @@ def _out_option(network: Network, out: str | None) -> str:
 
 
 def _header(net: Network, again: str = "") -> str:
-    if all(layer.kind == "dense" and not layer.residual and not layer.transpose_weight for layer in net.layers):
+    if all(layer.definition.plain(layer) for layer in net.layers):  # 3-4-2, relu/softmax
         layers = "-".join(str(n) for n in (net.inputs, *(layer.units for layer in net.layers)))
         acts = "/".join(layer.activation for layer in net.layers)
         summary = f"{layers}, {acts}"
     else:
         inputs = "x".join(map(str, net.input_shape))
-        summary = f"{inputs} inputs; " + ", ".join(_describe(layer) for layer in net.layers)
+        summary = f"{inputs} inputs; " + ", ".join(layer.definition.summary(layer) for layer in net.layers)
     lines = [
         f"Gradients of the network {net.name}: {summary}, {net.loss.kind} ({net.layout} layout).",
         "",
@@ -148,25 +148,6 @@ def _header(net: Network, again: str = "") -> str:
         lines += ["", net.description]
     lines += ["", f"Each line below is a step of `symprop derive {spec_argument(net)}`."]
     return '"""' + _docstring_safe("\n".join(lines)) + '\n"""'
-
-
-def _describe(layer) -> str:
-    """A layer in a few words: dense 4 relu (+a1), batchnorm tanh, dropout 0.5."""
-    if layer.kind == "dropout":
-        return f"dropout {layer.p:g}"
-    if layer.kind in ("maxpool2d", "avgpool2d"):
-        return f"{layer.kind} {'x'.join(map(str, layer.kernel))}"
-    if layer.kind == "conv2d":
-        words = f"conv2d {layer.filters} {'x'.join(map(str, layer.kernel))}"
-    else:
-        words = f"dense {layer.units}" if layer.kind == "dense" else layer.kind
-    if layer.activation != "identity":
-        words += f" {layer.activation}"
-    if layer.transpose_weight:
-        words += f" ({layer.weight}.T)"
-    if layer.residual:
-        words += f" (residual, k = {layer.residual})"
-    return words
 
 
 def _docstring_safe(text: str) -> str:

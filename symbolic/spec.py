@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .kinds import KINDS, Layer
 from .names import module_name_problem, reserved
 
 PRESETS_DIR = Path(str(importlib.resources.files(__package__) / "networks"))  # installed with the package
 
 ACTIVATION_NAMES = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softmax")
 LOSS_KINDS = ("squared_error", "cross_entropy", "binary_cross_entropy", "multiclass_hinge")
-LAYER_KINDS = ("dense", "batchnorm", "layernorm", "dropout", "conv2d", "maxpool2d", "avgpool2d", "flatten")
-IMAGE_KINDS = ("conv2d", "maxpool2d", "avgpool2d", "flatten")  # they take images: (N, C, H, W)
+LAYER_KINDS = tuple(KINDS)
 LAYOUTS = ("row", "column")
 REDUCTIONS = ("mean", "sum")
 
@@ -41,68 +41,6 @@ class SpecError(ValueError):
         self.source, self.key, self.rule = source, key, rule
         where = f"{source}: {key}: " if key else f"{source}: "
         super().__init__(where + rule)
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One `[[layers]]` table. `units` is the layer's output width (for the kinds that keep their
-    input's width, that width); the other fields apply to the kinds the contract names."""
-
-    units: int
-    activation: str = "identity"
-    weight: str | None = None  # dense
-    bias: str | None = None  # dense; None: the layer has no bias
-    shared_bias: bool = False
-    negative_slope: float = 0.01
-    kind: str = "dense"
-    residual: int = 0  # dense: k >= 1 adds the output of the layer k below (0: none)
-    transpose_weight: bool = False  # dense: the layer uses the transpose of its weight
-    eps: float = 1e-5  # batchnorm, layernorm
-    scale: str | None = None  # batchnorm, layernorm: gamma; None: no scale
-    shift: str | None = None  # batchnorm, layernorm: beta; None: no shift
-    p: float = 0.0  # dropout: the probability of dropping an entry
-    mask: str | None = None  # dropout: the mask's array name
-    inputs: int = 0  # the width of the layer's input (flattened: C*H*W for an image)
-    input_shape: tuple = ()  # one sample's input: (width,) or an image (C, H, W); () for (inputs,)
-    shape: tuple = ()  # one sample's output: (units,) or an image (C, H, W); () for (units,)
-    filters: int = 0  # conv2d
-    kernel: tuple = ()  # conv2d: (kh, kw); the pools: the window (h, w)
-    stride: tuple = (1, 1)  # conv2d, the pools
-    padding: tuple = (0, 0)  # conv2d: zero rows and columns on each side
-
-    def __post_init__(self):
-        if not self.shape:
-            object.__setattr__(self, "shape", (self.units,))
-        if not self.input_shape:
-            object.__setattr__(self, "input_shape", (self.inputs,))
-
-    @property
-    def image(self) -> bool:
-        """Whether the layer's output is an image batch (N, C, H, W)."""
-        return len(self.shape) == 3
-
-    def weight_shape(self, layout: str) -> tuple:
-        """The shape of the layer's named weight array (transposed when it uses W.T)."""
-        if self.kind == "conv2d":
-            return (self.filters, self.input_shape[0], *self.kernel)
-        shape = (self.inputs, self.units) if layout == "row" else (self.units, self.inputs)
-        return shape[::-1] if self.transpose_weight else shape
-
-    @property
-    def fan_in(self) -> int:
-        """The inputs each output of a dense or conv2d layer sums over."""
-        return self.input_shape[0] * self.kernel[0] * self.kernel[1] if self.kind == "conv2d" else self.inputs
-
-    @property
-    def weighted(self) -> bool:
-        """Whether the layer has a weight and a bias (dense, conv2d)."""
-        return self.kind in ("dense", "conv2d")
-
-    @property
-    def parameters(self) -> tuple[str, ...]:
-        """The layer's parameter names, in order (absent ones left out)."""
-        names = (self.weight, self.bias) if self.weighted else (self.scale, self.shift)
-        return tuple(name for name in names if name is not None)
 
 
 @dataclass(frozen=True)
@@ -154,36 +92,40 @@ class Network:
     @property
     def weights(self) -> tuple[str, ...]:
         """The weight matrices (what `l2` penalises), each once."""
-        return tuple(dict.fromkeys(layer.weight for layer in self.layers if layer.weighted))
+        return tuple(dict.fromkeys(name for layer in self.layers for name in layer.weights))
 
     def roles(self) -> dict[str, str]:
         """What each array is, in words: input, target, weight, bias, ... (see `using`)."""
         roles = {self.input: "input", self.target: "target"}
         for layer in self.layers:
-            if layer.weighted:
-                roles.setdefault(layer.weight, "weight")
-                if layer.bias is not None:
-                    roles[layer.bias] = "shared bias" if layer.shared_bias else "bias"
-            elif layer.kind == "dropout":
-                roles[layer.mask] = "dropout mask"
-            elif layer.kind in ("batchnorm", "layernorm"):
-                roles.update({name: role for name, role in ((layer.scale, "scale"), (layer.shift, "shift")) if name})
+            for array in layer.arrays(self.layout):
+                roles.setdefault(array.name, array.role)
         return roles
 
     def using(self, name: str) -> tuple[int, ...]:
         """The 1-based positions of the layers that use the array `name`."""
         return tuple(l for l, layer in enumerate(self.layers, 1)
-                     if name in (*layer.parameters, layer.mask))
+                     if any(array.name == name for array in layer.arrays(self.layout)))
 
     @property
     def masks(self) -> tuple[str, ...]:
-        """The dropout masks: input arrays, never differentiated."""
-        return tuple(layer.mask for layer in self.layers if layer.kind == "dropout")
+        """The inputs a layer reads that are never differentiated (the dropout masks)."""
+        return tuple(array.name for layer in self.layers for array in layer.arrays(self.layout)
+                     if not array.differentiated)
+
+    @property
+    def keep(self) -> dict[str, float]:
+        """Each dropout mask's probability of keeping an entry, by name."""
+        return {layer.mask: 1 - layer.p for layer in self.layers if layer.mask is not None}
 
     @property
     def differentiated(self) -> tuple[str, ...]:
         """The arrays `gradients` returns: every parameter, and the input when `wrt_input`."""
         return self.parameters + ((self.input,) if self.wrt_input else ())
+
+    def least_batch(self) -> int:
+        """The fewest samples every layer means something over (a batchnorm over rows: 2)."""
+        return max(layer.definition.least_batch(layer) for layer in self.layers)
 
     def shapes(self, n="N") -> dict[str, tuple]:
         """Expected shape of every array, the batch size given as `n` (or the spec's batch)."""
@@ -195,20 +137,10 @@ class Network:
             shapes[self.target] = (n,) if row else ()
         else:
             shapes[self.target] = (n, self.outputs) if row else (self.outputs,)
-        for layer in self.layers:
-            if layer.kind == "dropout":
-                shapes[layer.mask] = (n, *layer.shape) if row else layer.shape
-        for layer in self.layers:
-            if layer.weighted:
-                shapes.setdefault(layer.weight, layer.weight_shape(self.layout))
-                if layer.bias is not None:
-                    shapes[layer.bias] = () if layer.shared_bias else (layer.filters or layer.units,)
-            # gamma and beta: one per feature, per channel of an image (batchnorm), or of the
-            # normalized shape (layernorm: C, H, W)
-            normalized = layer.shape[:1] if layer.kind == "batchnorm" else layer.shape
-            for name in (layer.scale, layer.shift) if layer.kind in ("batchnorm", "layernorm") else ():
-                if name is not None:
-                    shapes[name] = normalized
+        arrays = [array for layer in self.layers for array in layer.arrays(self.layout)]
+        for array in sorted(arrays, key=lambda array: array.differentiated):  # the masks first, as inputs
+            shape = (n, *array.shape) if array.per_sample and row else array.shape
+            shapes.setdefault(array.name, shape)
         return shapes
 
 
@@ -305,17 +237,6 @@ def loads(text: str, source: str = "<spec>") -> Network:
 
 _TOP_KEYS = ("name", "description", "layout", "inputs", "batch", "input", "target",
              "wrt_input", "layers", "loss", "values")
-_LAYER_KEYS = {  # the keys each kind of layer takes
-    "dense": ("kind", "units", "activation", "weight", "bias", "shared_bias", "negative_slope",
-              "residual", "transpose_weight"),
-    "batchnorm": ("kind", "eps", "scale", "shift", "activation", "negative_slope"),
-    "layernorm": ("kind", "eps", "scale", "shift", "activation", "negative_slope"),
-    "dropout": ("kind", "p", "keep", "mask"),
-    "conv2d": ("kind", "filters", "kernel", "stride", "padding", "weight", "bias", "activation", "negative_slope"),
-    "maxpool2d": ("kind", "size", "stride"),
-    "avgpool2d": ("kind", "size", "stride"),
-    "flatten": ("kind",),
-}
 _LOSS_KEYS = ("kind", "reduction", "scale", "labels", "l2", "margin")
 
 
@@ -331,7 +252,7 @@ class _Reader:
     def keys(self, table: dict, allowed: tuple, prefix: str = "", kind: str = ""):
         for key in table:
             if key not in allowed:
-                other = [k for k, keys in _LAYER_KEYS.items() if key in keys] if kind else []
+                other = [k for k, definition in KINDS.items() if key in definition.keys] if kind else []
                 close = difflib.get_close_matches(key, allowed, n=1)
                 if other:
                     article = "an" if kind[0] in "aeiou" else "a"
@@ -451,18 +372,17 @@ class _Reader:
         prefix = f"layers[{index + 1}]."
         if not isinstance(table, dict):
             self.fail(prefix[:-1], f"must be a table, not {_describe(table)}")
-        kind = self.choice(table, "kind", LAYER_KINDS, "dense", prefix)
-        self.keys(table, _LAYER_KEYS[kind], prefix, kind)
+        kind = KINDS[self.choice(table, "kind", LAYER_KINDS, "dense", prefix)]
+        self.keys(table, ("kind", *kind.keys), prefix, kind.name)
         below = widths[-1]
-        if kind in IMAGE_KINDS and len(below) != 3:
-            where = "the input" if index == 0 else f"layer {index}'s output"
-            self.fail(prefix + "kind", f"{kind} takes images (N, C, H, W), but {where} is rows of "
+        where = "the input" if index == 0 else f"layer {index}'s output"
+        if kind.takes == "images" and len(below) != 3:
+            self.fail(prefix + "kind", f"{kind.name} takes images (N, C, H, W), but {where} is rows of "
                       f"{below[0]} features" + ("; images need inputs = [C, H, W]" if index == 0 else ""))
-        if kind == "dense" and len(below) != 1:
-            where = "the input" if index == 0 else f"layer {index}'s output"
-            self.fail(prefix + "kind", f"a dense layer takes rows, but {where} is an image {_words(below)} "
+        if kind.takes == "rows" and len(below) != 1:
+            self.fail(prefix + "kind", f"a {kind.name} layer takes rows, but {where} is an image {_words(below)} "
                       "per sample: put a flatten layer before it")
-        return getattr(self, kind)(table, prefix, index + 1, index == count - 1, widths)
+        return kind.read(self, table, prefix, index + 1, index == count - 1, widths)
 
     def activation(self, table, prefix: str, last: bool) -> tuple[str, float]:
         activation = self.choice(table, "activation", ACTIVATION_NAMES, "identity", prefix)
@@ -480,95 +400,6 @@ class _Reader:
             self.fail(prefix + key, f"must be a name or false, not {_describe(value)}")
         return None if value is False else value
 
-    def dense(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        activation, slope = self.activation(table, prefix, last)
-        units = self.size(table, "units", prefix)
-        if activation == "softmax" and units == 1:
-            self.fail(prefix + "units", "a softmax over one class is always 1 (its cross-entropy always 0): "
-                      "at least 2 units; for one class use sigmoid with binary_cross_entropy")
-        bias = self.name(table, "bias", f"b{l}", prefix)
-        shared = self.get(table, "shared_bias", bool, False, prefix)
-        if shared and bias is None:
-            self.fail(prefix + "shared_bias", "a layer without a bias cannot share it")
-        residual = table.get("residual", False)
-        if residual is True:
-            residual = 1
-        elif residual is False:
-            residual = 0
-        elif isinstance(residual, bool) or not isinstance(residual, int) or residual < 1:
-            self.fail(prefix + "residual", f"must be true, false or a whole number k >= 1, not {residual!r}")
-        if residual:
-            if residual > l:
-                self.fail(prefix + "residual", f"layer {l} has no layer {residual} below it "
-                          f"(k = {residual} reaches past the input; at most {l})")
-            below = widths[l - residual]
-            source = "the input" if l == residual else f"the output of layer {l - residual}"
-            if len(below) == 3:
-                self.fail(prefix + "residual", f"adds {source}, an image {_words(below)} per sample, to this "
-                          "layer's rows: a residual connection adds rows of the same width")
-            below = below[0]
-            if below != units:
-                self.fail(prefix + "residual", f"adds {source} ({below} wide) to this layer's "
-                          f"{units} units: the widths must match")
-        return Layer(units=units, activation=activation, negative_slope=slope,
-                     weight=self.get(table, "weight", str, f"W{l}", prefix), bias=bias, shared_bias=shared,
-                     residual=residual, transpose_weight=self.get(table, "transpose_weight", bool, False, prefix),
-                     inputs=widths[-1][0])
-
-    def batchnorm(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        if self.layout == "column":
-            self.fail(prefix + "kind", "batchnorm normalizes over the batch: it needs the row layout "
-                      "(the column layout is one sample)")
-        if self.batch == 1 and _flat(widths[-1][1:]) == 1:  # an image's channels: over N x H x W values
-            what = "each channel's only pixel" if len(widths[-1]) == 3 else "each feature's only value"
-            self.fail(prefix + "kind", f"batchnorm over a batch of 1 gives 0 ({what} is its mean) "
-                      "and no gradient before it: batch must be at least 2")
-        return self.normalization("batchnorm", table, prefix, l, last, widths)
-
-    def layernorm(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        return self.normalization("layernorm", table, prefix, l, last, widths)
-
-    def normalization(self, kind, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        activation, slope = self.activation(table, prefix, last)
-        eps = self.get(table, "eps", float, 1e-5, prefix)
-        if eps <= 0:
-            self.fail(prefix + "eps", f"must be a number > 0, not {eps}")
-        below = widths[-1]
-        if kind == "layernorm" and np.prod(below) == 1:
-            self.fail(prefix + "kind", "layernorm over one feature always gives 0 (each sample's only "
-                      "value is its mean): its input must be at least 2 wide")
-        if activation == "softmax" and below[-1] == 1:
-            self.fail(prefix + "activation", "a softmax over one class is always 1: at least 2 units")
-        if activation == "softmax" and len(below) == 3:
-            self.fail(prefix + "activation", "softmax is over the features of a row, not an image")
-        return Layer(kind=kind, units=_flat(below), inputs=_flat(below), shape=below, input_shape=below,
-                     activation=activation,
-                     negative_slope=slope, eps=eps,
-                     scale=self.name(table, "scale", f"gamma{l}", prefix),
-                     shift=self.name(table, "shift", f"beta{l}", prefix))
-
-    def dropout(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        if "p" not in table and "keep" not in table:
-            self.fail(prefix + "p", "required key is missing (p, the probability of dropping an entry; or keep, "
-                                    "of keeping it: 1 - p)")
-        if "p" in table and "keep" in table:
-            self.fail(prefix + "keep", "give one of p (the probability of dropping an entry) and keep (1 - p), "
-                                       "not both")
-        if "keep" in table:
-            keep = self.get(table, "keep", float, prefix=prefix)
-            if not 0 < keep <= 1:
-                self.fail(prefix + "keep", f"must be more than 0 and at most 1 (the probability of keeping an "
-                          f"entry), not {keep:g}")
-            p = 1.0 - keep
-        else:
-            p = self.get(table, "p", float, prefix=prefix)
-            if not 0 <= p < 1:
-                self.fail(prefix + "p", f"must be at least 0 and less than 1 (the probability of dropping "
-                          f"an entry), not {p:g}")
-        return Layer(kind="dropout", units=_flat(widths[-1]), inputs=_flat(widths[-1]), shape=widths[-1],
-                     input_shape=widths[-1], p=p,
-                     mask=self.get(table, "mask", str, f"m{l}", prefix))
-
     def pair(self, table, key, prefix, default=None, least=1):
         """An int or a [height, width] pair of ints >= `least`, as a tuple."""
         if key not in table:
@@ -583,44 +414,9 @@ class _Reader:
             self.fail(prefix + key, f"must be at least {least}, not {value!r}")
         return tuple(pair)
 
-    def conv2d(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        activation, slope = self.activation(table, prefix, last)
-        if activation == "softmax":
-            self.fail(prefix + "activation", "softmax is over the features of a row, not an image")
-        filters = self.size(table, "filters", prefix)
-        kernel = self.pair(table, "kernel", prefix)
-        stride = self.pair(table, "stride", prefix, (1, 1))
-        padding = self.pair(table, "padding", prefix, (0, 0), least=0)
-        channels, height, width = widths[-1]
-        padded = (height + 2 * padding[0], width + 2 * padding[1])
-        if kernel[0] > padded[0] or kernel[1] > padded[1]:
-            self.fail(prefix + "kernel", f"the kernel {kernel[0]}x{kernel[1]} is larger than its input "
-                      f"{padded[0]}x{padded[1]} (H x W {height}x{width} with padding {padding[0]}, {padding[1]})")
-        shape = (filters, *((padded[k] - kernel[k]) // stride[k] + 1 for k in (0, 1)))
-        bias = self.name(table, "bias", f"b{l}", prefix)
-        return Layer(kind="conv2d", units=_flat(shape), inputs=_flat(widths[-1]), shape=shape,
-                     input_shape=widths[-1], activation=activation, negative_slope=slope, filters=filters,
-                     kernel=kernel, stride=stride, padding=padding,
-                     weight=self.get(table, "weight", str, f"W{l}", prefix), bias=bias)
-
-    def maxpool2d(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        return self.pool("maxpool2d", table, prefix, widths)
-
-    def avgpool2d(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        return self.pool("avgpool2d", table, prefix, widths)
-
-    def pool(self, kind, table, prefix: str, widths: list) -> Layer:
-        size = self.pair(table, "size", prefix)
-        stride = self.pair(table, "stride", prefix, size)
-        channels, height, width = widths[-1]
-        if size[0] > height or size[1] > width:
-            self.fail(prefix + "size", f"the window {size[0]}x{size[1]} is larger than its input {height}x{width}")
-        shape = (channels, (height - size[0]) // stride[0] + 1, (width - size[1]) // stride[1] + 1)
-        return Layer(kind=kind, units=_flat(shape), inputs=_flat(widths[-1]), shape=shape, input_shape=widths[-1],
-                     kernel=size, stride=stride)
-
-    def flatten(self, table, prefix: str, l: int, last: bool, widths: list) -> Layer:
-        return Layer(kind="flatten", units=_flat(widths[-1]), inputs=_flat(widths[-1]), input_shape=widths[-1])
+    @staticmethod
+    def words(shape: tuple) -> str:
+        return _words(shape)
 
     def loss(self, table) -> Loss:
         self.keys(table, _LOSS_KEYS, "loss.")
@@ -638,7 +434,7 @@ class _Reader:
 
     def check_loss(self, net: Network):
         kind, layer = net.loss.kind, net.layers[-1]
-        last = "a dropout layer" if layer.kind == "dropout" else layer.activation
+        last = layer.activation if layer.definition.activated else f"a {layer.kind} layer"
         needs = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(kind)
         if needs is not None:
             if last != needs:
@@ -648,7 +444,7 @@ class _Reader:
                           f"{needs} output; a residual added to it is no longer a probability")
         if kind == "multiclass_hinge":
             if last != "identity":
-                what = ("the last layer cannot be a dropout layer" if layer.kind == "dropout"
+                what = (f"the last layer cannot be a {layer.kind} layer" if not layer.definition.activated
                         else f"the last layer's activation must be identity, not {last}")
                 self.fail("loss.kind", f"multiclass_hinge scores the last layer's raw outputs: {what}")
             if net.outputs < 2:
@@ -677,9 +473,8 @@ class _Reader:
     def check_names(self, net: Network):
         keys = {"name": (net.name, None), "input": (net.input, None), "target": (net.target, None)}
         for i, layer in enumerate(net.layers, 1):
-            for field in ("weight", "bias", "scale", "shift", "mask"):
-                if getattr(layer, field) is not None:
-                    keys[f"layers[{i}].{field}"] = (getattr(layer, field), layer if field == "weight" else None)
+            for array in layer.arrays(net.layout):
+                keys[f"layers[{i}].{array.key}"] = (array.name, (layer, array) if array.role == "weight" else None)
         seen, weights = {}, {}  # weights: name -> (its first layer's number, the array's shape)
         for key, (value, weighted) in keys.items():
             if not value.isidentifier():
@@ -698,17 +493,17 @@ class _Reader:
             if why:
                 self.fail(key, f"'{value}' is {why}")
             if weighted is not None and value in weights:  # one array used by two layers
-                self._check_tied(key, value, weighted, net.layout, *weights[value])
+                self._check_tied(key, value, *weighted, *weights[value])
                 continue
             if value in seen:
                 self.fail(key, f"'{value}' is already the name of {seen[value]}")
             seen[value] = key
             if weighted is not None:
-                weights[value] = (key[:-len(".weight")], weighted.weight_shape(net.layout))
+                weights[value] = (key.rsplit(".", 1)[0], weighted[1].shape)
 
-    def _check_tied(self, key: str, name: str, layer: Layer, layout: str, first: str, shape: tuple):
+    def _check_tied(self, key: str, name: str, layer: Layer, array, first: str, shape: tuple):
         """A weight name used again: the same array, so the shapes must agree."""
-        here = layer.weight_shape(layout)
+        here = array.shape
         if here != shape:
             hint = "" if layer.transpose_weight or here[::-1] != shape else "; transpose_weight = true uses its transpose"
             self.fail(key, f"'{name}' is the weight of {first} with shape {_words(shape)}; "
@@ -750,11 +545,6 @@ class _Reader:
 
 
 _KIND_WORDS = {str: "a string", bool: "true or false", dict: "a table", list: "an array of tables"}
-
-
-def _flat(shape: tuple) -> int:
-    """The number of features of one sample: C*H*W for an image."""
-    return int(np.prod(shape))
 
 
 def _fits(shape: tuple, expected: tuple) -> bool:

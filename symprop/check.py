@@ -151,9 +151,9 @@ def random_values(network: Network, seed: int = 0, batch: int = 3) -> dict:
         n = np.shape(values[given[0]])[0]
     fan_in = {}  # a weight's fan-in: the inputs of its first layer (transposed or not)
     for layer in network.layers:
-        if layer.weighted:
-            fan_in.setdefault(layer.weight, layer.fan_in)
-    keep = {layer.mask: 1 - layer.p for layer in network.layers if layer.kind == "dropout"}
+        for weight in layer.weights:
+            fan_in.setdefault(weight, layer.fan_in)
+    keep = network.keep
     for name, shape in network.shapes(n).items():
         if name in values:
             continue
@@ -282,8 +282,7 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     names = name_map(network, names)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
-    if batch < 2 and network.batch is None and any(
-            layer.kind == "batchnorm" and layer.units == layer.shape[0] for layer in network.layers):  # one value each
+    if batch < network.least_batch() and network.batch is None:  # a batchnorm over one value each
         raise CheckError(f"batch must be at least 2 for a batchnorm (over one sample it gives 0, and no "
                          f"gradient before it), not {batch}")
     module = compile_module(network, generate(network) + "\n\n" + steps_source(network))
@@ -576,27 +575,12 @@ def should_be(network: Network, name: str, index: tuple, steps: dict, values: di
 
 def _entry_formula(network, name, index, steps, values):
     """The entry's formula in indexed form, with the numbers of this check."""
-    row = network.layout == "row"
     if name in network.weights and len(network.using(name)) > 1:
         return ""  # a tied weight: the sum of two layers' formulas
     for i, layer in enumerate(network.layers, 1):
-        if layer.kind != "dense" or layer.transpose_weight:
-            continue
-        previous = network.input if i == 1 else f"a{i - 1}"
-        A = values[network.input] if i == 1 else steps[previous]
-        delta = steps[f"delta{i}"]
-        if name == layer.weight:
-            r, c = index
-            if row:
-                return f"sum_n {previous}[n, {r}] * delta{i}[n, {c}]" + (" + 2 l2 W" if network.loss.l2 else "")
-            return (f"delta{i}[{r}] * {previous}[{c}] = {delta[r]:.6g} * {A[c]:.6g}"
-                    + (" + 2 l2 W" if network.loss.l2 else ""))
-        if name == layer.bias:
-            if layer.shared_bias:
-                return f"sum of delta{i}"
-            if row:
-                return f"sum_n delta{i}[n, {index[0]}]"
-            return f"delta{i}[{index[0]}]"
+        formula = layer.definition.formula(network, layer, i, name, index, steps, values)
+        if formula:
+            return formula
     return ""
 
 

@@ -37,8 +37,7 @@ def memory_needed(network, batch: int) -> int:
     arrays = sum(math.prod(int(d) for d in shape) for shape in network.shapes(n).values())
     per_sample = sum(math.prod(layer.shape) for layer in network.layers)
     # a convolution copies its input's windows into columns: C kh kw entries per output pixel
-    per_sample += sum(layer.input_shape[0] * math.prod(layer.kernel) * math.prod(layer.shape[1:])
-                      for layer in network.layers if layer.kind == "conv2d")
+    per_sample += sum(layer.definition.scratch(layer) for layer in network.layers)
     steps = 3 * per_sample * (n if network.layout == "row" else 1)  # z, a and the gradient of each layer
     return 8 * COPIES * (arrays + steps)
 

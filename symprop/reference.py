@@ -1,7 +1,8 @@
 """The same network in PyTorch, float64 autograd: an independent reference for the checks.
 
 The layers are PyTorch's own functions (`torch.relu`, `F.leaky_relu`, `F.softplus`,
-`F.batch_norm` in training mode, `F.layer_norm`, `F.conv2d`, `F.max_pool2d`, `F.avg_pool2d`, ...) and the losses its own (`F.cross_entropy` on
+`F.batch_norm` in training mode, `F.layer_norm`, `F.conv2d`, `F.max_pool2d`, `F.avg_pool2d`, ...),
+each kind's in its `torch` method (`symbolic.kinds`), and the losses its own (`F.cross_entropy` on
 the logits, with class labels or probability targets, `F.binary_cross_entropy_with_logits`,
 `F.multi_margin_loss`), so nothing here shares code or formulas with the derivation.
 """
@@ -38,55 +39,14 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
         else:
             tensors[name] = torch.tensor(array, dtype=dtype,
                                          requires_grad=name in network.differentiated)
-    activations = {
-        "identity": lambda z, layer: z,
-        "sigmoid": lambda z, layer: torch.sigmoid(z),
-        "tanh": lambda z, layer: torch.tanh(z),
-        "relu": lambda z, layer: torch.relu(z),
-        "leaky_relu": lambda z, layer: F.leaky_relu(z, layer.negative_slope),
-        "softplus": lambda z, layer: F.softplus(z),
-        "softmax": lambda z, layer: torch.softmax(z, dim=-1),
-    }
-    row = network.layout == "row"
-    outputs = [tensors[network.input]]  # a_0 (the input), a_1, ...
-
-    def optional(name):
-        return None if name is None else tensors[name]
-
-    for l, layer in enumerate(network.layers, 1):
-        a = outputs[-1]
-        if layer.kind == "dropout":
-            outputs.append(a * tensors[layer.mask] / (1 - layer.p))
-            continue
-        if layer.kind in ("maxpool2d", "avgpool2d", "flatten"):
-            pool = {"maxpool2d": F.max_pool2d, "avgpool2d": F.avg_pool2d}.get(layer.kind)
-            outputs.append(torch.flatten(a, 1) if pool is None else pool(a, layer.kernel, layer.stride))
-            continue
-        if layer.kind == "dense":
-            W = tensors[layer.weight]
-            if layer.transpose_weight:
-                W = W.T
-            z = a @ W if row else W @ a
-            if layer.bias is not None:
-                z = z + tensors[layer.bias]
-        elif layer.kind == "conv2d":
-            z = F.conv2d(a, tensors[layer.weight], optional(layer.bias), stride=layer.stride, padding=layer.padding)
-        elif layer.kind == "batchnorm":  # training mode: the batch's mean and biased variance (per channel: BatchNorm2d)
-            gamma, beta = optional(layer.scale), optional(layer.shift)
-            if a.shape[0] > 1:
-                z = F.batch_norm(a, None, None, weight=gamma, bias=beta, training=True, eps=layer.eps)
-            else:  # F.batch_norm refuses one sample; its op gives xhat = 0 (a zero variance)
-                z = torch.batch_norm(a, gamma, beta, None, None, True, 0.0, layer.eps, False)
-        elif layer.kind == "layernorm":
-            z = F.layer_norm(a, tuple(a.shape[1:]) if row else (a.shape[-1],), optional(layer.scale),
-                             optional(layer.shift), layer.eps)
-        else:
-            raise ValueError(f"the PyTorch reference has no layer kind '{layer.kind}'")
-        a = activations[layer.activation](z, layer)
-        if layer.residual:
-            a = a + outputs[l - layer.residual]
-        outputs.append(a)
-    a = outputs[-1]
+    t = _Layers(torch, tensors, network.layout == "row", tensors[network.input])
+    z = None  # the last pre-activation: the logits of a softmax or sigmoid layer
+    for layer in network.layers:
+        a, pre = layer.definition.torch(t, layer, t.outputs[-1])
+        t.outputs.append(a)
+        z = pre if pre is not None else z
+    a = t.outputs[-1]
+    row = t.row
     y = tensors[network.target]
     spec = network.loss
     if spec.kind == "squared_error":
@@ -108,3 +68,31 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
     loss.backward()
     grads = {name: tensors[name].grad.numpy() for name in network.differentiated}
     return float(loss.detach()), grads
+
+
+class _Layers:
+    """What a kind's `torch` reads: PyTorch, its `F`, the tensors by name, the layout and the
+    outputs so far (`outputs[0]` the input, for a residual connection)."""
+
+    def __init__(self, torch, tensors: dict, row: bool, x):
+        self.torch, self.F, self.tensors, self.row = torch, torch.nn.functional, tensors, row
+        self.outputs = [x]
+
+    def optional(self, name):
+        return None if name is None else self.tensors[name]
+
+    def activate(self, z, layer):
+        """f(z) by PyTorch's own function, plus the output k layers below for a residual connection."""
+        torch, F = self.torch, self.F
+        activation = {
+            "identity": lambda: z,
+            "sigmoid": lambda: torch.sigmoid(z),
+            "tanh": lambda: torch.tanh(z),
+            "relu": lambda: torch.relu(z),
+            "leaky_relu": lambda: F.leaky_relu(z, layer.negative_slope),
+            "softplus": lambda: F.softplus(z),
+            "softmax": lambda: torch.softmax(z, dim=-1),
+        }[layer.activation]()
+        if layer.residual:
+            activation = activation + self.outputs[len(self.outputs) - layer.residual]
+        return activation

@@ -175,7 +175,7 @@ class Dropout:
     switches dropout off (mask / (1 - p) = 1). Networks without dropout pass through."""
 
     def __init__(self, network: Network, seed: int = 0):
-        self.masks = [(layer.mask, layer.p) for layer in network.layers if layer.kind == "dropout"]
+        self.masks = [(mask, 1 - keep) for mask, keep in network.keep.items()]
         self.row = network.layout == "row"
         self.input = network.input
         self.rng = np.random.default_rng([seed, 7])

@@ -137,3 +137,12 @@ def test_the_readme_shows_commands():
     # the parsing above finds them all: a README edit that breaks a fence fails here
     assert len(console_commands()) >= 6 and len(bash_commands()) >= 5 and len(python_programs()) >= 1
     assert all(command.startswith("symprop") for command, _ in console_commands())
+
+
+def test_the_layer_kinds_table_is_the_kinds_own():
+    # every kind describes itself (keys, what it computes, its PyTorch equivalent); the README's
+    # table is theirs, row for row, and names every kind the spec reader takes
+    from symprop.symbolic.kinds import KINDS, table
+    from symprop.symbolic.spec import LAYER_KINDS
+    assert table() in README
+    assert set(LAYER_KINDS) == set(KINDS) and all(f"| `{name}` |" in table() for name in KINDS)

@@ -45,35 +45,31 @@ def test_the_program_of_a_spec_generates_the_specs_gradients(make, seed):
         assert np.max(np.abs(got[name] - value)) <= 1e-10 * max(np.max(np.abs(value)), 1e-2 * overall), name
 
 
-def test_spec_steps_are_unique_by_construction():
+def test_spec_steps_are_unique_by_construction(monkeypatch):
     # a layer kind that writes two pre-activations gets two deltas, never one merged symbol
-    from symprop.symbolic import layers
+    from symprop.symbolic.arrays import Matmul
     from symprop.symbolic.derive import derive
+    from symprop.symbolic.kinds import KINDS
+    from symprop.symbolic.kinds.dense import Dense
     network = symprop.load("sigmoid_mse_2_2_1")
 
-    def doubled(f, layer, l, a):  # z = x W1 + b1 twice over, as two pre-activations of one layer
-        W, b = f.arrays[layer.weight], f.arrays[layer.bias]
-        from symprop.symbolic.arrays import Matmul
-        z = f.step(f"z{l}", Matmul(a, W) + b, "first", l, "pre-activation")
-        u = f.step(f"u{l}", 2 * z, "second", l, "pre-activation")
-        return f.activate(layer, l, u)
-    original = layers.KINDS["dense"]
-    layers.KINDS["dense"] = doubled
-    try:
-        names = [s.name for s in derive(network).steps if s.stage == "backward"]
-    finally:
-        layers.KINDS["dense"] = original
+    class Doubled(Dense):  # z = x W1 + b1 twice over, as two pre-activations of one layer
+        def forward(self, f, layer, l, a):
+            W, b = f.arrays[layer.weight], f.arrays[layer.bias]
+            z = f.step(f"z{l}", Matmul(a, W) + b, "first", l, "pre-activation")
+            u = f.step(f"u{l}", 2 * z, "second", l, "pre-activation")
+            return f.activate(layer, l, u)
+    monkeypatch.setitem(KINDS, "dense", Doubled())
+    names = [s.name for s in derive(network).steps if s.stage == "backward"]
     assert len(names) == len(set(names)) and {"delta1", "delta1_2"} <= set(names)
 
-    def clash(f, layer, l, a):
-        f.step(f"z{l}", a, "first", l)
-        return f.step(f"z{l}", a, "again", l)
-    layers.KINDS["dense"] = clash
-    try:
-        with pytest.raises(ValueError, match="writes z1 twice"):
-            derive(network)
-    finally:
-        layers.KINDS["dense"] = original
+    class Clash(Dense):
+        def forward(self, f, layer, l, a):
+            f.step(f"z{l}", a, "first", l)
+            return f.step(f"z{l}", a, "again", l)
+    monkeypatch.setitem(KINDS, "dense", Clash())
+    with pytest.raises(ValueError, match="writes z1 twice"):
+        derive(network)
 
 
 @pytest.mark.parametrize("make", NETWORKS)
