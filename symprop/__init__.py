@@ -16,6 +16,7 @@ In pytest: `symprop.testing.assert_gradients_match(net, my_backward)`. The comma
 derivations) and `symprop.codegen` (printing and writing modules).
 """
 
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -26,8 +27,9 @@ try:
     from .symbolic import Derivation, Network, Program, SpecError, TraceError, derive, load, loads, presets, trace
 except KeyboardInterrupt:  # Ctrl-C while the command line starts (importing SymPy): exit 130, no traceback
     if sys.orig_argv[1:3] == ["-m", "symprop"] or sys.argv[:1] and sys.argv[0].endswith(("/symprop", "symprop.exe")):
-        print("symprop: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        print("symprop: interrupted", file=sys.stderr)  # os._exit: see symprop.cli.interrupted
+        sys.stderr.flush()
+        os._exit(130)
     raise
 
 try:

@@ -1,11 +1,13 @@
 """`python -m symprop`: the command line."""
 
+import os
 import sys
 
 try:
     from .cli import main
-except KeyboardInterrupt:  # Ctrl-C while starting: exit 130, one line
+except KeyboardInterrupt:  # Ctrl-C while starting: exit 130, one line (os._exit: see cli.interrupted)
     print("symprop: interrupted", file=sys.stderr)
-    sys.exit(130)
+    sys.stderr.flush()
+    os._exit(130)
 
 sys.exit(main())

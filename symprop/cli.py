@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -42,8 +43,20 @@ def main(argv=None) -> int:
             return 0
         return _run(args)
     except KeyboardInterrupt:  # Ctrl-C: every writer removes its temporary files on the way out
-        print("symprop: interrupted", file=sys.stderr)
-        return 130
+        interrupted()
+
+
+def interrupted():
+    """Exit 130 with one line. By `os._exit`: CPython 3.11 exits by SIGINT instead (status -2)
+    once a KeyboardInterrupt has passed through code run from a string (a dataclass's methods
+    are), even one that was caught; the writers have removed their temporary files already."""
+    print("symprop: interrupted", file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(130)
 
 
 def _run(args) -> int:
