@@ -25,17 +25,17 @@ try:
     from .codegen import generate
     from .numerical import numerical_gradients
     from .symbolic import Derivation, Network, Program, SpecError, TraceError, derive, load, loads, presets, trace
+
+    try:
+        __version__ = version("symprop")
+    except PackageNotFoundError:  # a checkout that was never installed
+        __version__ = "0+unknown"
 except KeyboardInterrupt:  # Ctrl-C while the command line starts (importing SymPy): exit 130, no traceback
     if sys.orig_argv[1:3] == ["-m", "symprop"] or sys.argv[:1] and sys.argv[0].endswith(("/symprop", "symprop.exe")):
         print("symprop: interrupted", file=sys.stderr)  # os._exit: see symprop.cli.interrupted
         sys.stderr.flush()
         os._exit(130)
     raise
-
-try:
-    __version__ = version("symprop")
-except PackageNotFoundError:  # a checkout that was never installed
-    __version__ = "0+unknown"
 
 __all__ = ["Derivation", "Network", "Program", "Report", "SpecError", "TraceError", "check", "derive", "generate",
            "load", "loads", "numerical_gradients", "presets", "trace"]

@@ -1,6 +1,7 @@
 """`python -m symprop`: the command line."""
 
 import os
+import signal
 import sys
 
 try:
@@ -10,4 +11,6 @@ except KeyboardInterrupt:  # Ctrl-C while starting: exit 130, one line (os._exit
     sys.stderr.flush()
     os._exit(130)
 
-sys.exit(main())
+code = main()
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a Ctrl-C while the interpreter shuts down changes nothing
+sys.exit(code)
