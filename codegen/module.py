@@ -20,6 +20,7 @@ from ..symbolic.derive import Derivation, Step
 from ..symbolic.spec import Network, as_network
 
 from . import runtime
+from .loops import statements
 from .printer import GradientPrinter, code_forms, helper_source
 
 INDENT = "    "
@@ -39,8 +40,8 @@ def generate(network: Network, out: str | None = None) -> str:
     derivation = symbolic.derive(network)
     printer = GradientPrinter(layout=network.layout)
     net = network
-    forward_names = (net.input,) + net.masks + net.parameters
-    all_names = (net.input, net.target) + net.masks + net.parameters
+    forward_names = (net.input,) + net.given + net.parameters
+    all_names = (net.input, net.target) + net.given + net.parameters
     scalars = {name for name, shape in net.shapes("N").items() if shape == ()}  # shared biases
     returns = "{" + ", ".join(f'"{name}": np.asarray({sym.name})' if name in scalars else f'"{name}": {sym.name}'
                               for name, sym in derivation.gradients.items()) + "}"
@@ -210,7 +211,7 @@ def steps_source(network: Network) -> str:
     Not part of the generated modules; `symprop check` appends it to one compiled in memory.
     """
     derivation = symbolic.derive(network)
-    names = (network.input, network.target) + network.masks + network.parameters
+    names = (network.input, network.target) + network.given + network.parameters
     result = "{" + ", ".join(f'"{s.name}": {s.name}' for s in derivation.steps) + "}"
     source, _ = _function(GradientPrinter(layout=network.layout), derivation, "steps", names, [s.symbol for s in derivation.steps],
                           "Every named step of the derivation.", result, validate=False)
@@ -231,8 +232,7 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)"]
     if BATCH in used and network.batch is None:
         body.append(f"{INDENT}N = {network.input}.shape[0]")
-    for symbol, expr in lines:
-        body.append(f"{INDENT}{symbol.name} = {printer.doprint(expr)}")
+    body += [INDENT + line for line in statements(printer, lines, _cse)]
     body.append(f"{INDENT}return {result}")
     return f"def {name}(*, {signature}, **unknown):\n" + "\n".join(body) + "\n", arguments
 

@@ -21,10 +21,11 @@ import keyword
 import re
 import sys
 
-READ = frozenset({"np", "VALIDATE", "float", "bool", "int", "slice"})  # the globals and builtins the functions read
-LOCALS = frozenset({"unknown", "arrays", "N", "dout"})  # their own locals, besides the steps
+READ = frozenset({"np", "VALIDATE", "float", "bool", "int", "slice", "range", "reversed"})  # globals and builtins read
+LOCALS = frozenset({"unknown", "arrays", "N", "dout", "t"})  # their own locals, besides the steps (t: a loop's step)
 TEMPORARY = re.compile(r"^t\d+$|^dL_d")  # common subexpressions, gradients
-STEPS = re.compile(r"^(z|a|delta|t|mu|var|sigma|xhat)\d+(_\d+)?$|^(L|margins)$")  # a spec's steps (z1, delta1_2, L)
+STEPS = re.compile(r"^(z|a|delta|t|mu|var|sigma|xhat)\d+(_\d+)?$|^(L|margins)$"  # a spec's steps (z1, delta1_2, L)
+                   r"|^(h|c)[1-9]\d*$|^\w*_(t|prev|next)$")  # a loop's: h1 (not h0), x_t, h1_prev, dL_dh1_next
 MODULES = frozenset(sys.stdlib_module_names) | {"numpy", "symprop", "sympy"}
 MAX_MODULE_NAME = 100
 

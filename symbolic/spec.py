@@ -56,7 +56,7 @@ class Loss:
 @dataclass(frozen=True)
 class Network:
     name: str
-    inputs: int | tuple  # a width, or an image's (C, H, W)
+    inputs: int | tuple  # a width, an image's (C, H, W), a sequence's (T, D) or tokens' (T,)
     layers: tuple[Layer, ...]
     loss: Loss
     description: str = ""
@@ -76,12 +76,28 @@ class Network:
 
     @property
     def input_shape(self) -> tuple:
-        """One sample's input: (width,) or (C, H, W)."""
+        """One sample's input: (width,), (C, H, W), (T, D) or (T,) tokens."""
         return self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
+
+    @property
+    def tokens(self) -> bool:
+        """Whether the input is a sequence of integer tokens (N, T)."""
+        return isinstance(self.inputs, tuple) and len(self.inputs) == 1
 
     @property
     def outputs(self) -> int:
         return self.layers[-1].units
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The initial states given with the input (an rnn's `initial`)."""
+        return tuple(dict.fromkeys(array.name for layer in self.layers for array in layer.arrays(self.layout)
+                                   if array.input))
+
+    @property
+    def given(self) -> tuple[str, ...]:
+        """The arrays passed with the input, besides the parameters: masks and initial states."""
+        return self.masks + self.states
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -120,8 +136,9 @@ class Network:
 
     @property
     def differentiated(self) -> tuple[str, ...]:
-        """The arrays `gradients` returns: every parameter, and the input when `wrt_input`."""
-        return self.parameters + ((self.input,) if self.wrt_input else ())
+        """The arrays `gradients` returns: every parameter, and the input (and the initial states)
+        when `wrt_input`."""
+        return self.parameters + ((self.input, *self.states) if self.wrt_input else ())
 
     def least_batch(self) -> int:
         """The fewest samples every layer means something over (a batchnorm over rows: 2)."""
@@ -133,12 +150,13 @@ class Network:
             n = self.batch
         row = self.layout == "row"
         shapes = {self.input: (n, *self.input_shape) if row else self.input_shape}
+        out = self.layers[-1].shape  # (K,), or (T, K) for a sequence
         if self.loss.labels:
-            shapes[self.target] = (n,) if row else ()
+            shapes[self.target] = (n, *out[:-1]) if row else ()
         else:
-            shapes[self.target] = (n, self.outputs) if row else (self.outputs,)
+            shapes[self.target] = (n, *out) if row else out
         arrays = [array for layer in self.layers for array in layer.arrays(self.layout)]
-        for array in sorted(arrays, key=lambda array: array.differentiated):  # the masks first, as inputs
+        for array in sorted(arrays, key=lambda array: array.differentiated and not array.input):  # masks, states first
             shape = (n, *array.shape) if array.per_sample and row else array.shape
             shapes.setdefault(array.name, shape)
         return shapes
@@ -255,7 +273,7 @@ class _Reader:
                 other = [k for k, definition in KINDS.items() if key in definition.keys] if kind else []
                 close = difflib.get_close_matches(key, allowed, n=1)
                 if other:
-                    article = "an" if kind[0] in "aeiou" else "a"
+                    article = KINDS[kind].article
                     hint = f" for {article} {kind} layer (it applies to {', '.join(other)})"
                 elif close:
                     hint = f"; did you mean '{close[0]}'?"
@@ -322,6 +340,7 @@ class _Reader:
             self.fail("layers", "at least one layer is required")
         loss = self.loss(self.get(doc, "loss", dict, required=True))
         inputs = self.inputs(doc)
+        self.tokens = isinstance(inputs, tuple) and len(inputs) == 1
         network = Network(
             name=name,
             description=self.text(doc, "description"),
@@ -343,16 +362,18 @@ class _Reader:
         return network
 
     def inputs(self, doc: dict):
-        """`inputs`: a width, or an image's [C, H, W] (a tuple)."""
+        """`inputs`: a width, an image's [C, H, W], a sequence's [T, D] or tokens' [T] (a tuple)."""
         value = doc.get("inputs")
         if not isinstance(value, list):
             return self.size(doc, "inputs")
-        if len(value) != 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value):
-            self.fail("inputs", f"must be a width or an image's [channels, height, width] (three whole "
-                      f"numbers >= 1), not {value!r}")
+        if not 1 <= len(value) <= 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value):
+            self.fail("inputs", f"must be a width, tokens' [steps], a sequence's [steps, features] or an image's "
+                      f"[channels, height, width] (one, two or three whole numbers >= 1), not {value!r}")
+        if any(d > MAX_DIMENSION for d in value):
+            self.fail("inputs", f"must be at most {MAX_DIMENSION:,} (2**31 - 1) in each dimension")
         if self.layout == "column":
-            self.fail("inputs", "images need the row layout (x of shape (N, C, H, W)); the column layout "
-                      "is one flat sample")
+            what, shape = {1: ("tokens", "(N, T)"), 2: ("sequences", "(N, T, D)"), 3: ("images", "(N, C, H, W)")}[len(value)]
+            self.fail("inputs", f"{what} need the row layout (x of shape {shape}); the column layout is one flat sample")
         return tuple(value)
 
     def layers(self, tables: list, inputs) -> tuple[Layer, ...]:
@@ -374,15 +395,41 @@ class _Reader:
             self.fail(prefix[:-1], f"must be a table, not {_describe(table)}")
         kind = KINDS[self.choice(table, "kind", LAYER_KINDS, "dense", prefix)]
         self.keys(table, ("kind", *kind.keys), prefix, kind.name)
-        below = widths[-1]
-        where = "the input" if index == 0 else f"layer {index}'s output"
-        if kind.takes == "images" and len(below) != 3:
-            self.fail(prefix + "kind", f"{kind.name} takes images (N, C, H, W), but {where} is rows of "
-                      f"{below[0]} features" + ("; images need inputs = [C, H, W]" if index == 0 else ""))
-        if kind.takes == "rows" and len(below) != 1:
-            self.fail(prefix + "kind", f"a {kind.name} layer takes rows, but {where} is an image {_words(below)} "
-                      "per sample: put a flatten layer before it")
+        self.takes(kind, prefix, index, widths[-1])
         return kind.read(self, table, prefix, index + 1, index == count - 1, widths)
+
+    def form(self, index: int, below: tuple) -> str:
+        """What layer `index` (from 0) takes: "tokens", "rows", "sequences" or "images"."""
+        if index == 0 and self.tokens:
+            return "tokens"
+        return {1: "rows", 2: "sequences", 3: "images"}[len(below)]
+
+    def takes(self, kind, prefix: str, index: int, below: tuple) -> None:
+        """A spec error when layer `index` cannot take what the layer below gives it."""
+        form = self.form(index, below)
+        if form in kind.takes or kind.takes == "any" and form != "tokens":
+            return
+        where = "the input" if index == 0 else f"layer {index}'s output"
+        article = kind.article
+        needs = {"rows": "rows", "images": "images (N, C, H, W)", "sequences": "sequences (N, T, D)",
+                 "tokens": "integer tokens (N, T)", "rows or images": "rows or images",
+                 "rows or sequences": "rows or sequences (N, T, D)"}[kind.takes]
+        got = {"rows": f"rows of {below[0]} features", "images": f"an image {_words(below)} per sample",
+               "sequences": f"a sequence of {below[0]} steps of {below[-1]} features",
+               "tokens": f"a sequence of {below[0]} integer tokens"}[form]
+        hint = ""
+        if form == "images" and "rows" in kind.takes:
+            hint = ": put a flatten layer before it"
+        elif form == "tokens":
+            hint = ": the first layer of a token input is an embedding"
+        elif kind.takes == "images" and index == 0:
+            hint = "; images need inputs = [C, H, W]"
+        elif kind.takes == "sequences" and index == 0:
+            hint = "; a sequence needs inputs = [T, D]"
+        elif kind.takes == "tokens":
+            hint = ": an embedding is the first layer, its input tokens (inputs = [T])"
+        what = f"{article} {kind.name} layer" if "rows" in kind.takes else kind.name
+        self.fail(prefix + "kind", f"{what} takes {needs}, but {where} is {got}{hint}")
 
     def activation(self, table, prefix: str, last: bool) -> tuple[str, float]:
         activation = self.choice(table, "activation", ACTIVATION_NAMES, "identity", prefix)

@@ -13,6 +13,8 @@ whole number fixes it (the spec's own batch, or its [values]', comes first).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import sympy as sp
 
@@ -35,11 +37,12 @@ def program_of(network, batch=3) -> Program:
     f = layers.forward(network, n)
     _loss(network, f)
     shapes = {name: tuple(sp.sympify(d) for d in shape) for name, shape in network.shapes(n).items()}
-    floats = {network.input, *network.parameters} | ({network.target} if not network.loss.labels else set())
+    floats = {network.input, *network.states, *network.parameters} | ({network.target} if not network.loss.labels
+                                                                       else set())
     parts = network.roles()
     arrays = tuple(Array(name, shapes[name], "float64" if name in floats or name in network.masks else "int64",
                          "differentiated" if name in network.differentiated else "data", parts.get(name, ""))
-                   for name in (network.input, network.target, *network.masks, *network.parameters))
+                   for name in (network.input, network.target, *network.given, *network.parameters))
     steps = tuple(f.steps)
     values = {name: np.asarray(value) for name, value in network.values.items()}
     return Program(name=network.name, arrays=arrays, steps=steps, output=steps[-1].symbol,
@@ -56,7 +59,7 @@ def _loss(network: Network, f: layers.Forward) -> None:
         target = OneHot(target, network.outputs)
     count = sp.S.One
     if spec.reduction == "mean":
-        per_sample = network.outputs if rule.per == "element" else 1
+        per_sample = math.prod(network.layers[-1].shape) if rule.per == "element" else 1
         count = (f.n if f.row else 1) * per_sample
     c = sp.Rational(repr(spec.scale)) / count
     data = rule.data(f, f.outputs[-1], f.pre, target, spec)

@@ -166,7 +166,7 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
 
 def forward_arrays(network: Network, arrays: dict) -> dict:
     """The arrays `forward` takes: the input, the dropout masks and the parameters."""
-    return {n: arrays[n] for n in (network.input, *network.masks, *network.parameters)}
+    return {n: arrays[n] for n in (network.input, *network.given, *network.parameters)}
 
 
 class Dropout:

@@ -38,6 +38,9 @@ class Layer:
     kernel: tuple = ()  # conv2d: (kh, kw); the pools: the window (h, w)
     stride: tuple = (1, 1)  # conv2d, the pools
     padding: tuple = (0, 0)  # conv2d: zero rows and columns on each side
+    recurrent: str | None = None  # rnn, lstm: the weight Wh of the previous state
+    initial: str | None = None  # rnn, lstm: the initial state's array (N, H); None: zeros
+    output: str = "sequence"  # rnn, lstm: "sequence" (N, T, H) or "last" (N, H)
 
     def __post_init__(self):
         if not self.shape:
@@ -55,6 +58,11 @@ class Layer:
     def image(self) -> bool:
         """Whether the layer's output is an image batch (N, C, H, W)."""
         return len(self.shape) == 3
+
+    @property
+    def sequence(self) -> bool:
+        """Whether the layer's output is a sequence (N, T, features)."""
+        return len(self.shape) == 2
 
     def arrays(self, layout: str) -> tuple[Parameter, ...]:
         """The arrays the layer reads besides its input, in order."""
@@ -76,8 +84,9 @@ class Layer:
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        """The layer's parameter names, in order (absent ones left out; masks are not parameters)."""
-        return tuple(a.name for a in self.arrays("row") if a.differentiated)
+        """The layer's parameter names, in order (absent ones left out; masks and initial states are
+        not parameters)."""
+        return tuple(a.name for a in self.arrays("row") if a.differentiated and not a.input)
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class Parameter:
     key: str  # the layer's key that names it: "weight", "bias", "scale", "mask", ...
     per_sample: bool = False
     differentiated: bool = True  # False: an input such as a mask, never differentiated
+    input: bool = False  # given with the input (an initial state): differentiated when the input is
 
 
 class Kind:
@@ -99,9 +109,14 @@ class Kind:
 
     name: str = ""
     keys: tuple[str, ...] = ()
-    takes: str = "any"
+    takes: str = "any"  # "rows", "images", "rows or images", "sequences", "tokens", "any"
     doc: tuple[str, str, str] = ("", "", "")  # README: keys (defaults), what it computes, PyTorch equivalent
     activated: bool = False  # it has an activation (and a pre-activation z<l>)
+
+    @property
+    def article(self) -> str:
+        """"a" or "an", as the name is said: an avgpool2d, an rnn (ar-en-en), an lstm (el-es-...)."""
+        return "an" if self.name[0] in "aeiou" or self.name in ("rnn", "lstm") else "a"
 
     def read(self, r, table: dict, prefix: str, l: int, last: bool, widths: list) -> Layer:
         """The layer of `table` (layer `l`, 1-based; `widths[k]` one sample's shape of a_k, a_0 the

@@ -108,6 +108,7 @@ class BatchNorm(_Normalization):
 class LayerNorm(_Normalization):
     name = "layernorm"
     over_batch = False
+    takes = "rows or images"
     doc = ("the same keys",
            "the same per sample over its features (all of C, H, W after a convolution; `gamma`, `beta` of "
            "that shape); both layouts",

@@ -1,0 +1,164 @@
+"""A scan's forward and reverse loops as Python `for` statements (`symbolic.scan`).
+
+A generated function is a list of lines `name = expression`. A line whose expression is a
+`Scan` becomes the forward loop: one time step's equations, printed once, inside
+`for t in range(T)`, the values the reverse loop reads kept in arrays (N, T, ...). The
+gradients of one scan's arguments (`ScanGrad`, one per argument, all from the same upstream
+gradient) become one reverse loop, `for t in reversed(range(T))`, before the first line that uses
+any of them: the step's gradient equations printed once, a parameter's gradient summed over the
+steps (`dL_dWx1 += ...`), a sequence's written at t (`dL_dx[:, t] = ...`), and the previous
+state's carried to the step before (`dL_dh1_next = dL_dh1_prev`). This reads like the loops one
+writes by hand (cs231n's `rnn_forward` and `rnn_backward`).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..symbolic.scan import Loop, Scan, ScanGrad, next_name
+
+INDENT = "    "
+
+
+def statements(printer, lines: list, cse) -> list[str]:
+    """The printed statements of `lines` ((symbol, expression) pairs in order), every scan and
+    every group of scan gradients as a loop; `cse(exprs)` gives a body's lines."""
+    groups = _groups(lines)
+    kept = {}  # loop -> body symbols the reverse loops of this function read from the forward one
+    for (loop, _), parts in groups.items():
+        kept.setdefault(loop, set()).update(_reads(loop, parts))
+    done, out = set(), []
+    for symbol, expr in lines:
+        if isinstance(expr, Scan):
+            out += _forward(printer, symbol, expr, kept.get(expr.loop, set()), cse)
+            continue
+        for key in _keys(expr):
+            if key not in done:
+                done.add(key)
+                out += _backward(printer, key, groups[key], cse)
+        replaced = expr.xreplace({e: groups[_key(e)][e.part] for e in expr.atoms(ScanGrad)})
+        if replaced != symbol:  # a line that is one part of a reverse loop: the loop wrote it
+            out.append(f"{symbol.name} = {printer.doprint(replaced)}")
+    return out
+
+
+def _key(e: ScanGrad) -> tuple:
+    return (e.loop, e.args)
+
+
+def _keys(expr) -> list:
+    return list(dict.fromkeys(_key(e) for e in sorted(expr.atoms(ScanGrad), key=sp.default_sort_key)))
+
+
+def _groups(lines) -> dict:
+    """(loop, arguments) -> {part: the symbol the reverse loop writes it to}: the line's own
+    symbol when the line is the part, else a name of its own."""
+    groups = {}
+    for symbol, expr in lines:
+        for e in sorted(expr.atoms(ScanGrad), key=sp.default_sort_key):
+            parts = groups.setdefault(_key(e), {})
+            if e.part not in parts:
+                parts[e.part] = symbol if expr == e else sp.Symbol(f"dL_d{e.part}_{e.loop.name}")
+    return groups
+
+
+def _needed(loop: Loop, parts: dict) -> list:
+    """The body's gradient steps the reverse loop computes: those the wanted parts and the carried
+    states' gradients depend on, in order."""
+    steps, grads = loop.backward
+    inner = {outer: inner for inner, outer in loop.sequences} | {name: name for name in loop.parameters}
+    wanted = {grads[inner[part]] for part in parts if part in inner}
+    wanted |= {grads[prev] for prev, _, _ in loop.carried}
+    needed = set(wanted)
+    for step in reversed(steps):
+        if step.symbol in needed:
+            needed |= step.expr.free_symbols
+    return [s for s in steps if s.symbol in needed]
+
+
+def _reads(loop: Loop, parts: dict) -> set:
+    """The body steps whose values the reverse loop reads (a carried state's previous value is the
+    new one of the step before)."""
+    used = set().union(*(s.expr.free_symbols for s in _needed(loop, parts)))
+    steps = {s.symbol for s in loop.body.steps}
+    out = used & steps
+    out |= {sp.Symbol(new) for prev, new, _ in loop.carried if sp.Symbol(prev) in used}
+    return out
+
+
+def _shape(loop: Loop, symbol, stacked: bool) -> str:
+    """The shape of a body value (over all steps when `stacked`) as code: the batch from a sequence."""
+    dims = loop.body.shapes()[symbol][1:]
+    seq = loop.sequences[0][1]
+    dims = ((sp.Integer(loop.length),) if stacked else ()) + tuple(dims)
+    return f"({seq}.shape[0], " + ", ".join(str(int(d)) for d in dims) + ")"
+
+
+def _forward(printer, symbol, scan: Scan, kept: set, cse) -> list[str]:
+    loop = scan.loop
+    arguments = dict(zip(loop.arguments, scan.args))
+    stored = [s.symbol for s in loop.body.steps if s.symbol in kept or (
+        not loop.last and s.name == loop.output)]
+    out = [f"{loop.stacked(s.name)} = np.empty({_shape(loop, s, True)})" for s in stored]
+    for prev, new, init in loop.carried:
+        start = printer.doprint(arguments[init]) if init else f"np.zeros({_shape(loop, sp.Symbol(prev), False)})"
+        out.append(f"{prev} = {start}")
+    out.append(f"for t in range({loop.length}):")
+    body = [f"{inner} = {printer.doprint(arguments[outer])}[:, t]" for inner, outer in loop.sequences]
+    body += [f"{s.name} = {printer.doprint(e)}" for s, e in cse([step for step in loop.body.steps])]
+    body += [f"{loop.stacked(s.name)}[:, t] = {s.name}" for s in stored]
+    body += [f"{prev} = {new}" for prev, new, _ in loop.carried]
+    out += [INDENT + line for line in body]
+    if loop.last:
+        out.append(f"{symbol.name} = {loop.output}")
+    return out
+
+
+def _backward(printer, key, parts: dict, cse) -> list[str]:
+    loop, args = key
+    g, arguments = args[0], dict(zip(loop.arguments, args[1:]))
+    steps, grads = loop.backward
+    needed = _needed(loop, parts)
+    used = set().union(*(s.expr.free_symbols for s in needed))
+    out = []
+    if not g.is_Symbol:
+        out.append(f"dL_d{loop.name} = {printer.doprint(g)}")
+        g = sp.Symbol(f"dL_d{loop.name}")
+    sequences = {outer: inner for inner, outer in loop.sequences}
+    for part, target in parts.items():
+        if part in loop.parameters:
+            out.append(f"{target} = np.zeros_like({printer.doprint(arguments[part])})")
+        elif part in sequences:
+            out.append(f"{target} = np.empty_like({printer.doprint(arguments[part])})")
+    for prev, new, _ in loop.carried:
+        start = g.name if loop.last and new == loop.output else f"np.zeros({_shape(loop, sp.Symbol(new), False)})"
+        out.append(f"{next_name(new)} = {start}")
+    out.append(f"for t in reversed(range({loop.length})):")
+    body = []
+    for inner, outer in loop.sequences:
+        if sp.Symbol(inner) in used:
+            body.append(f"{inner} = {printer.doprint(arguments[outer])}[:, t]")
+    for prev, new, init in loop.carried:
+        if sp.Symbol(prev) in used:
+            start = printer.doprint(arguments[init]) if init else f"np.zeros({_shape(loop, sp.Symbol(prev), False)})"
+            body.append(f"{prev} = {loop.stacked(new)}[:, t - 1] if t else {start}")
+    for step in loop.body.steps:
+        if step.symbol in used:
+            body.append(f"{step.name} = {loop.stacked(step.name)}[:, t]")
+    if not loop.last and sp.Symbol(f"dL_d{loop.name}_t") in used:
+        body.append(f"dL_d{loop.name}_t = {g.name}[:, t]")
+    targets = {grads[name]: (parts[name], "+=") for name in loop.parameters if name in parts}
+    targets.update({grads[inner]: (parts[outer], "[:, t] =") for inner, outer in loop.sequences if outer in parts})
+    for symbol, expr in cse(needed):
+        code = printer.doprint(expr)
+        if symbol in targets:
+            target, how = targets[symbol]
+            body.append(f"{target.name} += {code}" if how == "+=" else f"{target.name}[:, t] = {code}")
+        else:
+            body.append(f"{symbol.name} = {code}")
+    body += [f"{next_name(new)} = {grads[prev].name}" for prev, new, _ in loop.carried]
+    out += [INDENT + line for line in body]
+    for prev, new, init in loop.carried:
+        if init in parts:
+            out.append(f"{parts[init].name} = {next_name(new)}")
+    return out
