@@ -156,6 +156,13 @@ def _weight_gradient(a, delta):
     return np.dot(a.T, delta)
 
 
+
+def _pad_columns(g, start, stop, width):
+    """g in the columns start:stop of zeros `width` wide (the gradient of a block of columns)."""
+    out = np.zeros(g.shape[:-1] + (width,), dtype=g.dtype)
+    out[..., start:stop] = g
+    return out
+
 # --- 2-D convolution and pooling (PyTorch semantics: F.conv2d, F.max_pool2d, F.avg_pool2d) ---
 #
 # Arrays are (N, C, H, Wd): batch, channels, height, width. `size`, `kernel`, `stride` and

@@ -613,6 +613,88 @@ class Unflatten(ArrayFunction):
         g, image = self.args
         return printer._method_target(g) + f".reshape(-1, {', '.join(str(int(d)) for d in image)})"
 
+class Columns(ArrayFunction):
+    """a[..., start:stop]: a block of the last axis (an LSTM's gate); its gradient pads g with
+    zeros back to the full width (`PadColumns`), and the blocks of one array together join
+    (`symbolic.backward`: the pads of blocks that tile the width are one concatenation)."""
+
+    arrays = 1
+    linear = True
+
+    @staticmethod
+    def numpy(a, start, stop):
+        return np.asarray(a)[..., start:stop]
+
+    @classmethod
+    def shape(cls, a, start, stop):
+        return (*a[:-1], sp.Integer(stop - start))
+
+    def vjp(self, index, g, shape):
+        start, stop = (int(v) for v in self.args[1:])
+        return PadColumns(g, start, stop, shape(self.args[0])[-1])
+
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Columns(a, 0, 2), {"a": (3, 6)}, {}), (Columns(a, 2, 5), {"a": (2, 5)}, {})]
+
+    def _sympystr(self, printer):
+        start, stop = (int(v) for v in self.args[1:])
+        return printer.parenthesize(self.args[0], PRECEDENCE["Atom"], strict=True) + f"[..., {start or ''}:{stop}]"
+
+    def _latex(self, printer):
+        start, stop = (int(v) for v in self.args[1:])
+        return (printer.parenthesize(self.args[0], PRECEDENCE["Atom"], strict=True)
+                + r"_{:,\," + f"{start + 1}" + r"\dots " + f"{stop}" + "}")
+
+    def _numpycode(self, printer):
+        start, stop = (int(v) for v in self.args[1:])
+        return printer._method_target(self.args[0]) + f"[..., {start or ''}:{stop}]"
+
+
+class PadColumns(ArrayFunction):
+    """g in the columns start:stop of zeros `width` wide: the gradient of a block of columns."""
+
+    arrays = 1
+    linear = True
+
+    @staticmethod
+    def numpy(g, start, stop, width):
+        g = np.asarray(g)
+        out = np.zeros((*g.shape[:-1], width), dtype=g.dtype)
+        if g.dtype == object:
+            out[...] = sp.S.Zero
+        out[..., start:stop] = g
+        return out
+
+    @classmethod
+    def shape(cls, g, start, stop, width):
+        return (*g[:-1], sp.Integer(width))
+
+    def vjp(self, index, g, shape):
+        start, stop = (int(v) for v in self.args[1:3])
+        return Columns(g, start, stop)
+
+    @staticmethod
+    def samples():
+        g = sp.Symbol("g")
+        return [(PadColumns(g, 1, 3, 5), {"g": (2, 2)}, {})]
+
+    def _sympystr(self, printer):
+        start, stop, width = (int(v) for v in self.args[1:])
+        return f"pad({printer._print(self.args[0])}, {start}:{stop} of {width})"
+
+    def _latex(self, printer):
+        start, stop, width = (int(v) for v in self.args[1:])
+        return (r"\operatorname{pad}_{" + f"{start + 1}" + r"\dots " + f"{stop}" + r"}\left("
+                + printer._print(self.args[0]) + r"\right)")
+
+    def _numpycode(self, printer):
+        start, stop, width = (int(v) for v in self.args[1:])
+        printer.helpers.add("_pad_columns")
+        return f"_pad_columns({printer._print(self.args[0])}, {start}, {stop}, {width})"
+
+
 def _conv_size(size, kernel, stride, padding) -> int:
     """An output's height (or width): (H + 2 padding - kernel) // stride + 1."""
     return (int(size) + 2 * padding - kernel) // stride + 1
@@ -965,6 +1047,6 @@ def evaluate(expr: sp.Expr, env: dict):
 # Every operation of this module that carries its own samples and printing, for the one test
 # loop over all operations (`symbolic.ops.OPERATIONS`, `tests/test_ops.py`).
 OPERATIONS = (Matmul, Transposed, Outer, SumRows, Total, RowSum, Softmax, LogSoftmax, OneHot, BroadcastTo, SumAxes,
-              PerChannel, Flatten, Unflatten, Conv2d, MaxPool2d, AvgPool2d)
+              PerChannel, Flatten, Unflatten, Columns, PadColumns, Conv2d, MaxPool2d, AvgPool2d)
 GRADIENTS = (Conv2dInputGrad, Conv2dWeightGrad, MaxPool2dGrad, AvgPool2dGrad, ZerosLike)  # no gradient of their own: tested
 # through the operations they are the gradients of

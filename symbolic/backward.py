@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .arrays import ArrayFunction, PerChannel, SumAxes, SumRows, Total, ZerosLike, shape_of
+from .arrays import ArrayFunction, PadColumns, PerChannel, SumAxes, SumRows, Total, ZerosLike, shape_of
 from .sweep import Composite, sweep
 
 
@@ -64,7 +64,7 @@ def gradient_steps(program, composites=()) -> tuple[list, sp.Symbol]:
     shapes.update({grad.symbol: shapes[grad.of] for grad in grads})
     by_symbol = {s.symbol: s for s in forward}
     for grad in grads:
-        expr = _sums_factored(grad.expr, shapes)
+        expr = _joined(_sums_factored(grad.expr, shapes), len(shapes[grad.of]))
         expr = _simplify(expr) if len(grad.terms) == 1 else expr
         expr = expr.xreplace(named)  # a sum computed already, by its name: sum_rows(delta2) = dL_dbeta2
         if grad.of in wanted and _proved_zero(expr, composites, definitions, named, shapes):
@@ -261,6 +261,22 @@ def _sums_factored(expr, shapes: dict):
             return op
         return sp.Mul(*outside) * op.func(sp.Mul(*(f for f in arg.args if f not in outside)), *op.args[1:])
     return expr.replace(lambda e: isinstance(e, (SumRows, SumAxes)), factored)
+
+
+def _joined(expr: sp.Expr, ndim: int) -> sp.Expr:
+    """A sum of zero-padded blocks of columns that tile the width, as their concatenation: the
+    gradient of an LSTM's gate pre-activations is [di, df, do, dg] side by side, not four padded
+    arrays added."""
+    if not expr.is_Add or not all(isinstance(term, PadColumns) for term in expr.args):
+        return expr
+    blocks = sorted((int(term.args[1]), int(term.args[2]), int(term.args[3]), term.args[0]) for term in expr.args)
+    width = blocks[0][2]
+    tiled = all(b[2] == width for b in blocks) and blocks[0][0] == 0 and blocks[-1][1] == width and all(
+        a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    if not tiled:
+        return expr
+    from .ops import Concatenate
+    return Concatenate(*(block[3] for block in blocks), sp.Integer(ndim - 1))
 
 
 def _simplify(expr: sp.Expr) -> sp.Expr:

@@ -25,7 +25,7 @@ READ = frozenset({"np", "VALIDATE", "float", "bool", "int", "slice", "range", "r
 LOCALS = frozenset({"unknown", "arrays", "N", "dout", "t"})  # their own locals, besides the steps (t: a loop's step)
 TEMPORARY = re.compile(r"^t\d+$|^dL_d")  # common subexpressions, gradients
 STEPS = re.compile(r"^(z|a|delta|t|mu|var|sigma|xhat)\d+(_\d+)?$|^(L|margins)$"  # a spec's steps (z1, delta1_2, L)
-                   r"|^(h|c)[1-9]\d*$|^\w*_(t|prev|next)$")  # a loop's: h1 (not h0), x_t, h1_prev, dL_dh1_next
+                   r"|^\w*_(t|prev|next)$")  # a loop's locals: x_t, h1_prev, dL_dh1_next (and Kind.locals)
 MODULES = frozenset(sys.stdlib_module_names) | {"numpy", "symprop", "sympy"}
 MAX_MODULE_NAME = 100
 

@@ -523,6 +523,8 @@ class _Reader:
             for array in layer.arrays(net.layout):
                 keys[f"layers[{i}].{array.key}"] = (array.name, (layer, array) if array.role == "weight" else None)
         seen, weights = {}, {}  # weights: name -> (its first layer's number, the array's shape)
+        taken = {name: (l, layer) for l, layer in enumerate(net.layers, 1)
+                 for name in layer.definition.locals(layer, l)}
         for key, (value, weighted) in keys.items():
             if not value.isidentifier():
                 self.fail(key, f"'{value}' is not a Python identifier")
@@ -539,6 +541,10 @@ class _Reader:
             why = reserved(value)
             if why:
                 self.fail(key, f"'{value}' is {why}")
+            if value in taken:
+                l, layer = taken[value]
+                self.fail(key, f"'{value}' is the name layer {l} ({layer.kind}) gives its values over the time "
+                               "steps: choose another")
             if weighted is not None and value in weights:  # one array used by two layers
                 self._check_tied(key, value, *weighted, *weights[value])
                 continue

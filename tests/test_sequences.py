@@ -34,6 +34,10 @@ def rnn(units, **keys):
     return {"kind": "rnn", "units": units, **keys}
 
 
+def lstm(units, **keys):
+    return {"kind": "lstm", "units": units, **keys}
+
+
 def dense(units, **keys):
     return {"units": units, **keys}
 
@@ -52,6 +56,13 @@ SPECS = {
     "one_step": lambda: spec("r6", [1, 2], rnn(2, output="last", initial="s")),
     "names_l2": lambda: spec("r7", [3, 2], rnn(3, weight="Wxh", recurrent="Whh", bias="bh", output="last"),
                              dense(2), loss='kind = "squared_error"\nl2 = 0.01'),
+    "lstm_last_classifier": lambda: spec("l1", [4, 3], lstm(3, output="last"), dense(2, activation="softmax"),
+                                         loss=CLASSIFY),
+    "lstm_sequence_initial_input": lambda: spec("l2", [3, 2], lstm(2, initial="h0"), top="wrt_input = true"),
+    "lstm_on_rnn_no_bias": lambda: spec("l3", [2, 3], rnn(4), lstm(2, bias=False, output="last"),
+                                        dense(1, activation="sigmoid"), loss='kind = "binary_cross_entropy"'),
+    "lstm_one_unit_one_step": lambda: spec("l4", [1, 1], lstm(1, initial="s")),
+    "lstm_two_steps": lambda: spec("l5", [2, 1], lstm(1, initial="h0"), top="wrt_input = true"),
 }
 
 
@@ -80,8 +91,45 @@ def test_reverse_loop_equals_the_element_level_oracle(make):
     assert assert_oracle_agrees(make(), batch=2) > 0
 
 
-def test_a_classifier_reverse_loop_equals_the_oracle_sampled():
-    assert assert_oracle_agrees(SPECS["last_tanh_classifier"](), batch=2, sample=6) > 0
+@pytest.mark.parametrize("name", ["last_tanh_classifier", "lstm_two_steps", "lstm_one_unit_one_step"])
+def test_sampled_entries_of_the_reverse_loop_equal_the_oracle(name):
+    assert assert_oracle_agrees(SPECS[name](), batch=2, sample=5) > 0
+
+
+def _cs231n(kind, T, D, H, **values):
+    net = spec("cs", [T, D], {"kind": kind, "units": H, "initial": "h0"})
+    return compile_module(net).forward(**values)
+
+
+def test_cs231n_rnn_forward_published_value():
+    N, T, D, H = 2, 3, 4, 5
+    h = _cs231n("rnn", T, D, H, x=np.linspace(-0.1, 0.3, num=N * T * D).reshape(N, T, D),
+                h0=np.linspace(-0.3, 0.1, num=N * H).reshape(N, H), Wx1=np.linspace(-0.2, 0.4, num=D * H).reshape(D, H),
+                Wh1=np.linspace(-0.4, 0.1, num=H * H).reshape(H, H), b1=np.linspace(-0.7, 0.1, num=H))
+    expected = np.asarray([
+        [[-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
+         [-0.39525808, -0.22554661, -0.0409454, 0.14649412, 0.32397316],
+         [-0.42305111, -0.24223728, -0.04287027, 0.15997045, 0.35014525]],
+        [[-0.55857474, -0.39065825, -0.19198182, 0.02378408, 0.23735671],
+         [-0.27150199, -0.07088804, 0.13562939, 0.33099728, 0.50158768],
+         [-0.51014825, -0.30524429, -0.06755202, 0.17806392, 0.40333043]]])
+    assert np.max(np.abs(h - expected)) < 1e-8
+
+
+def test_cs231n_lstm_forward_published_value():
+    N, D, H, T = 2, 5, 4, 3
+    h = _cs231n("lstm", T, D, H, x=np.linspace(-0.4, 0.6, num=N * T * D).reshape(N, T, D),
+                h0=np.linspace(-0.4, 0.8, num=N * H).reshape(N, H),
+                Wx1=np.linspace(-0.2, 0.9, num=4 * D * H).reshape(D, 4 * H),
+                Wh1=np.linspace(-0.3, 0.6, num=4 * H * H).reshape(H, 4 * H), b1=np.linspace(0.2, 0.7, num=4 * H))
+    expected = np.asarray([
+        [[0.01764008, 0.01823233, 0.01882671, 0.0194232],
+         [0.11287491, 0.12146228, 0.13018446, 0.13902939],
+         [0.31358768, 0.33338627, 0.35304453, 0.37250975]],
+        [[0.45767879, 0.4761092, 0.4936887, 0.51041945],
+         [0.6704845, 0.69350089, 0.71486014, 0.7346449],
+         [0.81733511, 0.83677871, 0.85403753, 0.86935314]]])
+    assert np.max(np.abs(h - expected)) < 1e-8
 
 
 def test_cs231n_rnn_step_forward_published_value():
@@ -125,6 +173,11 @@ BAD = [
     (lambda: spec("b", [3, 2], rnn(2, initial="Wx1")), "layers[1].initial", "'Wx1' is already the name of"),
     (lambda: spec("b", [3, 2], rnn(2, kernel=3)), "layers[1].kernel", "unknown key for an rnn layer"),
     (lambda: spec("b", [3, 2], rnn(2), top='layout = "column"'), "inputs", "sequences need the row layout"),
+    (lambda: spec("b", [3, 2], lstm(2, activation="relu")), "layers[1].activation", "unknown key for an lstm layer"),
+    (lambda: spec("b", [3, 2], lstm(2, initial="c1")), "layers[1].initial",
+     "'c1' is the name layer 1 (lstm) gives its values over the time steps"),
+    (lambda: spec("b", [3, 2], rnn(2), lstm(2, weight="Wx1")), "layers[2].weight",
+     "'Wx1' is the weight of layers[1] with shape (2, 2); here it needs shape (2, 8)"),
 ]
 
 

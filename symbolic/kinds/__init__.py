@@ -11,10 +11,10 @@ from .dense import Dense
 from .dropout import Dropout
 from .images import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from .normalization import BatchNorm, LayerNorm
-from .recurrent import RNN
+from .recurrent import LSTM, RNN
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Dense(), BatchNorm(), LayerNorm(), Dropout(), Conv2d(), MaxPool2d(), AvgPool2d(), Flatten(), RNN())}
+    Dense(), BatchNorm(), LayerNorm(), Dropout(), Conv2d(), MaxPool2d(), AvgPool2d(), Flatten(), RNN(), LSTM())}
 
 
 def table() -> str:

@@ -146,6 +146,11 @@ class Kind:
     def fan_in(self, layer: Layer) -> int:
         return layer.inputs
 
+    def locals(self, layer: Layer, l: int) -> tuple[str, ...]:
+        """Names the layer's generated code defines besides its steps (a loop's values over all
+        steps, h1, c1): no array may take them."""
+        return ()
+
     def least_batch(self, layer: Layer) -> int:
         """The fewest samples the layer means something over (batchnorm: 2)."""
         return 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .. import rules
-from ..arrays import Matmul
+from ..arrays import Columns, Matmul
 from ..layers import Body
 from ..scan import scan
 from .base import Kind, Layer, Parameter
@@ -67,9 +67,13 @@ class _Recurrent(Kind):
     def step(self, body, layer, l, x_t, Wx, Wh, b):
         raise NotImplementedError
 
+    def locals(self, layer, l):
+        return tuple(f"{letter}{l}" for letter in self.stored)
+
 
 class RNN(_Recurrent):
     name = "rnn"
+    stored = "zh"  # the values kept over the steps: z1, h1
     doc = ("`units` (H), `activation` (tanh), `weight` (`Wx<l>`, (D, H)), `recurrent` (`Wh<l>`, (H, H)), `bias` "
            "(`b<l>`, (H,); false: none), `initial` (false: h0 = 0; a name: an (N, H) array, differentiated "
            "like the input), `output` (`\"sequence\"`: (N, T, H) \\| `\"last\"`: (N, H))",
@@ -115,3 +119,43 @@ def _run(t, layer, a, cell, gates):
         state = ((state[0], torch.zeros_like(state[0])),)
     out, _ = torch.func.functional_call(cell, weights, (a, *state))
     return out if layer.output == "sequence" else out[:, -1]
+
+
+class LSTM(_Recurrent):
+    name = "lstm"
+    stored = "zifogch"
+    keys = ("units", "weight", "recurrent", "bias", "initial", "output")
+    gates = 4
+    doc = ("the same keys but `activation`; Wx (D, 4H), Wh (H, 4H), b (4H,); c0 = 0",
+           "`a = x_t Wx + h_(t-1) Wh + b`; `i, f, o` the sigmoids of its 1st, 2nd, 3rd H columns, `g` the tanh "
+           "of the 4th (cs231n's order i, f, o, g); `c_t = f c_(t-1) + i g`, `h_t = o tanh(c_t)`",
+           "`nn.LSTM(batch_first=True)`, its gate rows in the order i, f, g, o")
+
+    def step(self, body, layer, l, x_t, Wx, Wh, b):
+        H = layer.units
+        h_prev = body.state(f"h{l}", (body.n, H), l, layer.initial)
+        c_prev = body.state(f"c{l}", (body.n, H), l, None)
+        z = Matmul(x_t, Wx) + Matmul(h_prev, Wh)
+        if b is not None:
+            z = z + b
+        z = body.step(f"z{l}_t", z, "the gates' pre-activations: x_t Wx + h_(t-1) Wh + b, 4H columns", l,
+                      "pre-activation")
+        sigmoid, tanh = rules.ACTIVATIONS["sigmoid"].apply, rules.ACTIVATIONS["tanh"].apply
+        gates = {}
+        for k, (letter, words) in enumerate((("i", "input gate"), ("f", "forget gate"), ("o", "output gate"),
+                                             ("g", "candidate cell"))):
+            squash, said = (tanh, "tanh") if letter == "g" else (sigmoid, "sigmoid")
+            gates[letter] = body.step(f"{letter}{l}_t", squash(Columns(z, k * H, (k + 1) * H), 0.01),
+                                      f"{words}: {said} of columns {k * H + 1} to {(k + 1) * H}", l)
+        c = body.step(f"c{l}_t", gates["f"] * c_prev + gates["i"] * gates["g"], "the new cell: f c_(t-1) + i g", l)
+        h = body.step(f"h{l}_t", gates["o"] * sp.tanh(c), "the new state: o tanh(c_t)", l, "activation")
+        body.carry(h_prev, h)
+        body.carry(c_prev, c)
+        return h, ""
+
+    def torch(self, t, layer, a):
+        cell = t.torch.nn.LSTM(layer.inputs, layer.units, batch_first=True, dtype=a.dtype)
+        return _run(t, layer, a, cell, gates=(0, 1, 3, 2)), None
+
+    def summary(self, layer):
+        return f"lstm {layer.units}" + (" (last)" if layer.output == "last" else "")
