@@ -62,24 +62,10 @@ def _groups(lines) -> dict:
     return groups
 
 
-def _needed(loop: Loop, parts: dict) -> list:
-    """The body's gradient steps the reverse loop computes: those the wanted parts and the carried
-    states' gradients depend on, in order."""
-    steps, grads = loop.backward
-    inner = {outer: inner for inner, outer in loop.sequences} | {name: name for name in loop.parameters}
-    wanted = {grads[inner[part]] for part in parts if part in inner}
-    wanted |= {grads[prev] for prev, _, _ in loop.carried}
-    needed = set(wanted)
-    for step in reversed(steps):
-        if step.symbol in needed:
-            needed |= step.expr.free_symbols
-    return [s for s in steps if s.symbol in needed]
-
-
 def _reads(loop: Loop, parts: dict) -> set:
     """The body steps whose values the reverse loop reads (a carried state's previous value is the
     new one of the step before)."""
-    used = set().union(*(s.expr.free_symbols for s in _needed(loop, parts)))
+    used = set().union(*(s.expr.free_symbols for s in loop.reverse(parts)))
     steps = {s.symbol for s in loop.body.steps}
     out = used & steps
     out |= {sp.Symbol(new) for prev, new, _ in loop.carried if sp.Symbol(prev) in used}
@@ -118,7 +104,7 @@ def _backward(printer, key, parts: dict, cse) -> list[str]:
     loop, args = key
     g, arguments = args[0], dict(zip(loop.arguments, args[1:]))
     steps, grads = loop.backward
-    needed = _needed(loop, parts)
+    needed = loop.reverse(parts)
     used = set().union(*(s.expr.free_symbols for s in needed))
     out = []
     if not g.is_Symbol:

@@ -644,8 +644,8 @@ class Columns(ArrayFunction):
 
     def _latex(self, printer):
         start, stop = (int(v) for v in self.args[1:])
-        return (printer.parenthesize(self.args[0], PRECEDENCE["Atom"], strict=True)
-                + r"_{:,\," + f"{start + 1}" + r"\dots " + f"{stop}" + "}")
+        return (r"\left[" + printer._print(self.args[0]) + r"\right]_{:,\," + f"{start + 1}" + r"\dots " + f"{stop}"
+                + "}")
 
     def _numpycode(self, printer):
         start, stop = (int(v) for v in self.args[1:])

@@ -179,14 +179,14 @@ def _through(grad, forward: dict) -> str:
             return " and ".join(one(s) for s in source) + ", broadcast"
         step = forward[source]
         if step.stage == "loss":
-            return "the loss L"
+            return step.notes.get("words", "the loss L")  # a loop's step: what reaches it from the outside
         if step.activation and step.activation not in ("identity", "softmax") and step.expr.has(grad.of):
             return f"dL/d{source} * {step.activation}'({grad.of})"
         if step.activation == "identity" and step.expr == grad.of:
             return f"dL/d{source} (identity)"
         return f"{source} = {TextPrinter().doprint(step.expr)}"
 
-    names = [one(source) for source in grad.sources]
+    names = list(dict.fromkeys(one(source) for source in grad.sources))
     if len(names) > 1:
         words = "the sum over its uses: " + ", ".join(names)
     else:

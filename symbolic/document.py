@@ -20,9 +20,11 @@ from itertools import zip_longest
 import sympy as sp
 
 from . import rules
-from .arrays import OneHot, RowSum
+from .arrays import Columns, OneHot, RowSum, shape_of
 from .derive import derive, grad_name
-from .notation import ArrayLatexPrinter, index_rows, latex_name, latex_width
+from .notation import ArrayLatexPrinter, index_rows, latex_name, latex_width, loop_gradients
+from .ops import Concatenate
+from .scan import Scan, ScanGrad, next_name
 
 LINE = 40.0  # em: the longest formula set on one line (the text width, 16 cm at 11 pt, is 41.6 em)
 
@@ -167,6 +169,9 @@ def _forward(derivation, p) -> Section:
     for step in derivation.steps:
         if step.stage != "forward":
             continue
+        if isinstance(step.expr, Scan):
+            section.rows += _loop_forward_rows(step, p)
+            continue
         forms = [p.doprint(step.expr)]  # the identity: a = z, nothing applied
         written = rules.explicit(step.expr)
         if written != step.expr and not (written.is_Function and written.args == step.expr.args[:1]):
@@ -209,10 +214,14 @@ def _backward(derivation, p) -> Section:
     section = Section("Backward pass", [r"$\delta_l = \partial L / \partial z_l$, the error at layer $l$'s "
                                         r"pre-activation; the chain rule carries it down, one step at a time, "
                                         r"and an array used twice gets the sum of both pulls."])
-    staged = None
+    staged, loops = None, set()
     for step in derivation.steps:
         if step.stage not in ("backward", "gradient"):
             continue
+        for loop, parts in loop_gradients(derivation, step, loops):
+            section.rows += _loop_backward_rows(loop, parts, p)
+        if isinstance(step.expr, ScanGrad):
+            continue  # written by the reverse loop
         composites = list(step.composites)
         if composites:
             staged = staged or derive(derivation.network, compact=False)
@@ -228,6 +237,48 @@ def _backward(derivation, p) -> Section:
             section.rows.append(_eq(latex_name(step.name), p.doprint(step.expr), notes=[note]))
         section.rows += _index_rows(step, p)
     return section
+
+
+def _loop_forward_rows(step, p) -> list[Row]:
+    """A scan: `t = 1, ..., T`, the step's equations (indented), then what the layer outputs."""
+    loop = step.expr.loop
+    starts = ", ".join(f"${latex_name(prev)} = " + (latex_name(init) if init else "0") + "$"
+                       for prev, _, init in loop.carried)
+    rows = [_eq("t", r"1, \dots, " + str(loop.length), notes=[f"each step in turn, from {starts} at t = 1"])]
+    for inner in loop.body.steps:
+        rows.append(_eq(r"\quad " + latex_name(inner.name), p.doprint(inner.expr), notes=[inner.rule]))
+    out = latex_name(loop.output)
+    value = out.replace("t}", f"{loop.length}}}") if loop.last else (
+        r"\left(" + out.replace("t}", "1}") + r", \dots, " + out.replace("t}", f"{loop.length}}}") + r"\right)")
+    rows.append(_eq(latex_name(step.name), value, notes=[step.rule]))
+    return rows
+
+
+def _loop_backward_rows(loop, parts, p) -> list[Row]:
+    """A scan's reverse loop: `t = T, ..., 1`, the step's gradients (indented; a parameter's summed
+    over the steps), the carried gradients handed to step t - 1."""
+    steps, grads = loop.backward
+    summed = {grads[name] for name in loop.parameters}
+    starts = ", ".join(f"${latex_name(next_name(new))} = " + (latex_name(f"dL_d{loop.name}")
+                       if loop.last and new == loop.output else "0") + "$" for _, new, _ in loop.carried)
+    rows = [_eq("t", str(loop.length) + r", \dots, 1", notes=[f"backpropagation through time, from {starts}"])]
+    shapes = loop.body.shapes()
+    for step in loop.reverse(parts):
+        relation = r"\mathrel{+}=" if step.symbol in summed else "="
+        note = "summed over the steps" if step.symbol in summed else step.rule.split(":")[0]
+        if isinstance(step.expr, Concatenate):  # the gates' blocks side by side: one row each
+            start = 0
+            for block in step.expr.args[:-1]:
+                width = int(shape_of(block, shapes | {s.symbol: s.shape for s in loop.backward[0]})[-1])
+                lhs = r"\quad " + p.doprint(Columns(step.symbol, start, start + width))
+                rows.append(Row(lhs, [p.doprint(block)], [note if not start else ""], relation=relation))
+                start += width
+            continue
+        rows.append(Row(r"\quad " + latex_name(step.name), [p.doprint(step.expr)], [note], relation=relation))
+    for prev, new, _ in loop.carried:
+        rows.append(_eq(r"\quad \frac{\partial L_{>t-1}}{\partial " + latex_name(prev) + "}",
+                        latex_name(grads[prev].name), notes=["carried to step t - 1"]))
+    return rows
 
 
 def _staged_rows(staged, composite, step, shown: set, p) -> list[Row]:
@@ -308,6 +359,9 @@ def _gradients(derivation, p) -> Section:
     partial = False
     for name in derivation.gradients:
         expr = derivation.step(grad_name(name)).expr
+        if isinstance(expr, ScanGrad):  # through a loop: as its reverse loop writes it
+            section.rows.append(_loop_boxed(expr, p))
+            continue
         row = _boxed(name, expr, p)
         while expr.free_symbols & deltas.keys():
             expr = expr.xreplace(deltas)
@@ -321,6 +375,23 @@ def _gradients(derivation, p) -> Section:
         r"; where that runs off the page, the $\delta_l$ of the backward pass substituted as far as the "
         "formula fits on a line:" if partial else ":"))
     return section
+
+
+def _loop_boxed(grad, p) -> str:
+    """The gradient of a loop's argument: a parameter's is the sum over the steps, a sequence's is
+    its step's at each t, an initial state's is the carried one at t = 1."""
+    loop, part = grad.loop, grad.part
+    steps, grads = loop.backward
+    by_symbol = {s.symbol: s for s in steps}
+    if part in loop.parameters:
+        return (r"\boxed{" + latex_name(grad_name(part)) + r" = \sum_{t=1}^{" + str(loop.length) + "} "
+                + p.doprint(by_symbol[grads[part]].expr) + "}")
+    inner = next((i for i, outer in loop.sequences if outer == part), None)
+    if inner is not None:
+        return r"\boxed{" + latex_name(grad_name(inner)) + " = " + p.doprint(by_symbol[grads[inner]].expr) + "}"
+    prev = next(prev for prev, _, init in loop.carried if init == part)
+    return (r"\boxed{" + latex_name(grad_name(part)) + " = " + latex_name(grads[prev].name)
+            + r"\big|_{t=1}}")
 
 
 def _boxed(name: str, expr, p) -> str:

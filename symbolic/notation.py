@@ -17,6 +17,7 @@ from sympy.printing.str import StrPrinter
 
 from .arrays import (BATCH, AvgPool2d, AvgPool2dGrad, Conv2d, Conv2dInputGrad, Conv2dWeightGrad, Matmul, MaxPool2d,
                      MaxPool2dGrad, Outer)
+from .scan import Scan, ScanGrad, next_name
 
 STAGES = {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass",
           "gradient": "Backward pass"}
@@ -89,8 +90,19 @@ _GREEK = {"delta": r"\delta", "alpha": r"\alpha", "theta": r"\theta", "gamma": r
 
 def latex_name(name: str) -> str:
     """A name in LaTeX: trailing digits become a subscript, dL_dW1 a fraction."""
+    loop = re.fullmatch(r"dL_d(\w+)_(next|prev)", name)
+    if loop:  # the gradient a loop carries: of what comes after step t
+        of, which = loop.groups()
+        return (r"\frac{\partial L_{>t}}{\partial " + latex_name(of + "_t") + "}" if which == "next"
+                else r"\frac{\partial L_{\geq t}}{\partial " + latex_name(of + "_prev") + "}")
     if name.startswith("dL_d"):
         return r"\frac{\partial L}{\partial " + latex_name(name[4:]) + "}"
+    step = re.fullmatch(r"([A-Za-z]+)(\d*)_(t|prev)", name)
+    if step:  # a loop's value at step t (z1_t: z_{1,t}), or at the step before (h1_prev: h_{1,t-1})
+        stem, index, when = step.groups()
+        stem = _GREEK.get(stem, stem if len(stem) == 1 else r"\mathrm{" + stem + "}")
+        when = "t" if when == "t" else "t-1"
+        return stem + "_{" + (f"{index}," if index else "") + when + "}"
     match = re.fullmatch(r"([A-Za-z]+)_?(\d*)", name)
     if match:
         stem, index = match.groups()
@@ -240,14 +252,67 @@ def text(derivation) -> str:
     lines = [f"Network {net.name}: {net.layout} layout, {size}", ""]
     for name, shape in net.shapes(derivation.batch).items():
         lines.append(f"  {name:>8} : {_shape_text(shape)}")
-    stage = None
+    stage, shown = None, set()
     for step in derivation.steps:
         if STAGES[step.stage] != stage:
             stage = STAGES[step.stage]
             lines += ["", stage]
-        lines.append(f"  {step.name} = {printer.doprint(step.expr)}")
+        if isinstance(step.expr, Scan):
+            lines += _loop_forward_text(step.expr.loop, printer)
+        for loop, parts in loop_gradients(derivation, step, shown):
+            lines += _loop_backward_text(loop, parts, printer)
+        if isinstance(step.expr, ScanGrad):
+            continue  # written by the reverse loop above
+        if isinstance(step.expr, Scan):
+            loop = step.expr.loop
+            said = f"{loop.output} at t = {loop.length}" if loop.last else f"{loop.output} of every step t"
+            lines.append(f"  {step.name} = {said}")
+        else:
+            lines.append(f"  {step.name} = {printer.doprint(step.expr)}")
         lines.append(f"      {_shape_text(step.shape)}   [{step.rule}]")
     return "\n".join(lines) + "\n"
+
+
+def loop_gradients(derivation, step, shown: set) -> list:
+    """(loop, the outer arguments whose gradients the derivation takes through it) for every scan
+    whose reverse loop `step` is the first to use; `shown` the loops already written."""
+    out = []
+    for e in sorted(step.expr.atoms(ScanGrad), key=sp.default_sort_key):
+        if e.loop not in shown:
+            shown.add(e.loop)
+            parts = [g.part for s in derivation.steps for g in s.expr.atoms(ScanGrad) if g.loop is e.loop]
+            out.append((e.loop, list(dict.fromkeys(parts))))
+    return out
+
+
+def _loop_forward_text(loop, printer) -> list[str]:
+    starts = ", ".join(f"{prev} = {init or 0} at t = 1" for prev, _, init in loop.carried)
+    lines = [f"  for t = 1, ..., {loop.length}:   [{starts}; then the step before's]"]
+    for step in loop.body.steps:
+        lines.append(f"    {step.name} = {printer.doprint(step.expr)}")
+        lines.append(f"        {_shape_text(step.shape)}   [{step.rule}]")
+    return lines
+
+
+def _loop_backward_text(loop, parts, printer) -> list[str]:
+    steps, grads = loop.backward
+    starts = ", ".join(f"{next_name(new)} = " + (f"dL_d{loop.name}" if loop.last and new == loop.output else "0")
+                       for _, new, _ in loop.carried)
+    lines = [f"  for t = {loop.length}, ..., 1:   [backpropagation through time: {starts} at t = {loop.length}]"]
+    summed = {grads[name] for name in loop.parameters}
+    for step in loop.reverse(parts):
+        how = "+=" if step.symbol in summed else "="
+        lines.append(f"    {step.name} {how} {printer.doprint(step.expr)}")
+        lines.append(f"        {_shape_text(step.shape)}   [{step.rule}]")
+    for prev, new, init in loop.carried:
+        lines.append(f"    {next_name(new)} = {grads[prev].name}   [carried to step t - 1]")
+    for inner, outer in loop.sequences:
+        if outer in parts:
+            lines.append(f"  dL_d{outer}[:, t] = {grads[inner].name}, for every t")
+    for prev, new, init in loop.carried:
+        if init in parts:
+            lines.append(f"  dL_d{init} = {next_name(new)} after t = 1")
+    return lines
 
 
 def _shape_text(shape) -> str:

@@ -86,7 +86,9 @@ class Loop:
         arrays = body.arrays + tuple(Array(name, shapes[sp.Symbol(of)], "float64", "upstream")
                                      for name, of in upstream.items())
         loss = sp.Add(*(Total(sp.Symbol(of) * sp.Symbol(name)) for name, of in upstream.items()))
-        steps = body.steps + (Step(sp.Symbol("L_t"), loss, (), stage="loss"),)
+        words = " and ".join(upstream)
+        steps = body.steps + (Step(sp.Symbol("L_t"), loss, (), stage="loss",
+                                   notes={"words": f"what reaches step t from the outside: {words}"}),)
         wrt = tuple(a.name for a in body.arrays if a.dtype.startswith("float"))
         program = Program(name=body.name, arrays=arrays, steps=steps, output=sp.Symbol("L_t"), wrt=wrt,
                           composites=body.composites)
@@ -94,6 +96,19 @@ class Loop:
         steps = [s for s in steps if s.stage in ("backward", "gradient") and s.expr != s.symbol]
         grads = {s.of.name: s.symbol for s in steps if s.stage == "gradient"}
         return tuple(steps), grads
+
+
+    def reverse(self, parts) -> list:
+        """The body's gradient steps a reverse loop computes for the outer arguments `parts`: those
+        they and the carried states' gradients depend on, in order."""
+        steps, grads = self.backward
+        inner = {outer: inner for inner, outer in self.sequences} | {name: name for name in self.parameters}
+        needed = {grads[inner[part]] for part in parts if part in inner}
+        needed |= {grads[prev] for prev, _, _ in self.carried}
+        for step in reversed(steps):
+            if step.symbol in needed:
+                needed |= step.expr.free_symbols
+        return [s for s in steps if s.symbol in needed]
 
 
 def next_name(state: str) -> str:

@@ -8,6 +8,8 @@ is reproduced from a spec.
 """
 
 import importlib.util
+import shutil
+import subprocess
 import re
 
 import numpy as np
@@ -187,3 +189,28 @@ def test_a_bad_sequence_spec_is_one_line_naming_key_and_rule(make, key, rule):
         make()
     message = str(error.value)
     assert "\n" not in message and f": {key}: " in message and rule in message, message
+
+
+def test_the_derivation_writes_one_step_and_the_reverse_loop():
+    net = spec("doc", [3, 2], rnn(4, initial="h0"), rnn(2, output="last"), dense(2), top="wrt_input = true")
+    text = symprop.derive(net).text()
+    assert text.count("for t = 1, ..., 3:") == 2 and text.count("for t = 3, ..., 1:") == 2
+    # the state's gradient carried from step t + 1 into step t, and handed on to step t - 1
+    assert "delta2 = dL_dh2_next*(1 - h2_t**2)" in text  # the last step's output: its gradient starts the carry
+    assert "delta1 = (1 - h1_t**2)*(dL_da1_t + dL_dh1_next)" in text
+    assert "dL_dWh1 += h1_prev.T @ delta1" in text and "dL_dh1_next = dL_dh1_prev   [carried to step t - 1]" in text
+    assert "dL_dx[:, t] = dL_dx_t, for every t" in text and "dL_dh0 = dL_dh1_next after t = 1" in text
+    latex = symprop.derive(net).latex()
+    assert r"t &= 3, \dots, 1" in latex and r"\frac{\partial L_{>t}}{\partial h_{1,t}}" in latex
+    assert r"\boxed{\frac{\partial L}{\partial \mathrm{Wx}_{1}} = \sum_{t=1}^{3} x_{t}^{\top} \delta_{1}}" in latex
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.parametrize("make", [SPECS["lstm_last_classifier"], SPECS["two_layers_last"]],
+                         ids=["lstm_last_classifier", "two_layers_last"])
+def test_the_derivation_of_a_loop_typesets(make, tmp_path):
+    (tmp_path / "d.tex").write_text(symprop.derive(make()).latex())
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "Overfull" not in (tmp_path / "d.log").read_text(errors="replace")
