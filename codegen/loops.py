@@ -13,6 +13,8 @@ writes by hand (cs231n's `rnn_forward` and `rnn_backward`).
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from ..symbolic.scan import Loop, Scan, ScanGrad, next_name
@@ -24,6 +26,8 @@ def statements(printer, lines: list, cse) -> list[str]:
     """The printed statements of `lines` ((symbol, expression) pairs in order), every scan and
     every group of scan gradients as a loop; `cse(exprs)` gives a body's lines."""
     groups = _groups(lines)
+    taken = [int(s.name[1:]) for s, _ in lines if re.fullmatch(r"t\d+", s.name)]
+    cse = _renumbered(cse, max(taken, default=-1) + 1)
     kept = {}  # loop -> body symbols the reverse loops of this function read from the forward one
     for (loop, _), parts in groups.items():
         kept.setdefault(loop, set()).update(_reads(loop, parts))
@@ -40,6 +44,20 @@ def statements(printer, lines: list, cse) -> list[str]:
         if replaced != symbol:  # a line that is one part of a reverse loop: the loop wrote it
             out.append(f"{symbol.name} = {printer.doprint(replaced)}")
     return out
+
+
+def _renumbered(cse, start: int):
+    """`cse` whose temporaries continue the function's numbering (t3, t4, ... after its t0 to
+    t2): a loop's body shares the function's names, and its t0 would overwrite the function's."""
+    counter = [start]
+
+    def numbered(steps):
+        lines = cse(steps)
+        temps = {s: sp.Symbol(f"t{counter[0] + i}") for i, s in enumerate(
+            s for s, _ in lines if re.fullmatch(r"t\d+", s.name) and s not in {step.symbol for step in steps})}
+        counter[0] += len(temps)
+        return [(temps.get(s, s), e.xreplace(temps)) for s, e in lines]
+    return numbered
 
 
 def _key(e: ScanGrad) -> tuple:

@@ -63,6 +63,9 @@ def generate(network: Network, out: str | None = None) -> str:
     shapes = net.shapes("N")
     classes = (f"CLASSES = {net.outputs}  # the target holds class labels 0 to {net.outputs - 1}" if net.loss.labels
                else "CLASSES = None  # the target holds values, not class labels")
+    vocab = net.layers[0].vocab
+    tokens = (f"TOKENS = {vocab}  # the input holds tokens 0 to {vocab - 1}" if net.tokens
+              else "TOKENS = None  # the input holds values, not tokens")
     arguments = {name: args for name, (_, args) in zip(_FUNCTIONS, functions)}
     parts = [
         _header(net, again) + "\n" + HASH_PREFIX + HASH_BLANK,
@@ -71,7 +74,7 @@ def generate(network: Network, out: str | None = None) -> str:
         f"DIFFERENTIATED = {tuple(net.differentiated)!r}\n"
         "SHAPES = {\n" + "".join(f"    {name!r}: {shape!r},\n" for name, shape in shapes.items()) + "}\n"
         f"INPUT, TARGET = {net.input!r}, {net.target!r}\n"
-        f"{classes}\n"
+        f"{classes}\n{tokens}\n"
         "VALIDATE = True  # False skips the argument checks of every function\n"
         "CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf\n"
         "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n"

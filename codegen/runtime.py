@@ -11,6 +11,7 @@ SHAPES: dict = {}  # array name -> shape, "N" for the batch size
 ARGUMENTS: dict = {}  # function name -> the names of its arguments, in order
 INPUT, TARGET = "x", "y"
 CLASSES = None  # the number of classes when the target holds class labels
+TOKENS = None  # the number of tokens when the input holds tokens (an embedding)
 CHECK_FINITE = True
 _EXPECTED: dict = {}
 KINDS: dict = {}  # a traced module's arrays: name -> "f" (floats) or "d" (data: whole numbers, booleans)
@@ -29,7 +30,8 @@ def _arrays(function, values, unknown):
         return _converted(function, values, unknown)
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
             or CLASSES and function != "forward"
-            and not _labels_in_range(values[ARGUMENTS[function].index(TARGET)])
+            and not _labels_in_range(values[ARGUMENTS[function].index(TARGET)], CLASSES)
+            or TOKENS and not _labels_in_range(values[0], TOKENS)
             or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
@@ -39,8 +41,8 @@ def _signature(arrays):
     return [(type(a), a.shape, a.dtype.kind) for a in arrays]
 
 
-def _labels_in_range(labels):
-    return labels.min() >= 0 and labels.max() < CLASSES
+def _labels_in_range(labels, count):
+    return labels.min() >= 0 and labels.max() < count
 
 
 def _finite(values):
@@ -79,9 +81,11 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} is not rectangular, expected shape {_expected(name, n)}") from None
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
-        labels = CLASSES and name == TARGET
+        count = CLASSES if name == TARGET else TOKENS if name == INPUT else None
+        labels = bool(count)  # class labels, or tokens: whole numbers from 0 to count - 1
+        what = "class labels" if name == TARGET else "tokens"
         if labels and array.dtype.kind not in "iu":
-            raise ValueError(f"array {name!r} holds class labels: expected integers of shape "
+            raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
                              f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
         if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
             array = array.astype(np.float64)
@@ -92,9 +96,9 @@ def _converted(function, values, unknown):
             if n == 0:
                 raise ValueError(f"array {name!r} has shape {_shape(array.shape)}: no samples, "
                                  f"expected {_shape(SHAPES[name])} with N >= 1")
-        if labels and not _labels_in_range(array):
-            raise ValueError(f"array {name!r} holds class labels from {array.min()} to {array.max()}, "
-                             f"expected labels from 0 to {CLASSES - 1}")
+        if labels and array.size and not _labels_in_range(array, count):
+            raise ValueError(f"array {name!r} holds {what} from {array.min()} to {array.max()}, "
+                             f"expected {what.split()[-1]} from 0 to {count - 1}")
         if CHECK_FINITE and not np.isfinite(array).all():
             where = np.argwhere(~np.isfinite(array))[0]
             raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"

@@ -7,7 +7,7 @@ A 3-4-3-1 ReLU regression network with a linear output, on one column sample X, 
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: c20824507c39e38cd47d4c1acec253bccfd68354a1a71b875f9a00ce0451e93d
+# symprop content hash: ee4bf1b25daa83a1b3007e7168de331bbb8cab7234214c086c05bec4059e0678
 
 
 import numpy as np
@@ -27,6 +27,7 @@ SHAPES = {
 }
 INPUT, TARGET = 'X', 'y_true'
 CLASSES = None  # the target holds values, not class labels
+TOKENS = None  # the input holds values, not tokens
 VALIDATE = True  # False skips the argument checks of every function
 CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
 ARGUMENTS = {
@@ -124,7 +125,8 @@ def _arrays(function, values, unknown):
         return _converted(function, values, unknown)
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
             or CLASSES and function != "forward"
-            and not _labels_in_range(values[ARGUMENTS[function].index(TARGET)])
+            and not _labels_in_range(values[ARGUMENTS[function].index(TARGET)], CLASSES)
+            or TOKENS and not _labels_in_range(values[0], TOKENS)
             or CHECK_FINITE and not _finite(values)):
         return _converted(function, values, unknown)
     return values
@@ -134,8 +136,8 @@ def _signature(arrays):
     return [(type(a), a.shape, a.dtype.kind) for a in arrays]
 
 
-def _labels_in_range(labels):
-    return labels.min() >= 0 and labels.max() < CLASSES
+def _labels_in_range(labels, count):
+    return labels.min() >= 0 and labels.max() < count
 
 
 def _finite(values):
@@ -174,9 +176,11 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} is not rectangular, expected shape {_expected(name, n)}") from None
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
-        labels = CLASSES and name == TARGET
+        count = CLASSES if name == TARGET else TOKENS if name == INPUT else None
+        labels = bool(count)  # class labels, or tokens: whole numbers from 0 to count - 1
+        what = "class labels" if name == TARGET else "tokens"
         if labels and array.dtype.kind not in "iu":
-            raise ValueError(f"array {name!r} holds class labels: expected integers of shape "
+            raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
                              f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
         if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
             array = array.astype(np.float64)
@@ -187,9 +191,9 @@ def _converted(function, values, unknown):
             if n == 0:
                 raise ValueError(f"array {name!r} has shape {_shape(array.shape)}: no samples, "
                                  f"expected {_shape(SHAPES[name])} with N >= 1")
-        if labels and not _labels_in_range(array):
-            raise ValueError(f"array {name!r} holds class labels from {array.min()} to {array.max()}, "
-                             f"expected labels from 0 to {CLASSES - 1}")
+        if labels and array.size and not _labels_in_range(array, count):
+            raise ValueError(f"array {name!r} holds {what} from {array.min()} to {array.max()}, "
+                             f"expected {what.split()[-1]} from 0 to {count - 1}")
         if CHECK_FINITE and not np.isfinite(array).all():
             where = np.argwhere(~np.isfinite(array))[0]
             raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"

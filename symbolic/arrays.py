@@ -136,13 +136,15 @@ class Matmul(ArrayFunction):
             return Outer(g, B) if len(shape(B)) == 1 and len(shape(A)) == 2 else Matmul(g, Transposed(B))
         if len(shape(A)) == 1:  # a vector times a matrix: a g^T
             return Outer(A, g)
+        if len(shape(A)) > 2:  # a dense layer at every step of a sequence: summed over samples and steps
+            return StepsOuter(A, g)
         return Matmul(Transposed(A), g)
 
     @staticmethod
     def samples():
         a, b, x = sp.symbols("a b x")
         return [(Matmul(a, b), {"a": (3, 4), "b": (4, 2)}, {}), (Matmul(a, x), {"a": (3, 4), "x": (4,)}, {}),
-                (Matmul(x, b), {"x": (4,), "b": (4, 2)}, {})]
+                (Matmul(x, b), {"x": (4,), "b": (4, 2)}, {}), (Matmul(a, b), {"a": (2, 3, 4), "b": (4, 2)}, {})]
 
     def _sympystr(self, printer):  # @ and * bind alike, from the left: a product on the right is parenthesized
         left, right = self.args
@@ -162,6 +164,35 @@ class Matmul(ArrayFunction):
             printer.helpers.add("_weight_gradient")
             return f"_weight_gradient({printer._print(left.args[0])}, {printer._print(right)})"
         return f"np.dot({printer._print(left)}, {printer._print(right)})"
+
+class StepsOuter(ArrayFunction):
+    """A^T g summed over every axis but the last: the weight gradient of a dense layer applied at
+    every step of a sequence (A (N, T, D), g (N, T, H) -> (D, H)); for rows it is A.T @ g."""
+
+    nargs = 2
+
+    @staticmethod
+    def numpy(a, g):
+        a, g = np.asarray(a), np.asarray(g)
+        lead = list(range(a.ndim - 1))
+        return np.tensordot(a, g, axes=(lead, lead))
+
+    @classmethod
+    def shape(cls, a, g):
+        return (a[-1], g[-1])
+
+    def _sympystr(self, printer):
+        return _call(printer, "steps_outer", self.args)
+
+    def _latex(self, printer):
+        a, g = self.args
+        return (r"\sum_{n,t} " + printer.parenthesize(a, PRECEDENCE["Pow"], strict=False) + r"^{\top} "
+                + printer.parenthesize(g, PRECEDENCE["Mul"], strict=False))
+
+    def _numpycode(self, printer):
+        a, g = (printer._print(arg) for arg in self.args)
+        return f"np.tensordot({a}, {g}, axes=([0, 1], [0, 1]))"
+
 
 class Transposed(ArrayFunction):
     """A.T"""
@@ -1048,5 +1079,5 @@ def evaluate(expr: sp.Expr, env: dict):
 # loop over all operations (`symbolic.ops.OPERATIONS`, `tests/test_ops.py`).
 OPERATIONS = (Matmul, Transposed, Outer, SumRows, Total, RowSum, Softmax, LogSoftmax, OneHot, BroadcastTo, SumAxes,
               PerChannel, Flatten, Unflatten, Columns, PadColumns, Conv2d, MaxPool2d, AvgPool2d)
-GRADIENTS = (Conv2dInputGrad, Conv2dWeightGrad, MaxPool2dGrad, AvgPool2dGrad, ZerosLike)  # no gradient of their own: tested
+GRADIENTS = (Conv2dInputGrad, Conv2dWeightGrad, MaxPool2dGrad, AvgPool2dGrad, ZerosLike, StepsOuter)  # no gradient of their own: tested
 # through the operations they are the gradients of

@@ -138,8 +138,9 @@ def entry_symbol(name: str, index: tuple) -> sp.Symbol:
     return sp.Symbol(f"{name}_{joiner.join(parts)}", real=True)
 
 
-def expand(network: Network, batch: int = 2, labels=None) -> Elements:
-    """The loss of `network` over scalar symbols; `labels` gives integer labels when needed."""
+def expand(network: Network, batch: int = 2, labels=None, tokens=None) -> Elements:
+    """The loss of `network` over scalar symbols; `labels` gives integer labels when needed, and
+    `tokens` the input when it holds tokens (both data: never symbols)."""
     n = network.batch or (batch if network.layout == "row" else 1)
     shapes = network.shapes(n)
     count = sum(int(np.prod(shapes[name])) for name in network.differentiated)
@@ -152,6 +153,11 @@ def expand(network: Network, batch: int = 2, labels=None) -> Elements:
             if labels is None:
                 raise ValueError("integer labels are needed for the element-level loss")
             symbols[name] = np.asarray(labels, dtype=int).reshape(shape)
+            continue
+        if name == network.input and network.tokens:
+            if tokens is None:
+                raise ValueError("integer tokens are needed for the element-level loss")
+            symbols[name] = np.asarray(tokens, dtype=int).reshape(shape)
             continue
         array = np.empty(shape, dtype=object)
         for index in np.ndindex(shape):

@@ -109,6 +109,8 @@ class Body:
     def parameter(self, name: str) -> sp.Symbol:
         from .program import Array
         symbol = sp.Symbol(name)
+        if name in self.parameters:  # one array used twice in the step (weight = recurrent): one argument
+            return symbol
         self.shapes[symbol] = self.outer.shapes[symbol]
         self.program_arrays.append(Array(name, self.shapes[symbol], "float64", "differentiated",
                                          self.outer.network.roles().get(name, "")))

@@ -337,6 +337,43 @@ class IndexAdd(_Indexed):
         return f"_index_add({printer._print(g)}, {dims}, {_index_tuple(printer, self.index)})"
 
 
+class Lookup(Op):
+    """W[x]: the rows of a table picked by integer indices x of any shape (an embedding: tokens
+    (N, T) pick rows of W (vocab, units), giving (N, T, units)); its gradient adds each pick's
+    row of g into the table's row of that index (`IndexAdd`, np.add.at: a token seen twice gets
+    both)."""
+
+    @staticmethod
+    def numpy(W, x):
+        return np.asarray(W)[np.asarray(x)]
+
+    @classmethod
+    def shape(cls, W, x):
+        return (*x, *W[1:])
+
+    def result_shape(self, shape) -> tuple:
+        return type(self).shape(shape(self.args[0]), shape(self.args[1]))
+
+    @staticmethod
+    def samples():
+        W, x = sp.symbols("W x")
+        return [(Lookup(W, x), {"W": (5, 3)}, {"x": [[0, 4], [4, 4]]}), (Lookup(W, x), {"W": (4, 2)}, {"x": [3, 1, 3]})]
+
+    def vjp(self, index, g, shape):
+        if index != 0:
+            raise TypeError("indices are data: not differentiated")
+        return IndexAdd(g, sp.Tuple(*shape(self.args[0])), self.args[1])
+
+    def _sympystr(self, printer):
+        return printer.parenthesize(self.args[0], 1000, strict=True) + "[" + printer._print(self.args[1]) + "]"
+
+    def _latex(self, printer):
+        return printer.parenthesize(self.args[0], 1000, strict=True) + r"\left[" + printer._print(self.args[1]) + r"\right]"
+
+    def _numpycode(self, printer):
+        return printer._method_target(self.args[0]) + "[" + printer._print(self.args[1]) + "]"
+
+
 class SetItem(_Indexed):
     """a copy of a with a[index] = v (v broadcast): an in-place write, as what it computes."""
 
@@ -783,6 +820,6 @@ class Absolute(sp.Function):
 # The registered operations: each differentiable one has `samples()`, (expression, float arrays' shapes,
 # data arrays' values) triples that one test loop differentiates; the others only give values (data,
 # constants) or are a gradient themselves (MaxAxesGrad, proved by MaxAxes' samples).
-TRACED = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute)
+TRACED = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute, Lookup)
 OPERATIONS = arrays.OPERATIONS + TRACED  # every registered operation: one test loop over all of them
 VALUES_ONLY = (Arange, IntArray, Eye, Full, MaxAxesGrad, LogicalNot, AsFloat)

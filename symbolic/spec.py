@@ -51,6 +51,7 @@ class Loss:
     labels: bool = False
     l2: float = 0.0
     margin: float = 1.0  # multiclass_hinge
+    mask: str | None = None  # over a sequence: a data array (N, T) of 0/1, a masked step counts 0
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,9 @@ class Network:
 
     @property
     def masks(self) -> tuple[str, ...]:
-        """The inputs a layer reads that are never differentiated (the dropout masks)."""
+        """The inputs never differentiated: the dropout masks, the loss's mask over the steps."""
         return tuple(array.name for layer in self.layers for array in layer.arrays(self.layout)
-                     if not array.differentiated)
+                     if not array.differentiated) + ((self.loss.mask,) if self.loss.mask else ())
 
     @property
     def keep(self) -> dict[str, float]:
@@ -155,6 +156,8 @@ class Network:
             shapes[self.target] = (n, *out[:-1]) if row else ()
         else:
             shapes[self.target] = (n, *out) if row else out
+        if self.loss.mask:  # the steps of the output sequence that count
+            shapes[self.loss.mask] = (n, out[0])
         arrays = [array for layer in self.layers for array in layer.arrays(self.layout)]
         for array in sorted(arrays, key=lambda array: array.differentiated and not array.input):  # masks, states first
             shape = (n, *array.shape) if array.per_sample and row else array.shape
@@ -255,7 +258,7 @@ def loads(text: str, source: str = "<spec>") -> Network:
 
 _TOP_KEYS = ("name", "description", "layout", "inputs", "batch", "input", "target",
              "wrt_input", "layers", "loss", "values")
-_LOSS_KEYS = ("kind", "reduction", "scale", "labels", "l2", "margin")
+_LOSS_KEYS = ("kind", "reduction", "scale", "labels", "l2", "margin", "mask")
 
 
 class _Reader:
@@ -413,7 +416,7 @@ class _Reader:
         article = kind.article
         needs = {"rows": "rows", "images": "images (N, C, H, W)", "sequences": "sequences (N, T, D)",
                  "tokens": "integer tokens (N, T)", "rows or images": "rows or images",
-                 "rows or sequences": "rows or sequences (N, T, D)"}[kind.takes]
+                 "rows or sequences": "rows"}[kind.takes]
         got = {"rows": f"rows of {below[0]} features", "images": f"an image {_words(below)} per sample",
                "sequences": f"a sequence of {below[0]} steps of {below[-1]} features",
                "tokens": f"a sequence of {below[0]} integer tokens"}[form]
@@ -477,6 +480,7 @@ class _Reader:
             labels=self.get(table, "labels", bool, False, "loss."),
             l2=self.get(table, "l2", float, 0.0, "loss."),
             margin=self.get(table, "margin", float, 1.0, "loss."),
+            mask=self.get(table, "mask", str, None, "loss."),
         )
 
     def check_loss(self, net: Network):
@@ -502,6 +506,14 @@ class _Reader:
             self.fail("loss.labels", "integer labels apply to cross_entropy and multiclass_hinge only")
         if net.loss.l2 < 0:
             self.fail("loss.l2", f"must be at least 0, not {net.loss.l2}")
+        if net.loss.mask is not None and not layer.sequence:
+            self.fail("loss.mask", f"masks the steps of a sequence, but the network's output is rows "
+                                   f"{_words(layer.shape)} per sample")
+        if layer.sequence and kind == "multiclass_hinge":
+            self.fail("loss.kind", "multiclass_hinge scores rows; the network's output is a sequence: use "
+                                   "cross_entropy (per step, summed over the steps)")
+        if net.tokens and net.wrt_input:
+            self.fail("wrt_input", "the input is integer tokens, not differentiated (the embedding's table is)")
 
     def check_sizes(self, net: Network):
         """No array of more than MAX_ENTRIES entries: a parameter, or one batch of a layer's
@@ -522,6 +534,8 @@ class _Reader:
         for i, layer in enumerate(net.layers, 1):
             for array in layer.arrays(net.layout):
                 keys[f"layers[{i}].{array.key}"] = (array.name, (layer, array) if array.role == "weight" else None)
+        if net.loss.mask is not None:
+            keys["loss.mask"] = (net.loss.mask, None)
         seen, weights = {}, {}  # weights: name -> (its first layer's number, the array's shape)
         taken = {name: (l, layer) for l, layer in enumerate(net.layers, 1)
                  for name in layer.definition.locals(layer, l)}
@@ -584,7 +598,13 @@ class _Reader:
             if "N" in expected:
                 n, n_from = array.shape[expected.index("N")], key
             if name in net.masks and not np.all((array == 0) | (array == 1)):
-                self.fail(key, "a dropout mask holds 0 (dropped) and 1 (kept) only")
+                what = "the loss's mask" if name == net.loss.mask else "a dropout mask"
+                self.fail(key, f"{what} holds 0 (dropped) and 1 (kept) only")
+            if name == net.input and net.tokens:
+                vocab = net.layers[0].vocab
+                if not np.all(array == np.round(array)) or np.any(array < 0) or np.any(array >= vocab):
+                    self.fail(key, f"tokens must be integers from 0 to {vocab - 1} (the embedding's vocab)")
+                array = array.astype(np.int64)
             if name == net.target and net.loss.kind == "multiclass_hinge" and not net.loss.labels:
                 if not (np.all((array == 0) | (array == 1)) and np.all(array.sum(axis=-1) == 1)):
                     self.fail(key, "multiclass_hinge targets are one-hot: a single 1 per sample, 0 elsewhere "

@@ -20,6 +20,7 @@ import sympy as sp
 
 from . import layers, rules
 from .arrays import OneHot, Total
+from .ops import KeepDims
 from .program import Array, Program
 from .spec import Network, as_network
 
@@ -37,8 +38,9 @@ def program_of(network, batch=3) -> Program:
     f = layers.forward(network, n)
     _loss(network, f)
     shapes = {name: tuple(sp.sympify(d) for d in shape) for name, shape in network.shapes(n).items()}
-    floats = {network.input, *network.states, *network.parameters} | ({network.target} if not network.loss.labels
-                                                                       else set())
+    floats = {*network.states, *network.parameters} | ({network.target} if not network.loss.labels else set())
+    if not network.tokens:  # integer tokens: data, like class labels
+        floats.add(network.input)
     parts = network.roles()
     arrays = tuple(Array(name, shapes[name], "float64" if name in floats or name in network.masks else "int64",
                          "differentiated" if name in network.differentiated else "data", parts.get(name, ""))
@@ -63,6 +65,8 @@ def _loss(network: Network, f: layers.Forward) -> None:
         count = (f.n if f.row else 1) * per_sample
     c = sp.Rational(repr(spec.scale)) / count
     data = rule.data(f, f.outputs[-1], f.pre, target, spec)
+    if spec.mask:  # a masked step of the sequence counts 0
+        data = KeepDims(f.arrays[spec.mask], 2) * data
     l2 = sp.Rational(repr(spec.l2))
     penalty = sum((Total(f.arrays[name] ** 2) for name in network.weights), sp.S.Zero)
     words = (f"{rule.name}, {spec.reduction}" + (f", scale {spec.scale:g}" if spec.scale != 1 else "")

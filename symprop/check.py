@@ -159,6 +159,11 @@ def random_values(network: Network, seed: int = 0, batch: int = 3) -> dict:
             continue
         if name == network.target:
             values[name] = _random_target(network, shape, rng)
+        elif name == network.input and network.tokens:  # tokens: any of the embedding's rows
+            values[name] = rng.integers(0, network.layers[0].vocab, size=shape)
+        elif name == network.loss.mask:  # the steps that count: most, never none in a sample
+            values[name] = (rng.uniform(size=shape) < 0.75).astype(np.float64)
+            values[name][:, 0] = 1.0
         elif name in keep:  # 1 (kept) with probability 1 - p, else 0; never all dropped
             values[name] = (rng.uniform(size=shape) < keep[name]).astype(np.float64)
             if values[name].size and not values[name].any():

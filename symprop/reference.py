@@ -34,7 +34,7 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
     tensors = {}
     for name, value in values.items():
         array = np.asarray(value)
-        if array.dtype.kind in "iu" and name not in network.masks:  # class labels
+        if array.dtype.kind in "iu" and name not in network.masks:  # class labels, tokens
             tensors[name] = torch.tensor(array, dtype=torch.long)
         else:
             tensors[name] = torch.tensor(array, dtype=dtype,
@@ -49,7 +49,9 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
     row = t.row
     y = tensors[network.target]
     spec = network.loss
-    if spec.kind == "squared_error":
+    if network.layers[-1].sequence:  # over every step: the steps as samples, summed, then / N for a mean
+        data = _over_steps(torch, spec, a, z, y, tensors.get(spec.mask))
+    elif spec.kind == "squared_error":
         data = F.mse_loss(a, y, reduction=spec.reduction)
     elif spec.kind == "binary_cross_entropy":  # on the logits z of the sigmoid layer: stable
         data = F.binary_cross_entropy_with_logits(z, y, reduction=spec.reduction)
@@ -68,6 +70,27 @@ def torch_loss_and_gradients(network: Network, values: dict, dtype: str = "float
     loss.backward()
     grads = {name: tensors[name].grad.numpy() for name in network.differentiated}
     return float(loss.detach()), grads
+
+
+def _over_steps(torch, spec, a, z, y, mask):
+    """A loss over a sequence output (N, T, K), PyTorch's per-entry losses weighted by `mask` (N, T):
+    cross-entropy summed over the steps and divided by N (cs231n's temporal softmax loss), the others
+    averaged over every entry."""
+    F = torch.nn.functional
+    N, T, K = a.shape
+    weight = torch.ones(N, T, 1, dtype=a.dtype) if mask is None else mask.reshape(N, T, 1)
+    if spec.kind == "cross_entropy":
+        target = y.reshape(-1) if spec.labels else y.reshape(-1, K)
+        each = F.cross_entropy(z.reshape(-1, K), target, reduction="none").reshape(N, T, 1)
+        count = N
+    elif spec.kind == "binary_cross_entropy":
+        each = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+        count = N * T * K
+    else:
+        each = F.mse_loss(a, y, reduction="none")
+        count = N * T * K
+    total = (weight * each).sum()
+    return total / count if spec.reduction == "mean" else total
 
 
 class _Layers:

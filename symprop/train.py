@@ -83,8 +83,9 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
     every     record the loss (and call `callback(step, loss, arrays)`) every `every` steps;
               the final loss, after the last update, is always recorded.
     module    the generated module to use (default: compiled in memory from `network`).
-    data      the input and target arrays to learn from, one sample per row (and perhaps starting
-              values of parameters), by name. Each step then takes a minibatch of `batch_size`
+    data      the input and target arrays to learn from, one sample per row (with an initial
+              state and the loss's mask, when the spec has them; and perhaps starting values of
+              parameters), by name. Each step then takes a minibatch of `batch_size`
               samples (default: all) from a seeded shuffle (`shuffle_seed`) of the data, and the
               loss (and a classifier's accuracy) over all the data is recorded before the first
               step and after each epoch; `epochs`, when given, sets steps to epochs * minibatches.
@@ -200,7 +201,8 @@ def _train_on_data(network, module, arrays, trained, frozen, loss_and_gradients,
                    shuffle_seed, callback, dropout) -> History:
     """Minibatch gradient descent on `arrays`' input and target; records per epoch (see `train`)."""
     x, y = network.input, network.target
-    data = {x: arrays[x], y: arrays[y]}
+    per_sample = (x, y, *network.states, *((network.loss.mask,) if network.loss.mask else ()))
+    data = {name: arrays[name] for name in per_sample}  # minibatched together; dropout masks drawn afresh
     size = len(data[x])
     record = History([], [], arrays, None, network.name, lr, frozen, trained)
 
@@ -223,7 +225,7 @@ def _train_on_data(network, module, arrays, trained, frozen, loss_and_gradients,
     step = 0
     while step < steps:
         for rows in next(shuffles)[:steps - step]:
-            batch = dropout.on({**arrays, x: data[x][rows], y: data[y][rows]})
+            batch = dropout.on({**arrays, **{name: value[rows] for name, value in data.items()}})
             _, grads = _unpack(loss_and_gradients(**batch), label)
             arrays.update({name: np.asarray(arrays[name] - lr * _gradient(grads, name, arrays[name], label))
                            for name in trained})
@@ -260,12 +262,15 @@ def initial_values(network: Network, values=None, seed: int = 0) -> dict:
                              f"are {', '.join(network.shapes())}")
         network = replace(network, values={**network.values, **values})
     start = random_values(network, seed)
+    if network.loss.mask and network.loss.mask not in network.values:  # not given: every step counts
+        start[network.loss.mask] = np.ones_like(start[network.loss.mask])
     arrays = {}
     for name in network.shapes():
         array = np.asarray(start[name])
-        if name == network.target and network.loss.labels:
+        if name == network.target and network.loss.labels or name == network.input and network.tokens:
+            what = "class labels" if name == network.target else "tokens"
             if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
-                raise ValueError(f"array {name!r} holds class labels that are not whole numbers")
+                raise ValueError(f"array {name!r} holds {what} that are not whole numbers")
             arrays[name] = np.array(array, dtype=np.int64)
         else:
             arrays[name] = np.array(array, dtype=np.float64)  # always a copy

@@ -132,11 +132,13 @@ def equal(a, b) -> bool:
 def assert_oracle_agrees(network, batch: int = 2, seed: int = 0, sample: int | None = None):
     """Every (or `sample` random) gradient entries: oracle == matrix-level formula, exactly."""
     rng = np.random.default_rng(seed)
-    labels = None
+    labels = tokens = None
+    n = network.batch or batch
     if network.loss.labels:
-        n = network.batch or batch
-        labels = rng.integers(0, network.outputs, size=(n,) if network.layout == "row" else ())
-    expanded = elements.expand(network, batch=batch, labels=labels)
+        labels = rng.integers(0, network.outputs, size=network.shapes(n)[network.target])
+    if network.tokens:
+        tokens = rng.integers(0, network.layers[0].vocab, size=network.shapes(n)[network.input])
+    expanded = elements.expand(network, batch=batch, labels=labels, tokens=tokens)
     derivation = symbolic.derive(network)
     for _ in range(20):  # a point where no ReLU pre-activation is exactly at its kink
         point = point_for(expanded, rng)

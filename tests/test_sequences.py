@@ -40,6 +40,10 @@ def lstm(units, **keys):
     return {"kind": "lstm", "units": units, **keys}
 
 
+def embedding(vocab, units, **keys):
+    return {"kind": "embedding", "vocab": vocab, "units": units, **keys}
+
+
 def dense(units, **keys):
     return {"units": units, **keys}
 
@@ -65,6 +69,22 @@ SPECS = {
                                         dense(1, activation="sigmoid"), loss='kind = "binary_cross_entropy"'),
     "lstm_one_unit_one_step": lambda: spec("l4", [1, 1], lstm(1, initial="s")),
     "lstm_two_steps": lambda: spec("l5", [2, 1], lstm(1, initial="h0"), top="wrt_input = true"),
+    # tokens, an embedding, a dense layer at every step, losses over the steps (cs231n's captioning)
+    "rnn_language_model_masked": lambda: spec("m1", [5], embedding(7, 4), rnn(3, initial="h0"),
+                                              dense(7, activation="softmax"), loss=CLASSIFY + '\nmask = "keep"'),
+    "lstm_language_model_one_hot_sum": lambda: spec("m2", [4], embedding(5, 3, weight="E"), lstm(2),
+                                                    dense(5, activation="softmax"),
+                                                    loss='kind = "cross_entropy"\nreduction = "sum"'),
+    "dense_at_every_step_squared_masked": lambda: spec("m3", [3, 2], dense(3, activation="relu"),
+                                                       dense(3, residual=True), rnn(2), dense(2),
+                                                       loss='kind = "squared_error"\nmask = "m"'),
+    # found by a review: one array as both weights of a step (4x its gradient), a function's temporaries
+    # reused inside a loop (t0 overwritten)
+    "weight_is_recurrent": lambda: spec("w1", [3, 2], rnn(2, weight="W", recurrent="W")),
+    "dropout_between_loops": lambda: spec("w2", [3, 2], rnn(3), {"kind": "dropout", "p": 0.3}, lstm(2, output="last"),
+                                          top="wrt_input = true"),
+    "binary_cross_entropy_per_step": lambda: spec("m4", [3, 2], lstm(2), dense(1, activation="sigmoid"),
+                                                  loss='kind = "binary_cross_entropy"\nl2 = 0.1'),
 }
 
 
@@ -93,7 +113,8 @@ def test_reverse_loop_equals_the_element_level_oracle(make):
     assert assert_oracle_agrees(make(), batch=2) > 0
 
 
-@pytest.mark.parametrize("name", ["last_tanh_classifier", "lstm_two_steps", "lstm_one_unit_one_step"])
+@pytest.mark.parametrize("name", ["last_tanh_classifier", "lstm_two_steps", "lstm_one_unit_one_step",
+                                  "dense_at_every_step_squared_masked"])
 def test_sampled_entries_of_the_reverse_loop_equal_the_oracle(name):
     assert assert_oracle_agrees(SPECS[name](), batch=2, sample=5) > 0
 
@@ -162,6 +183,40 @@ def test_the_generated_code_is_one_loop_each_way_whatever_the_length():
     assert len(derivations[3].splitlines()) == len(derivations[40].splitlines())
 
 
+def test_a_language_model_reverse_loop_equals_the_oracle():
+    net = spec("tiny", [3], embedding(3, 2), rnn(2), dense(3, activation="softmax"), loss=CLASSIFY + '\nmask = "m"')
+    assert assert_oracle_agrees(net, batch=2, sample=4) > 0
+
+
+def test_a_token_seen_twice_gets_both_rows_of_gradient():
+    # the embedding's gradient is a scatter-add (np.add.at), not a fancy-index assignment that keeps one
+    net = spec("twice", [2], embedding(3, 2), dense(1))
+    module = compile_module(net)
+    W1, W2 = np.array([[0.5, -1.0], [2.0, 0.25], [1.0, 1.0]]), np.array([[1.0], [-2.0]])
+    x, y = np.array([[1, 1]]), np.zeros((1, 2, 1))
+    grads = module.gradients(x=x, y=y, W1=W1, W2=W2, b2=np.zeros(1))
+    # L = mean over the 2 steps of (W1[1] @ W2)^2: dL/dW1[1] = 2 * 2 * (W1[1] @ W2) W2 / 2, both steps
+    expected = 2 * (W1[1] @ W2) * W2[:, 0]
+    assert np.allclose(grads["W1"][1], expected, rtol=1e-14, atol=0) and not grads["W1"][[0, 2]].any()
+
+
+def test_train_minibatches_the_initial_state_and_the_mask_with_the_data(tmp_path):
+    from symprop.train import train
+    net = SPECS["rnn_language_model_masked"]()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 7, size=(20, 5))
+    data = {"x": x, "y": np.roll(x, -1, axis=1), "h0": np.zeros((20, 3)), "keep": np.ones((20, 5))}
+    history = train(net, data=data, lr=0.5, steps=30, batch_size=6)
+    assert history.losses[-1] < 0.9 * history.losses[0]
+
+
+def test_the_memory_estimate_counts_what_a_loop_keeps_for_every_step():
+    from symprop.limits import memory_needed
+    short, long = (memory_needed(spec("m", [steps, 1], lstm(100, output="last")), 3) for steps in (10, 1000))
+    # the reverse loop reads z (4H) and six H-wide values at every step: about 100 x more at 100 x T
+    assert long > 50 * short
+
+
 BAD = [
     (lambda: spec("b", 3, dense(2), rnn(2)), "layers[2].kind", "rnn takes sequences (N, T, D), but layer 1's "
      "output is rows of 2 features"),
@@ -180,6 +235,23 @@ BAD = [
      "'c1' is the name layer 1 (lstm) gives its values over the time steps"),
     (lambda: spec("b", [3, 2], rnn(2), lstm(2, weight="Wx1")), "layers[2].weight",
      "'Wx1' is the weight of layers[1] with shape (2, 2); here it needs shape (2, 8)"),
+    (lambda: spec("b", [4], rnn(2)), "layers[1].kind", "but the input is a sequence of 4 integer tokens: the first "
+     "layer of a token input is an embedding"),
+    (lambda: spec("b", [4, 2], embedding(3, 2)), "layers[1].kind", "embedding takes integer tokens (N, T), but the "
+     "input is a sequence of 4 steps of 2 features"),
+    (lambda: spec("b", [4], embedding(3, 2), embedding(3, 2)), "layers[2].kind", "embedding takes integer tokens"),
+    (lambda: spec("b", [4], {"kind": "embedding", "units": 2}), "layers[1].vocab", "required key is missing"),
+    (lambda: spec("b", [4], embedding(3, 2), top="wrt_input = true"), "wrt_input", "the input is integer tokens"),
+    (lambda: spec("b", 3, dense(2), loss='kind = "squared_error"\nmask = "m"'), "loss.mask",
+     "masks the steps of a sequence, but the network's output is rows (2,) per sample"),
+    (lambda: spec("b", [3, 2], rnn(2), dense(2), loss='kind = "multiclass_hinge"'), "loss.kind",
+     "multiclass_hinge scores rows"),
+    (lambda: spec("b", [3, 2], rnn(2), loss='kind = "squared_error"\nmask = "Wx1"'), "loss.mask",
+     "'Wx1' is already the name of"),
+    (lambda: spec("b", [2], embedding(3, 1), top="[values]\nx = [[0, 3]]"), "values.x",
+     "tokens must be integers from 0 to 2"),
+    (lambda: spec("b", [2, 2], rnn(2), loss='kind = "squared_error"\nmask = "m"', top="[values]\nm = [[0, 0.5]]"),
+     "values.m", "the loss's mask holds 0 (dropped) and 1 (kept) only"),
 ]
 
 

@@ -9,12 +9,13 @@ of the README's table. The spec reader (`symbolic.spec`), the program's front en
 from .base import Kind, Layer, Parameter
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding
 from .images import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from .normalization import BatchNorm, LayerNorm
 from .recurrent import LSTM, RNN
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Dense(), BatchNorm(), LayerNorm(), Dropout(), Conv2d(), MaxPool2d(), AvgPool2d(), Flatten(), RNN(), LSTM())}
+    Dense(), BatchNorm(), LayerNorm(), Dropout(), Conv2d(), MaxPool2d(), AvgPool2d(), Flatten(), Embedding(), RNN(), LSTM())}
 
 
 def table() -> str:

@@ -41,6 +41,7 @@ class Layer:
     recurrent: str | None = None  # rnn, lstm: the weight Wh of the previous state
     initial: str | None = None  # rnn, lstm: the initial state's array (N, H); None: zeros
     output: str = "sequence"  # rnn, lstm: "sequence" (N, T, H) or "last" (N, H)
+    vocab: int = 0  # embedding: the number of tokens
 
     def __post_init__(self):
         if not self.shape:

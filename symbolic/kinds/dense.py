@@ -9,12 +9,12 @@ from .base import Kind, Layer, Parameter
 class Dense(Kind):
     name = "dense"
     keys = ("units", "activation", "weight", "bias", "shared_bias", "negative_slope", "residual", "transpose_weight")
-    takes = "rows"
+    takes = "rows or sequences"
     activated = True
     doc = ("`units`, `activation` (identity), `weight` (`W<l>`), `bias` (`b<l>`; false: none), `shared_bias` "
            "(false), `residual` (false; true or k), `transpose_weight` (false)",
-           "`z = a @ W + b`, `a = f(z)` (column layout: `W @ a + b`); `residual = k` adds the output of the "
-           "layer k below",
+           "`z = a @ W + b`, `a = f(z)` (column layout: `W @ a + b`); on a sequence (N, T, D), at every step; "
+           "`residual = k` adds the output of the layer k below",
            "`F.linear(a, W.T, b)`")
 
     def read(self, r, table, prefix, l, last, widths) -> Layer:
@@ -31,7 +31,7 @@ class Dense(Kind):
         return Layer(units=units, activation=activation, negative_slope=slope,
                      weight=r.get(table, "weight", str, f"W{l}", prefix), bias=bias, shared_bias=shared,
                      residual=residual, transpose_weight=r.get(table, "transpose_weight", bool, False, prefix),
-                     inputs=widths[-1][0])
+                     inputs=widths[-1][-1], input_shape=widths[-1], shape=(*widths[-1][:-1], units))
 
     def arrays(self, layer, layout):
         shape = (layer.inputs, layer.units) if layout == "row" else (layer.units, layer.inputs)
@@ -49,6 +49,8 @@ class Dense(Kind):
         if layer.bias is not None:
             z = z + f.arrays[layer.bias]
         words = "Z = A @ W + b, one row per sample" if f.row else "z = W @ a + b, one sample"
+        if layer.sequence:
+            words = "Z = A @ W + b at every step of each sequence"
         if layer.transpose_weight:
             words += f", W the transpose of {layer.weight}"
         z = f.step(f"z{l}", z, "affine map: " + words, l, "pre-activation")
@@ -113,10 +115,14 @@ def _residual_fits(r, prefix, l, residual, units, widths) -> int:
                f"(k = {residual} reaches past the input; at most {l})")
     below = widths[l - residual]
     source = "the input" if l == residual else f"the output of layer {l - residual}"
-    if len(below) != 1:
+    here = (*widths[-1][:-1], units)
+    if len(below) == 3:
         r.fail(prefix + "residual", f"adds {source}, an image {r.words(below)} per sample, to this "
                "layer's rows: a residual connection adds rows of the same width")
-    if below[0] != units:
-        r.fail(prefix + "residual", f"adds {source} ({below[0]} wide) to this layer's "
+    if len(below) != len(here):
+        r.fail(prefix + "residual", f"adds {source} {r.words(below)} per sample to this layer's output "
+               f"{r.words(here)}: the shapes must match")
+    if below[-1] != units:
+        r.fail(prefix + "residual", f"adds {source} ({below[-1]} wide) to this layer's "
                f"{units} units: the widths must match")
     return residual

@@ -70,6 +70,10 @@ class _Recurrent(Kind):
     def locals(self, layer, l):
         return tuple(f"{letter}{l}" for letter in self.stored)
 
+    def scratch(self, layer):  # the values kept over the steps for the reverse loop: z (gates H each), the rest H
+        steps, width = layer.input_shape[0], layer.units
+        return steps * width * (self.gates + len(self.stored) - 1)
+
 
 class RNN(_Recurrent):
     name = "rnn"
