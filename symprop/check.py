@@ -467,7 +467,7 @@ def _arguments(function, values):
 
 
 def compare_backward(report, label, their_loss, theirs, names, generated, loss, rtol, values=None,
-                     batch=None, l2=0.0, regularized=None):
+                     batch=None, l2=0.0, regularized=None, sequences=()):
     """The rows of a backward's gradients (and its loss, when it returned one) against the
     generated ones, and the names it returned that are not among `names`; a float32 backward is
     compared at float32 precision, with a note saying so. A wrong array gets its diagnosis
@@ -493,7 +493,8 @@ def compare_backward(report, label, their_loss, theirs, names, generated, loss, 
         if rows[-1].verdict == "WRONG":
             weight = None if values is None or name not in regularized else values.get(name)
             rows[-1].diagnosis = diagnose(theirs[name], generated[name], weight=weight, weight_name=name,
-                                          rtol=rtol, loss=loss, overall=largest(generated), batch=batch, l2=l2)
+                                          rtol=rtol, loss=loss, overall=largest(generated), batch=batch, l2=l2,
+                                          steps=name in sequences)
     return rows, extra
 
 
@@ -507,7 +508,8 @@ def _check_against(report, against, values, loss, generated, steps, values64, rt
         return
     batch = np.shape(values[network.input])[0] if network.layout == "row" else None
     rows, extra = compare_backward(report, label, their_loss, theirs, network.differentiated, generated, loss, rtol,
-                                   values64, batch, network.loss.l2, regularized=network.weights)
+                                   values64, batch, network.loss.l2, regularized=network.weights,
+                                   sequences=(network.input,) if len(network.input_shape) == 2 else ())
     for name, row in zip(network.differentiated, rows[1:] if their_loss is not None else rows):
         if row.verdict == "WRONG":
             index, got, _ = row.worst[0]

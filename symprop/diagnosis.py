@@ -11,6 +11,9 @@ check's own tolerance (`symprop.numerical.mismatched`: the fitted array equals `
     transposed      got = expected.T (a square array: the indices swapped)
     offset          got = expected + value (a constant added to every entry)
     rows, columns   the differences lie only in these rows (columns) of a matrix
+    steps           a sequence's gradient right at the last steps, wrong before, the error growing
+                    toward the first: the carried state's gradient forgotten (backpropagation
+                    through time)
 
 Each diagnosis is a dict `{"kind", "text", ...its figures}`. A fit that does not hold on every
 entry is not reported, and a right gradient (within the tolerance) gets none.
@@ -26,10 +29,11 @@ SHOWN = 8  # row or column indices listed at most
 
 
 def diagnose(got, expected, *, weight=None, weight_name: str = "", rtol: float = 1e-6, loss: float = 0.0, overall: float = 0.0,
-             batch: int | None = None, l2: float = 0.0) -> list[dict]:
+             batch: int | None = None, l2: float = 0.0, steps: bool = False) -> list[dict]:
     """The diagnoses of `got` against `expected` (same shape; NaN in `expected`: not compared).
     `weight`: the array's own value, named `weight_name` (for the regularization fit); `batch`,
-    `l2`: the figures a factor or a coefficient is recognised as."""
+    `l2`: the figures a factor or a coefficient is recognised as; `steps`: the array is a
+    sequence's (N, T, ...), its axis 1 the time steps of a loop."""
     got = np.asarray(got, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     compared = ~np.isnan(expected)
@@ -68,6 +72,8 @@ def diagnose(got, expected, *, weight=None, weight_name: str = "", rtol: float =
         if value and not np.isclose(value, 0.0, atol=1e-300) and holds(expected + value):
             found.append({"kind": "offset", "value": value,
                           "text": f"got = expected {_signed(value)} in every entry"})
+    if not found and steps and got.ndim >= 3 and got.shape[1] > 1:
+        found += _over_steps(got, expected, compared, rtol, loss, overall)
     if not found and got.ndim == 2:
         wrong = mismatched(got, np.where(compared, expected, np.nan), rtol, loss, overall)
         for axis, kind in ((1, "rows"), (0, "columns")):
@@ -78,6 +84,28 @@ def diagnose(got, expected, *, weight=None, weight_name: str = "", rtol: float =
                               "text": f"the differences lie only in {kind} {shown} "
                                       f"({lines.size} of {wrong.shape[1 - axis]})"})
     return found
+
+
+def _over_steps(got, expected, compared, rtol, loss, overall) -> list[dict]:
+    """A sequence's gradient (N, T, ...) right at the last steps and wrong before them, the error
+    growing toward the first: the state's gradient not carried back from step t + 1 (or carried
+    wrong), which only the steps before the last receive."""
+    wrong = mismatched(got, np.where(compared, expected, np.nan), rtol, loss, overall)
+    axes = tuple(k for k in range(got.ndim) if k != 1)
+    wrong_at = wrong.any(axis=axes)
+    if wrong_at[-1] or not wrong_at.any():
+        return []
+    error = np.nanmax(np.abs(np.where(compared, got - expected, np.nan)), axis=axes)
+    first_right = int(np.flatnonzero(wrong_at)[-1]) + 1  # from here to the last step, all right
+    text = (f"right at step{'s' if first_right < got.shape[1] - 1 else ''} {first_right}"
+            + (f" to {got.shape[1] - 1}" if first_right < got.shape[1] - 1 else "")
+            + " (the last), wrong before")
+    growing = bool(np.all(np.diff(error[:first_right]) <= 1e-12 * max(1.0, float(error.max()))))
+    if growing:
+        text += ", the error growing toward the first steps: is the state's gradient carried back from step t + 1?"
+    else:
+        text += ": what step t receives from the steps after it (the carried state's gradient) looks wrong"
+    return [{"kind": "steps", "right_from": first_right, "growing": growing, "text": text}]
 
 
 def _nice(value: float) -> str:

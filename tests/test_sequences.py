@@ -286,3 +286,34 @@ def test_the_derivation_of_a_loop_typesets(make, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert "Overfull" not in (tmp_path / "d.log").read_text(errors="replace")
+
+
+def _rnn_backward(x, y, Wx1, Wh1, b1, forget=False, **_):
+    """A hand-written RNN backward (cs231n's rnn_backward, then the squared error), which forgets
+    to carry dh from step t + 1 when `forget`."""
+    N, T, D = x.shape
+    h = np.zeros((N, T + 1, Wh1.shape[0]))
+    for t in range(T):
+        h[:, t + 1] = np.tanh(x[:, t] @ Wx1 + h[:, t] @ Wh1 + b1)
+    dout = 2 * (h[:, 1:] - y) / y.size
+    dWx, dWh, db, dx, dnext = np.zeros_like(Wx1), np.zeros_like(Wh1), np.zeros_like(b1), np.zeros_like(x), 0
+    for t in reversed(range(T)):
+        dz = (dout[:, t] + (0 if forget else dnext)) * (1 - h[:, t + 1] ** 2)
+        dx[:, t], dnext = dz @ Wx1.T, dz @ Wh1.T
+        dWx, dWh, db = dWx + x[:, t].T @ dz, dWh + h[:, t].T @ dz, db + dz.sum(axis=0)
+    return {"Wx1": dWx, "Wh1": dWh, "b1": db, "x": dx}
+
+
+def test_check_says_a_backward_forgot_to_carry_the_state_gradient():
+    net = spec("carry", [5, 3], rnn(4), top="wrt_input = true")
+    assert symprop.check(net, against=_rnn_backward).ok
+    def forgets(**arrays):
+        return _rnn_backward(**arrays, forget=True)
+    report = symprop.check(net, against=forgets)
+    assert not report.ok
+    rows = report.sections["forgets vs generated"]
+    assert {row.name for row in rows if row.verdict == "WRONG"} == {"Wx1", "Wh1", "b1", "x"}
+    (diagnosis,) = next(row for row in rows if row.name == "x").diagnosis
+    # the last step receives nothing from after it: right there, wrong at every step before
+    assert diagnosis["kind"] == "steps" and diagnosis["right_from"] == 4
+    assert "right at step 4 (the last), wrong before" in str(report)
