@@ -149,6 +149,13 @@ def _softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _causal_softmax(s):
+    """softmax over the last axis of (..., T, T) scores, entries above the diagonal left out (0)."""
+    above = np.triu(np.ones(s.shape[-2:], dtype=bool), 1)
+    s = np.where(above, -np.inf, s)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
 def _weight_gradient(a, delta):
     """a.T @ delta, the sum over the batch of outer products.
 

@@ -726,6 +726,115 @@ class PadColumns(ArrayFunction):
         return f"_pad_columns({printer._print(self.args[0])}, {start}, {stop}, {width})"
 
 
+class SwapLast(ArrayFunction):
+    """A with its last two axes swapped (a batch of matrices, each transposed): K^T in Q K^T."""
+
+    nargs = 1
+    linear = True
+
+    @classmethod
+    def eval(cls, a):
+        if isinstance(a, SwapLast):
+            return a.args[0]
+        return super().eval(a)
+
+    @staticmethod
+    def numpy(a):
+        return np.swapaxes(np.asarray(a), -1, -2)
+
+    @classmethod
+    def shape(cls, a):
+        return (*a[:-2], a[-1], a[-2])
+
+    def vjp(self, index, g, shape):
+        return SwapLast(g)
+
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(SwapLast(a), {"a": (2, 3, 4)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "swap_last", self.args)
+
+    def _latex(self, printer):
+        return printer.parenthesize(self.args[0], PRECEDENCE["Pow"], strict=False) + r"^{\top}"
+
+    def _numpycode(self, printer):
+        return f"np.swapaxes({printer._print(self.args[0])}, -1, -2)"
+
+
+class BatchMatmul(ArrayFunction):
+    """A @ B for batches of matrices (N, T, k) @ (N, k, m): attention's Q K^T and P V."""
+
+    nargs = 2
+    precedence = PRECEDENCE["Mul"] - 1
+
+    @staticmethod
+    def numpy(a, b):
+        return np.matmul(np.asarray(a), np.asarray(b))
+
+    @classmethod
+    def shape(cls, a, b):
+        return (*a[:-1], b[-1])
+
+    def vjp(self, index, g, shape):
+        a, b = self.args
+        return BatchMatmul(g, SwapLast(b)) if index == 0 else BatchMatmul(SwapLast(a), g)
+
+    @staticmethod
+    def samples():
+        a, b = sp.symbols("a b")
+        return [(BatchMatmul(a, b), {"a": (2, 3, 4), "b": (2, 4, 3)}, {})]
+
+    def _sympystr(self, printer):
+        left, right = self.args
+        return (printer.parenthesize(left, PRECEDENCE["Mul"], strict=True) + " @ "
+                + printer.parenthesize(right, PRECEDENCE["Mul"], strict=False))
+
+    def _latex(self, printer):
+        return " ".join(printer.parenthesize(arg, PRECEDENCE["Mul"], strict=False) for arg in self.args)
+
+    def _numpycode(self, printer):
+        return f"np.matmul({printer._print(self.args[0])}, {printer._print(self.args[1])})"
+
+
+class CausalSoftmax(ArrayFunction):
+    """softmax over the last axis of scores (..., T, T) where entry (i, j) with j > i is left out
+    (0): a step attends to itself and the steps before it (PyTorch's causal mask of -inf)."""
+
+    nargs = 1
+    rounds = True
+
+    @staticmethod
+    def numpy(s):
+        s = np.asarray(s)
+        size = s.shape[-1]
+        keep = np.tril(np.ones((size, size), dtype=bool))
+        e = np.where(keep, _elementwise(sp.exp, np.where(keep, s, 0)), 0)
+        if e.dtype != object:
+            e = e.astype(float)
+        return e / np.sum(e, axis=-1, keepdims=True)
+
+    def vjp(self, index, g, shape):
+        return self * (g - RowSum(self * g))  # as softmax's: a left-out entry is 0 and gets 0
+
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(CausalSoftmax(a), {"a": (2, 3, 3)}, {})]
+
+    def _sympystr(self, printer):
+        return _call(printer, "causal_softmax", self.args)
+
+    def _latex(self, printer):
+        return r"\operatorname{softmax}_{j \leq i}\left(" + printer._print(self.args[0]) + r"\right)"
+
+    def _numpycode(self, printer):
+        printer.helpers.add("_causal_softmax")
+        return f"_causal_softmax({printer._print(self.args[0])})"
+
+
 def _conv_size(size, kernel, stride, padding) -> int:
     """An output's height (or width): (H + 2 padding - kernel) // stride + 1."""
     return (int(size) + 2 * padding - kernel) // stride + 1
@@ -1078,6 +1187,7 @@ def evaluate(expr: sp.Expr, env: dict):
 # Every operation of this module that carries its own samples and printing, for the one test
 # loop over all operations (`symbolic.ops.OPERATIONS`, `tests/test_ops.py`).
 OPERATIONS = (Matmul, Transposed, Outer, SumRows, Total, RowSum, Softmax, LogSoftmax, OneHot, BroadcastTo, SumAxes,
-              PerChannel, Flatten, Unflatten, Columns, PadColumns, Conv2d, MaxPool2d, AvgPool2d)
+              PerChannel, Flatten, Unflatten, Columns, PadColumns, SwapLast, BatchMatmul, CausalSoftmax, Conv2d,
+              MaxPool2d, AvgPool2d)
 GRADIENTS = (Conv2dInputGrad, Conv2dWeightGrad, MaxPool2dGrad, AvgPool2dGrad, ZerosLike, StepsOuter)  # no gradient of their own: tested
 # through the operations they are the gradients of

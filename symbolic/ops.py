@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from . import arrays
-from .arrays import ArrayFunction
+from .arrays import ArrayFunction, Columns
 
 
 
@@ -691,6 +691,8 @@ class Concatenate(Op):
         sizes = [int(shape(a)[axis]) for a in arrays]
         start = sum(sizes[:index])
         full = shape(self)
+        if axis in (-1, len(full) - 1):  # along the last axis: a block of columns, whatever the batch
+            return Columns(g, start, start + sizes[index])
         index_ = [Slice(0, int(d), 1, int(d)) for d in full[:axis + 1]]
         index_[axis] = Slice(start, start + sizes[index], 1, int(full[axis]))
         return GetItem(g, *index_)

@@ -530,16 +530,16 @@ class _Reader:
                                  f"2**31")
 
     def check_names(self, net: Network):
-        keys = {"name": (net.name, None), "input": (net.input, None), "target": (net.target, None)}
+        keys = [("name", (net.name, None)), ("input", (net.input, None)), ("target", (net.target, None))]
         for i, layer in enumerate(net.layers, 1):
             for array in layer.arrays(net.layout):
-                keys[f"layers[{i}].{array.key}"] = (array.name, (layer, array) if array.role == "weight" else None)
+                keys.append((f"layers[{i}].{array.key}", (array.name, (layer, array) if array.role == "weight" else None)))
         if net.loss.mask is not None:
-            keys["loss.mask"] = (net.loss.mask, None)
+            keys.append(("loss.mask", (net.loss.mask, None)))
         seen, weights = {}, {}  # weights: name -> (its first layer's number, the array's shape)
         taken = {name: (l, layer) for l, layer in enumerate(net.layers, 1)
                  for name in layer.definition.locals(layer, l)}
-        for key, (value, weighted) in keys.items():
+        for key, (value, weighted) in keys:  # a list: an attention layer's four biases share the key "bias"
             if not value.isidentifier():
                 self.fail(key, f"'{value}' is not a Python identifier")
             if not value.isascii():

@@ -44,6 +44,10 @@ def embedding(vocab, units, **keys):
     return {"kind": "embedding", "vocab": vocab, "units": units, **keys}
 
 
+def attention(**keys):
+    return {"kind": "attention", **keys}
+
+
 def dense(units, **keys):
     return {"units": units, **keys}
 
@@ -83,6 +87,15 @@ SPECS = {
     "weight_is_recurrent": lambda: spec("w1", [3, 2], rnn(2, weight="W", recurrent="W")),
     "dropout_between_loops": lambda: spec("w2", [3, 2], rnn(3), {"kind": "dropout", "p": 0.3}, lstm(2, output="last"),
                                           top="wrt_input = true"),
+    # attention: nn.MultiheadAttention, heads 1, 2, 4, causal or not, with and without biases
+    "attention_one_head": lambda: spec("t1", [3, 4], attention(), dense(2), top="wrt_input = true"),
+    "attention_two_heads_causal_classifier": lambda: spec("t2", [4, 4], attention(heads=2, causal=True),
+                                                          dense(3, activation="softmax"), loss=CLASSIFY),
+    "attention_four_heads_no_bias_causal": lambda: spec("t3", [3, 8], attention(heads=4, causal=True, bias=False),
+                                                        top="wrt_input = true"),
+    "attention_after_embedding_then_lstm": lambda: spec("t4", [5], embedding(6, 4), attention(heads=2, query="Q"),
+                                                        lstm(3, output="last"), dense(2, activation="softmax"),
+                                                        loss=CLASSIFY),
     "binary_cross_entropy_per_step": lambda: spec("m4", [3, 2], lstm(2), dense(1, activation="sigmoid"),
                                                   loss='kind = "binary_cross_entropy"\nl2 = 0.1'),
 }
@@ -117,6 +130,14 @@ def test_reverse_loop_equals_the_element_level_oracle(make):
                                   "dense_at_every_step_squared_masked"])
 def test_sampled_entries_of_the_reverse_loop_equal_the_oracle(name):
     assert assert_oracle_agrees(SPECS[name](), batch=2, sample=5) > 0
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_equals_the_oracle(causal):
+    net = spec("ta", [3, 2], attention(heads=2, causal=causal), top="wrt_input = true")
+    assert assert_oracle_agrees(net, batch=1, sample=4) > 0
+
+
 
 
 def _cs231n(kind, T, D, H, **values):
@@ -250,6 +271,12 @@ BAD = [
      "'Wx1' is already the name of"),
     (lambda: spec("b", [2], embedding(3, 1), top="[values]\nx = [[0, 3]]"), "values.x",
      "tokens must be integers from 0 to 2"),
+    (lambda: spec("b", [3, 6], attention(heads=4)), "layers[1].heads",
+     "the input's 6 features do not split into 4 heads"),
+    (lambda: spec("b", 3, attention()), "layers[1].kind", "attention takes sequences (N, T, D), but the input is rows"),
+    (lambda: spec("b", [3, 2], attention(bias="yes")), "layers[1].bias", "must be true or false"),
+    (lambda: spec("b", [3, 2], attention(value="bq1")), "layers[1].bias", "'bq1' is already the name of layers[1].value"),
+    (lambda: spec("b", [3, 2], attention(query="q1")), "layers[1].query", "'q1' is the name layer 1 (attention)"),
     (lambda: spec("b", [2, 2], rnn(2), loss='kind = "squared_error"\nmask = "m"', top="[values]\nm = [[0, 0.5]]"),
      "values.m", "the loss's mask holds 0 (dropped) and 1 (kept) only"),
 ]

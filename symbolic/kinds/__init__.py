@@ -6,6 +6,7 @@ of the README's table. The spec reader (`symbolic.spec`), the program's front en
 (`symbolic.layers`), the PyTorch reference (`symprop.reference`) and the README read them.
 """
 
+from .attention import Attention
 from .base import Kind, Layer, Parameter
 from .dense import Dense
 from .dropout import Dropout
@@ -15,7 +16,7 @@ from .normalization import BatchNorm, LayerNorm
 from .recurrent import LSTM, RNN
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Dense(), BatchNorm(), LayerNorm(), Dropout(), Conv2d(), MaxPool2d(), AvgPool2d(), Flatten(), Embedding(), RNN(), LSTM())}
+    Dense(), BatchNorm(), LayerNorm(), Dropout(), Conv2d(), MaxPool2d(), AvgPool2d(), Flatten(), Embedding(), RNN(), LSTM(), Attention())}
 
 
 def table() -> str:

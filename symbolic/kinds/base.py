@@ -42,6 +42,9 @@ class Layer:
     initial: str | None = None  # rnn, lstm: the initial state's array (N, H); None: zeros
     output: str = "sequence"  # rnn, lstm: "sequence" (N, T, H) or "last" (N, H)
     vocab: int = 0  # embedding: the number of tokens
+    heads: int = 1  # attention
+    causal: bool = False  # attention: a step attends to itself and the steps before it only
+    names: tuple = ()  # attention: its weights Wq, Wk, Wv, Wo and biases bq, bk, bv, bo (None: no biases)
 
     def __post_init__(self):
         if not self.shape:
