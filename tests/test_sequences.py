@@ -344,3 +344,22 @@ def test_check_says_a_backward_forgot_to_carry_the_state_gradient():
     # the last step receives nothing from after it: right there, wrong at every step before
     assert diagnosis["kind"] == "steps" and diagnosis["right_from"] == 4
     assert "right at step 4 (the last), wrong before" in str(report)
+
+
+def test_cs231n_captioning_rnn_published_loss():
+    # cs231n's CaptioningRNN loss check: every parameter linspace(-1.4, 1.3), captions arange % V,
+    # expected loss 9.83235591003. The image features' projection to h0 is an affine map outside the
+    # spec, computed here; the rest (embedding, rnn, affine at every step, masked temporal softmax
+    # loss) is the spec's
+    N, D, W, H, V, T = 10, 20, 30, 40, 3, 13
+    net = spec("captioning", [T - 1], embedding(V, W), rnn(H, initial="h0"), dense(V, activation="softmax"),
+               loss=CLASSIFY + '\nmask = "mask"')
+
+    def ls(*shape):
+        return np.linspace(-1.4, 1.3, num=int(np.prod(shape))).reshape(*shape)
+    features = np.linspace(-1.5, 0.3, num=N * D).reshape(N, D)
+    captions = (np.arange(N * T) % V).reshape(N, T)
+    loss = compile_module(net).loss(
+        x=captions[:, :-1], y=captions[:, 1:], mask=(captions[:, 1:] != 0).astype(float),
+        h0=features @ ls(D, H) + ls(H), W1=ls(V, W), Wx2=ls(W, H), Wh2=ls(H, H), b2=ls(H), W3=ls(H, V), b3=ls(V))
+    assert abs(loss - 9.83235591003) < 1e-10  # published to 11 digits
