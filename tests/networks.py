@@ -189,3 +189,47 @@ def _pair(value) -> list:
 
 def networks(**kwargs):
     return specs(**kwargs).map(lambda text: symbolic.loads(text, source="<hypothesis>"))
+
+
+@st.composite
+def sequences(draw) -> str:
+    """A random spec over sequences: tokens through an embedding or a (N, T, D) input, then one
+    to three of rnn, lstm, attention and dense-at-every-step layers, and a loss over the last step
+    (a classifier) or over every step (masked or not)."""
+    steps = draw(st.integers(1, 4))
+    tokens = draw(st.booleans())
+    lines = ['name = "seq"', f"inputs = [{steps}]" if tokens else f"inputs = [{steps}, {draw(st.integers(1, 3))}]"]
+    layers = []
+    if tokens:
+        layers.append(f'kind = "embedding"\nvocab = {draw(st.integers(2, 5))}\nunits = {draw(st.integers(1, 3))}')
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["rnn", "lstm", "attention", "dense"]))
+        units = draw(st.integers(1, 3))
+        if kind == "rnn":
+            layers.append(f'kind = "rnn"\nunits = {units}\nactivation = "{draw(st.sampled_from(["tanh", "relu"]))}"'
+                          + draw(st.sampled_from(["", '\ninitial = "h0"', "\nbias = false"])))
+        elif kind == "lstm":
+            layers.append(f'kind = "lstm"\nunits = {units}' + draw(st.sampled_from(["", '\ninitial = "s0"'])))
+        elif kind == "attention":
+            layers.append(f'kind = "attention"\ncausal = {str(draw(st.booleans())).lower()}'
+                          + draw(st.sampled_from(["", "\nbias = false"])))
+        else:
+            layers.append(f'units = {units}\nactivation = "{draw(st.sampled_from(["identity", "tanh", "relu"]))}"')
+    if draw(st.booleans()):  # a classifier of the last state
+        layers.append(f'kind = "{draw(st.sampled_from(["rnn", "lstm"]))}"\nunits = 2\noutput = "last"')
+        layers.append('units = 3\nactivation = "softmax"')
+        loss = 'kind = "cross_entropy"\nlabels = true'
+    elif draw(st.booleans()):  # the next token at every step
+        layers.append('units = 3\nactivation = "softmax"')
+        loss = 'kind = "cross_entropy"\nlabels = true' + draw(st.sampled_from(["", '\nmask = "m"']))
+    else:
+        loss = 'kind = "squared_error"' + draw(st.sampled_from(["", '\nmask = "m"', '\nreduction = "sum"']))
+    names = set()
+    text = "\n".join(lines) + ("\nwrt_input = true" if not tokens and draw(st.booleans()) else "") + "\n"
+    for layer in layers:
+        if 'initial = "' in layer:  # one initial state per layer: names of their own
+            name = f"h0_{len(names)}"
+            names.add(name)
+            layer = layer.replace('initial = "h0"', f'initial = "{name}"').replace('initial = "s0"', f'initial = "{name}"')
+        text += "[[layers]]\n" + layer + "\n"
+    return text + "[loss]\n" + loss + "\n"

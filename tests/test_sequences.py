@@ -14,7 +14,10 @@ import re
 
 import numpy as np
 import pytest
-from exact import assert_oracle_agrees, normwise_error
+from exact import assert_oracle_agrees, assert_random_spec_equals_pytorch, normwise_error
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from networks import sequences
 
 import symprop
 from symprop.check import random_values
@@ -363,3 +366,10 @@ def test_cs231n_captioning_rnn_published_loss():
         x=captions[:, :-1], y=captions[:, 1:], mask=(captions[:, 1:] != 0).astype(float),
         h0=features @ ls(D, H) + ls(H), W1=ls(V, W), Wx2=ls(W, H), Wh2=ls(H, H), b2=ls(H), W3=ls(H, V), b3=ls(V))
     assert abs(loss - 9.83235591003) < 1e-10  # published to 11 digits
+
+
+@needs_torch
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=sequences(), seed=st.integers(0, 2**16))
+def test_random_sequence_specs_equal_pytorch(text, seed):
+    assert_random_spec_equals_pytorch(text, seed)
