@@ -91,11 +91,13 @@ def _reads(loop: Loop, parts: dict) -> set:
 
 
 def _shape(loop: Loop, symbol, stacked: bool) -> str:
-    """The shape of a body value (over all steps when `stacked`) as code: the batch from a sequence."""
+    """The shape of a body value (over all steps when `stacked`) as code, the batch from a sequence,
+    and its dtype: that of the sequence and the parameters together (float32 in, float32 kept)."""
     dims = loop.body.shapes()[symbol][1:]
     seq = loop.sequences[0][1]
     dims = ((sp.Integer(loop.length),) if stacked else ()) + tuple(dims)
-    return f"({seq}.shape[0], " + ", ".join(str(int(d)) for d in dims) + ")"
+    dtype = f"np.result_type({', '.join((seq, *loop.parameters[:1]))})"
+    return f"({seq}.shape[0], " + ", ".join(str(int(d)) for d in dims) + f"), dtype={dtype}"
 
 
 def _forward(printer, symbol, scan: Scan, kept: set, cse) -> list[str]:

@@ -373,3 +373,19 @@ def test_cs231n_captioning_rnn_published_loss():
 @given(text=sequences(), seed=st.integers(0, 2**16))
 def test_random_sequence_specs_equal_pytorch(text, seed):
     assert_random_spec_equals_pytorch(text, seed)
+
+
+@pytest.mark.parametrize("name", ["initial_state_and_input", "lstm_last_classifier", "rnn_language_model_masked"])
+def test_float32_arrays_stay_float32_through_a_loop(name):
+    # as through a dense layer: the loop's values over the steps and its zero states take the
+    # arrays' dtype (they were float64 buffers: float32 in, float64 out)
+    net = SPECS[name]()
+    module = compile_module(net)
+    values = random_values(net, seed=0, batch=3)
+    expected = module.gradients(**values)
+    single = {k: (v.astype(np.float32) if np.asarray(v).dtype.kind == "f" else v) for k, v in values.items()}
+    assert module.forward(**{k: single[k] for k in module.ARGUMENTS["forward"]}).dtype == np.float32
+    for key, grad in module.gradients(**single).items():
+        assert grad.dtype == np.float32, key
+        # float32 rounding (2**-24 relative) through a few steps: 1e-5 of the largest entry, plus a floor
+        assert np.max(np.abs(grad - expected[key])) <= 1e-5 * np.max(np.abs(expected[key])) + 1e-6, key
