@@ -361,19 +361,24 @@ class RowSum(ArrayFunction):
     def _numpycode(self, printer):
         return printer._method_target(self.args[0]) + ".sum(axis=-1, keepdims=True)"
 
-class Softmax(ArrayFunction):
-    """exp(z) / RowSum(exp(z)), over the last axis."""
+class _Normalized(ArrayFunction):
+    """A softmax over the last axis (of every entry, or of those a mask keeps): p = e / sum(e), so
+    its VJP is p * (g - RowSum(p * g)) whichever entries it leaves out (they are 0 and get 0)."""
 
     nargs = 1
     rounds = True
+
+    def vjp(self, index, g, shape):
+        return self * (g - RowSum(self * g))
+
+
+class Softmax(_Normalized):
+    """exp(z) / RowSum(exp(z)), over the last axis."""
 
     @staticmethod
     def numpy(z):
         e = _elementwise(sp.exp, z)
         return e / np.sum(e, axis=-1, keepdims=True)
-
-    def vjp(self, index, g, shape):
-        return self * (g - RowSum(self * g))
 
     @staticmethod
     def samples():
@@ -799,12 +804,9 @@ class BatchMatmul(ArrayFunction):
         return f"np.matmul({printer._print(self.args[0])}, {printer._print(self.args[1])})"
 
 
-class CausalSoftmax(ArrayFunction):
+class CausalSoftmax(_Normalized):
     """softmax over the last axis of scores (..., T, T) where entry (i, j) with j > i is left out
     (0): a step attends to itself and the steps before it (PyTorch's causal mask of -inf)."""
-
-    nargs = 1
-    rounds = True
 
     @staticmethod
     def numpy(s):
@@ -815,9 +817,6 @@ class CausalSoftmax(ArrayFunction):
         if e.dtype != object:
             e = e.astype(float)
         return e / np.sum(e, axis=-1, keepdims=True)
-
-    def vjp(self, index, g, shape):
-        return self * (g - RowSum(self * g))  # as softmax's: a left-out entry is 0 and gets 0
 
     @staticmethod
     def samples():
