@@ -17,7 +17,7 @@ import re
 
 import sympy as sp
 
-from ..symbolic.scan import Loop, Scan, ScanGrad, next_name
+from ..symbolic.scan import Loop, Scan, ScanGrad, next_name, scan
 
 INDENT = "    "
 
@@ -32,6 +32,7 @@ def statements(printer, lines: list, cse) -> list[str]:
     for (loop, _), parts in groups.items():
         kept.setdefault(loop, set()).update(_reads(loop, parts))
     done, out = set(), []
+    run = {expr.loop for _, expr in lines if isinstance(expr, Scan)}
     for symbol, expr in lines:
         if isinstance(expr, Scan):
             out += _forward(printer, symbol, expr, kept.get(expr.loop, set()), cse)
@@ -39,6 +40,10 @@ def statements(printer, lines: list, cse) -> list[str]:
         for key in _keys(expr):
             if key not in done:
                 done.add(key)
+                loop, args = key
+                if loop not in run:  # a function that needs the gradients but not the value: the reverse
+                    run.add(loop)    # loop reads the forward loop's values all the same
+                    out += _forward(printer, sp.Symbol(loop.name), scan(loop)(*args[1:]), kept[loop], cse)
                 out += _backward(printer, key, groups[key], cse)
         replaced = expr.xreplace({e: groups[_key(e)][e.part] for e in expr.atoms(ScanGrad)})
         if replaced != symbol:  # a line that is one part of a reverse loop: the loop wrote it

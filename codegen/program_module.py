@@ -12,6 +12,7 @@ import inspect
 
 from ..symbolic.program import Program, ProgramDerivation, derive_program
 from . import runtime
+from .loops import statements
 from .module import HASH_BLANK, HASH_PREFIX, INDENT, _cse, _docstring_safe, _needed, content_hash
 from .printer import GradientPrinter, helper_source
 
@@ -89,7 +90,6 @@ def _function(printer, derivation: ProgramDerivation, name: str, arguments: tupl
     body = [f'{INDENT}"""{doc}"""']
     if arguments:
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _program_arrays({name!r}, ({values}), unknown)"]
-    for symbol, expr in lines:
-        body.append(f"{INDENT}{symbol.name} = {printer.doprint(expr)}")
+    body += [INDENT + line for line in statements(printer, lines, _cse)]
     body.append(f"{INDENT}return {result}")
     return f"def {name}(*, {signature}**unknown):\n" + "\n".join(body) + "\n", arguments

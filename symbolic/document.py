@@ -247,9 +247,9 @@ def _loop_forward_rows(step, p) -> list[Row]:
     rows = [_eq("t", r"1, \dots, " + str(loop.length), notes=[f"each step in turn, from {starts} at t = 1"])]
     for inner in loop.body.steps:
         rows.append(_eq(r"\quad " + latex_name(inner.name), p.doprint(inner.expr), notes=[inner.rule]))
-    out = latex_name(loop.output)
-    value = out.replace("t}", f"{loop.length}}}") if loop.last else (
-        r"\left(" + out.replace("t}", "1}") + r", \dots, " + out.replace("t}", f"{loop.length}}}") + r"\right)")
+    out = latex_name(loop.output)[:-2]  # z_{1,t} without its t}: the value at step s is out + "s}"
+    value = out + f"{loop.length}}}" if loop.last else (
+        r"\left(" + out + "1}" + r", \dots, " + out + f"{loop.length}}}" + r"\right)")
     rows.append(_eq(latex_name(step.name), value, notes=[step.rule]))
     return rows
 

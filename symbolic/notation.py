@@ -97,10 +97,10 @@ def latex_name(name: str) -> str:
                 else r"\frac{\partial L_{\geq t}}{\partial " + latex_name(of + "_prev") + "}")
     if name.startswith("dL_d"):
         return r"\frac{\partial L}{\partial " + latex_name(name[4:]) + "}"
-    step = re.fullmatch(r"([A-Za-z]+)(\d*)_(t|prev)", name)
+    step = re.fullmatch(r"([A-Za-z]\w*?)(\d*)_(t|prev)", name)
     if step:  # a loop's value at step t (z1_t: z_{1,t}), or at the step before (h1_prev: h_{1,t-1})
         stem, index, when = step.groups()
-        stem = _GREEK.get(stem, stem if len(stem) == 1 else r"\mathrm{" + stem + "}")
+        stem = _GREEK.get(stem, stem if len(stem) == 1 else r"\mathrm{" + stem.replace("_", r"\_") + "}")
         when = "t" if when == "t" else "t-1"
         return stem + "_{" + (f"{index}," if index else "") + when + "}"
     match = re.fullmatch(r"([A-Za-z]+)_?(\d*)", name)
@@ -390,36 +390,60 @@ def _glyph_width(token: str) -> float:
 
 
 def program_text(derivation) -> str:
-    """A traced program's derivation in the plain-text notation: its arrays, then every step."""
+    """A traced program's derivation in the plain-text notation: its arrays, then every step (a
+    loop as one time step's equations, and its reverse loop)."""
     printer = TextPrinter()
     program = derivation.program
     lines = [f"Program {program.name}, traced from {program.source}", ""]
     for array in program.arrays:
         lines.append(f"  {array.name:>8} : {_shape_text(array.shape)} {array.dtype}, {array.role}")
-    stage = None
+    stage, loops = None, set()
     for step in derivation.steps:
         title = STAGES[step.stage]
         if title != stage:
             stage = title
             lines += ["", stage]
-        lines.append(f"  {step.name} = {printer.doprint(step.expr)}")
+        for loop, parts in loop_gradients(derivation, step, loops):
+            lines += _loop_backward_text(loop, parts, printer)
+        if isinstance(step.expr, ScanGrad):
+            continue  # written by the reverse loop above
+        if isinstance(step.expr, Scan):
+            loop = step.expr.loop
+            lines += _loop_forward_text(loop, printer)
+            said = f"{loop.output} at t = {loop.length}" if loop.last else f"{loop.output} of every step t"
+            lines.append(f"  {step.name} = {said}")
+        else:
+            lines.append(f"  {step.name} = {printer.doprint(step.expr)}")
         where = getattr(step, "where", ("", 0))
         shown = f"   [line {where[1]}]" if where[1] else ""
         lines.append(f"      {_shape_text(step.shape)}{shown}")
     return "\n".join(lines) + "\n"
 
 
+def _program_rows(derivation, printer) -> list:
+    """(stage title, rows of an align environment) of each step: a step's one, a loop's several."""
+    from .document import _loop_backward_rows, _loop_forward_rows
+    out, loops = [], set()
+    for step in derivation.steps:
+        rows = [row.aligned(tags=False) for loop, parts in loop_gradients(derivation, step, loops)
+                for row in _loop_backward_rows(loop, parts, printer)]
+        if isinstance(step.expr, Scan):
+            rows += [row.aligned(tags=False) for row in _loop_forward_rows(step, printer)]
+        elif not isinstance(step.expr, ScanGrad):
+            rows.append(latex_name(step.name) + " &= " + printer.doprint(step.expr))
+        out.append((STAGES[step.stage], rows))
+    return out
+
+
 def program_latex(derivation) -> str:
     """A traced program's derivation as a LaTeX document: one aligned equation a step."""
-    printer = ArrayLatexPrinter()
     rows = []
     stage = None
-    for step in derivation.steps:
-        title = STAGES[step.stage]
+    for title, lines in _program_rows(derivation, ArrayLatexPrinter()):
         if title != stage:
             stage = title
             rows.append(r"\intertext{\textbf{" + title + "}}")
-        rows.append(latex_name(step.name) + " &= " + printer.doprint(step.expr) + r" \\")
+        rows += [line + r" \\" for line in lines]
     name = derivation.program.name.replace("_", r"\_")
     return ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
             f"\\section*{{The derivation of {name}}}\n\\begin{{align*}}\n" + "\n".join(rows)
@@ -427,9 +451,9 @@ def program_latex(derivation) -> str:
 
 
 def program_markdown(derivation) -> str:
-    """A traced program's derivation as Markdown with one `$$...$$` block a step."""
-    printer = ArrayLatexPrinter()
+    """A traced program's derivation as Markdown with one `$$...$$` block a step (aligned rows)."""
     out = [f"# The derivation of {derivation.program.name}", ""]
-    for step in derivation.steps:
-        out.append(f"$$ {latex_name(step.name)} = {printer.doprint(step.expr)} $$")
+    for _, lines in _program_rows(derivation, ArrayLatexPrinter()):
+        for line in lines:
+            out.append(r"$$ \begin{aligned} " + line + r" \end{aligned} $$")
     return "\n".join(out) + "\n"

@@ -289,8 +289,7 @@ class GetItem(_Indexed):
         return printer.parenthesize(self.args[0], 1000, strict=True) + "[" + _index_text(printer, self.index) + "]"
 
     def _latex(self, printer):
-        return printer.parenthesize(self.args[0], 1000, strict=True) + r"\left[" + _index_text(printer, self.index).replace(
-            "_", r"\_") + r"\right]"
+        return printer.parenthesize(self.args[0], 1000, strict=True) + r"\left[" + _index_text(printer, self.index) + r"\right]"
 
     def _numpycode(self, printer):
         return printer._method_target(self.args[0]) + "[" + _index_code(printer, self.index) + "]"
@@ -409,7 +408,7 @@ class SetItem(_Indexed):
 
     def _latex(self, printer):
         a, v = self.args[:2]
-        return (printer._print(a) + r"\left[" + _index_text(printer, self.index).replace("_", r"\_")
+        return (printer._print(a) + r"\left[" + _index_text(printer, self.index)
                 + r"\right] \leftarrow " + printer._print(v))
 
     def _numpycode(self, printer):
@@ -777,7 +776,12 @@ class AsFloat(Op):
     @staticmethod
     def numpy(m):
         m = np.asarray(m)
-        return m * sp.S.One if m.dtype == object else m.astype(float)
+        if m.dtype != object:
+            return m.astype(float)
+        out = np.empty(m.shape, dtype=object)  # exact entries: SymPy's true and false are 1 and 0
+        for index, v in np.ndenumerate(m):
+            out[index] = sp.S.One if v in (True, sp.true) else sp.S.Zero if v in (False, sp.false) else v * sp.S.One
+        return out
 
     def _sympystr(self, printer):
         return printer._print(self.args[0])

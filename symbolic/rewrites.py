@@ -11,6 +11,9 @@ compact one, as pytensor's rewrites do after tracing:
     log(softmax(u))                  log_softmax(u): no log of an underflowed 0
     sum(a[arange(N), y])             sum(onehot(y, K) * a): the label's entry of each row, as the
                                      cross-entropy is written (its gradient is a mask, not a scatter)
+    a[:, j:k]                        columns(a, j, k): a block of the last axis (an LSTM's gates),
+                                     whose gradient pads with zeros, and the blocks' pads of one
+                                     array join in one concatenation (not a scatter each)
 
 A rule may look through a step's name to its definition (the shift is usually a step of its
 own, `shifted = scores - scores.max(axis=1, keepdims=True)`); a step the caller keeps (asked for
@@ -21,8 +24,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .arrays import LogSoftmax, OneHot, RowSum, Softmax, Total, shape_of
-from .ops import Arange, GetItem
+from .arrays import Columns, LogSoftmax, OneHot, RowSum, Softmax, Total, shape_of
+from .ops import Arange, GetItem, Slice
 from .rules import Sigmoid
 
 
@@ -48,6 +51,7 @@ def _rewrite(expr, definitions, shapes, keep):
         return definitions[e] if e in definitions and e not in keep else e
 
     expr = expr.replace(lambda e: isinstance(e, Total), lambda e: _label_entries(e, shapes))
+    expr = expr.replace(lambda e: isinstance(e, GetItem), lambda e: _columns(e, shapes))
     expr = expr.replace(lambda e: e.is_Pow and e.exp == -1, _sigmoid)
     expr = expr.replace(lambda e: e.is_Add, lambda e: _log_softmax(e, look, shapes))
     expr = expr.replace(lambda e: e.is_Mul, lambda e: _softmax(e, look, shapes))
@@ -67,6 +71,20 @@ def _label_entries(total, shapes):
     if len(shape) != 2 or rows.args[0] != shape[0] or not labels.is_Symbol or shape_of(labels, shapes) != shape[:1]:
         return total
     return coeff * Total(OneHot(labels, shape[1]) * a)
+
+
+def _columns(e, shapes):
+    """a[:, j:k] (every axis whole but the last, of which a block): Columns(a, j, k)."""
+    shape = shape_of(e.args[0], shapes)
+    index = e.index
+    if not index or len(index) != len(shape) or not all(isinstance(c, Slice) for c in index):
+        return e
+    if any(c.value != slice(0, int(d), 1) for c, d in zip(index[:-1], shape[:-1])):
+        return e
+    start, stop, step, size = (int(v) for v in index[-1].args)
+    if step != 1 or stop < 0 or start >= stop or (start, stop) == (0, size):
+        return e
+    return Columns(e.args[0], start, stop)
 
 
 def _sigmoid(power):

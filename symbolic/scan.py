@@ -53,6 +53,13 @@ class Loop:
         return (tuple(outer for _, outer in self.sequences) + tuple(init for _, _, init in self.carried if init)
                 + tuple(self.parameters))
 
+    @property
+    def locals(self) -> set:
+        """The names its code defines besides the gradients: a step's slices and states, its
+        steps, and their values over all the steps."""
+        return ({a.name for a in self.body.arrays if a.name not in self.parameters}
+                | {s.name for s in self.body.steps} | set(self.stored.values()))
+
     def stacked(self, step: str) -> str:
         """The outer name of a body step's values over all steps (N, T, ...)."""
         return self.stored[step]

@@ -27,17 +27,18 @@ import os
 import sys
 import types
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy as sp
 
-from . import ops
+from . import ops, rolling
 from .numpy_rules import Namespace
 from .program import Array, Program, Step
 from .rewrites import rewrite_steps
+from .scan import Scan, scan
 from .names import reserved
-from .traced import _DATA_KINDS, RESERVED, Traced, TraceError, Tracer
+from .traced import _DATA_KINDS, RESERVED, Traced, TraceError, Tracer, user_code
 
 __all__ = ["TraceError", "trace"]
 
@@ -55,6 +56,8 @@ class _Names:
     def __post_init__(self):
         self.namespace = None  # the NumPy namespace put in the user's modules as they are entered
         self.names: dict[sp.Symbol, str] = {}
+        self.aliases: dict[sp.Symbol, list] = {}  # every local name that held it (prev_h = next_h)
+        self.helpers: dict[sp.Symbol, str] = {}  # the first name a called function gave it
         self.taken: set[str] = set()
 
     def global_trace(self, frame, event, arg):
@@ -62,6 +65,8 @@ class _Names:
             self.namespace.enter(frame.f_globals, frame.f_code.co_filename)  # a helper module's np too
         if frame.f_code is self.code:
             return self.local_trace
+        if user_code(frame.f_code.co_filename):
+            return self.helper_trace
         return None
 
     def local_trace(self, frame, event, arg):
@@ -69,17 +74,37 @@ class _Names:
             self.collect(frame.f_locals)
         return self.local_trace
 
-    def collect(self, local: dict):
+    def helper_trace(self, frame, event, arg):
+        if event in ("line", "return"):
+            code = frame.f_code
+            self.collect(frame.f_locals, parameters=code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+        return self.helper_trace
+
+    def collect(self, local: dict, parameters=None):
+        """The names of `local` (a frame's locals; `parameters`: a called function's, these its parameters)."""
+        def kind(name):
+            return "local" if parameters is None else "parameter" if name in parameters else "helper"
         for name, value in local.items():
             if isinstance(value, Traced):
-                self.name(value.expr, name)
+                self.name(value.expr, name, kind(name))
             elif isinstance(value, dict):
                 for key, item in value.items():
                     if isinstance(item, Traced) and isinstance(key, str):
-                        self.name(item.expr, key)
+                        self.name(item.expr, key, kind(name))
 
-    def name(self, expr, name):
-        if not (expr.is_Symbol and expr.name.startswith("_v")) or expr in self.names:
+    def name(self, expr, name, kind="local"):
+        """Name expr's step after a local variable of the function (`kind` "local"); a called
+        function's ("helper") are kept apart: a rolled loop's steps take those, the function's its
+        own; a called function's parameter names what its caller computed, and is only an alias."""
+        if not (expr.is_Symbol and expr.name.startswith("_v")):
+            return
+        if name not in self.aliases.setdefault(expr, []):
+            self.aliases[expr].append(name)
+        if kind != "local":
+            if kind == "helper" and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_"):
+                self.helpers.setdefault(expr, name)
+            return
+        if expr in self.names:
             return
         base = name if name.isidentifier() and not keyword.iskeyword(name) else "v"
         if base.startswith("_") or _generated_name(base):  # _hidden, dL_dW1: a name of its own, v_hidden
@@ -224,6 +249,10 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
     for poison, message in tracer.poisons.items():  # a random draw or an argmax that reaches the value
         if poison in used:
             raise TraceError(message)
+    keep = {result.expr} | {by_name[w] for w in wanted_names if w in by_name}
+    kept = rolling.roll(kept, rolling.Arrays({sp.Symbol(a.name): tuple(a.shape) for a in inputs},
+                                             {sp.Symbol(a.name): a.dtype for a in inputs}), keep)
+    _name_scans(kept, names)
     known = {a.name for a in inputs}
     for w in wanted_names:
         if w not in known and w not in by_name:
@@ -237,8 +266,8 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
     # into its user, one used more often gets a name of its own.
     uses = {}
     for step in kept:
-        for s in step.expr.free_symbols:
-            uses[s] = uses.get(s, 0) + 1
+        for s in step.expr.free_symbols:  # an array a loop takes is a name of its own (the loop binds it)
+            uses[s] = uses.get(s, 0) + (2 if isinstance(step.expr, Scan) else 1)
     rename, inline = {}, {}
     taken = set(names.taken)
     for step in kept:
@@ -261,6 +290,7 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
         expr = expr.xreplace(inline).xreplace(rename)
         final.append(Step(rename[step.symbol], expr, step.shape, step.dtype, step.data, step.where))
     output = rename.get(result.expr, result.expr)
+    final = _named_loops(final, names, {a.name for a in inputs})
     final = _rewritten(final, inputs, output, {rename[by_name[w]] for w in wanted_names if w in by_name})
     scalar = result.shape == ()
     arrays = list(inputs)
@@ -289,8 +319,43 @@ def _rewritten(steps, inputs, output, keep) -> list:
 
 
 def _keeps_name(expr) -> bool:
-    """An expression that should stay a step of its own even when used once: a write in place."""
-    return isinstance(expr, ops.SetItem)
+    """An expression that should stay a step of its own even when used once: a write in place, a loop."""
+    return isinstance(expr, (ops.SetItem, Scan))
+
+
+def _name_scans(steps, names) -> None:
+    """A rolled loop's step takes the learner's name of what it computes: the buffer it fills
+    (`h`), the list it stacks, or the state it ends with (`next_h`), when no other step has it."""
+    kept = {s.symbol for s in steps}
+    by_name = {v: k for k, v in names.names.items()}
+    for step in steps:
+        if not isinstance(step.expr, Scan):
+            continue
+        for candidate in step.notes.get("names", ()):
+            user = names.names.get(candidate)
+            if user is None or candidate in kept and candidate != step.symbol:
+                continue
+            base = rolling.base_name(user)
+            if base != user and by_name.get(base) not in kept:
+                user = base
+            names.names[step.symbol] = user
+            break
+
+
+def _named_loops(steps, names, inputs) -> list:
+    """The steps with every rolled loop under its final names (`symbolic.rolling.named`)."""
+    taken = set(inputs) | {s.name for s in steps}
+    out = []
+    for step in steps:
+        if isinstance(step.expr, Scan):
+            loop = step.expr.loop
+            outer = {name: arg.name for name, arg in zip(loop.arguments, step.expr.args)}
+            loop = rolling.named(loop, step.name, outer, {**names.helpers, **names.names}, names.aliases, taken)
+            taken |= {s.name for s in loop.body.steps} | {a.name for a in loop.body.arrays}
+            taken |= set(loop.stored.values())
+            step = replace(step, expr=scan(loop)(*step.expr.args))
+        out.append(step)
+    return out
 
 
 def _fresh(base, taken) -> str:

@@ -35,13 +35,18 @@ class TraceError(ValueError):
     """An operation that cannot be traced exactly: the message names the user's file and line."""
 
 
+def user_code(filename: str) -> bool:
+    """Whether a file is the user's (not symprop's, NumPy's, SymPy's or Python's own)."""
+    name = os.path.abspath(filename)
+    return not (name.startswith((_HERE, _NUMPY, _SYMPY)) or name.startswith(os.path.join(_PACKAGE, "symprop"))
+                or filename.startswith("<frozen"))
+
+
 def _user_frame():
     """The innermost frame of the user's code (not symprop's, NumPy's or SymPy's)."""
     frame = sys._getframe(1)
     while frame is not None:
-        name = os.path.abspath(frame.f_code.co_filename)
-        if not (name.startswith((_HERE, _NUMPY, _SYMPY)) or name.startswith(os.path.join(_PACKAGE, "symprop"))
-                or frame.f_code.co_filename.startswith("<frozen")):
+        if user_code(frame.f_code.co_filename):
             return frame
         frame = frame.f_back
     return None

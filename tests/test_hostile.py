@@ -147,7 +147,8 @@ def _every_module():
         yield case, symprop.generate(network), set(network.shapes()), {s.name for s in symprop.derive(network).steps}
     for case, (function, make) in learner.CASES.items():
         program = symprop.trace(function, **make(np.random.default_rng(0)))
-        yield case, symprop.generate(program), set(program.inputs), {s.name for s in symprop.derive(program).steps}
+        loops = set().union(*(s.expr.loop.locals for s in program.steps if hasattr(s.expr, "loop")))
+        yield case, symprop.generate(program), set(program.inputs), {s.name for s in symprop.derive(program).steps} | loops
 
 
 def test_every_name_a_generated_function_reads_or_defines_is_reserved():
