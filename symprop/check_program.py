@@ -19,6 +19,7 @@ from .check import RTOL, BackwardFailed, CheckError, Report, call_backward, comp
 from .codegen.program_module import generate_program
 from .numerical import finite_differences, largest, sample_entries
 from .symbolic.program import Program, derive_program
+from .symbolic.scan import Scan
 
 ALL_ENTRIES_UP_TO = 1000
 SAMPLE = 100
@@ -142,6 +143,7 @@ def _against(report, program, against, arrays, generated, loss, rtol, names=None
             theirs[key[1:]] = theirs.pop(key)
     first = np.shape(arrays[program.arrays[0].name]) if program.arrays else ()
     batch = first[0] if len(first) >= 2 else None  # X of shape (N, D): N the batch, as a factor is read
+    sequences = {outer for step in program.steps if isinstance(step.expr, Scan) for _, outer in step.expr.loop.sequences}
     rows, _ = compare_backward(report, label, their_loss if program.scalar else None, theirs, program.wrt,
-                               generated, loss, rtol, arrays, batch)
+                               generated, loss, rtol, arrays, batch, sequences=sequences)
     report.sections[f"{label} vs generated"] = rows

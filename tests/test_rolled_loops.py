@@ -277,3 +277,25 @@ def test_a_loop_it_cannot_roll_stays_unrolled_and_exact(fn):
     got = module["gradients"](**arrays, dout=dout)
     for name in program.wrt:
         assert _normwise(got[name], expected[name]) < 1e-6, name
+
+
+def _example(name):
+    import importlib.util
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, dict(np.load(ROOT / "examples" / f"{name}.npz"))
+
+
+def test_check_of_a_traced_loop_diagnoses_the_forgotten_carry():
+    layers, arrays = _example("rnn_layers")
+    program = symprop.trace(layers.rnn_forward, **arrays)
+    assert _loops(program) == 1
+    assert symprop.check(program, against=layers.rnn_backward).ok
+    report = symprop.check(program, against=layers.rnn_backward_no_carry)
+    rows = report.sections["rnn_backward_no_carry vs generated"]
+    assert {row.name for row in rows if row.verdict == "WRONG"} == {"x", "h0", "Wx", "Wh", "b"}
+    (diagnosis,) = next(row for row in rows if row.name == "x").diagnosis
+    T = arrays["x"].shape[1]
+    assert diagnosis["kind"] == "steps" and diagnosis["right_from"] == T - 1  # right at the last step only
