@@ -99,12 +99,13 @@ def _key(expr):
 
 def _find(steps, shapes, dtypes, keep):
     """The steps with the first loop found rolled up, or None when there is none."""
-    ids = {}
+    ids, positions = {}, {}
     codes = [ids.setdefault(_signature(s), len(ids)) for s in steps]
-    n = len(codes)
-    for start in range(n):
-        for stop in range(start + 1, n):
-            if codes[stop] != codes[start]:
+    for index, code in enumerate(codes):
+        positions.setdefault(code, []).append(index)
+    for start, code in enumerate(codes):
+        for stop in positions[code]:  # where the same step comes again: a block's length
+            if stop <= start:
                 continue
             period = stop - start
             block = codes[start:stop]

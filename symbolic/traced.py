@@ -9,6 +9,7 @@ naming the user's file and line.
 
 from __future__ import annotations
 
+import functools
 import linecache
 import numbers
 from fractions import Fraction
@@ -35,6 +36,7 @@ class TraceError(ValueError):
     """An operation that cannot be traced exactly: the message names the user's file and line."""
 
 
+@functools.lru_cache(maxsize=None)
 def user_code(filename: str) -> bool:
     """Whether a file is the user's (not symprop's, NumPy's, SymPy's or Python's own)."""
     name = os.path.abspath(filename)
