@@ -63,6 +63,7 @@ def gradient_steps(program, composites=()) -> tuple[list, sp.Symbol]:
     steps, named, definitions = [], {}, {}
     shapes.update({grad.symbol: shapes[grad.of] for grad in grads})
     by_symbol = {s.symbol: s for s in forward}
+    wanted = frozenset(wanted)  # looked up once a gradient: a set, not the tuple (linear in depth)
     for grad in grads:
         expr = _joined(_sums_factored(grad.expr, shapes), len(shapes[grad.of]))
         expr = _simplify(expr) if len(grad.terms) == 1 else expr
@@ -197,35 +198,53 @@ def _through(grad, forward: dict) -> str:
 
 def _inline(grads: list, keep: set) -> list:
     """Each gradient not in `keep` that is used once, or used by one other only and is a mere
-    product of arrays (gamma2*delta2), written into that one."""
-    def uses(symbol):
-        return sum(term.count(symbol) for g in grads for term in g.terms)
+    product of arrays (gamma2*delta2), written into that one.
 
-    def users(symbol):
-        return sum(any(term.has(symbol) for term in g.terms) for g in grads)
+    The first such gradient in order is written in, and the search starts over, until none is
+    left. The uses of each gradient (in every term, and by how many gradients) are counted once
+    and kept up to date as terms change, so a search is one pass of cheap tests: linear in the
+    number of gradients, not quadratic, however deep the network."""
+    grads = list(grads)
+    symbols = {g.symbol for g in grads}
+    uses, users = {}, {}  # a gradient's symbol: occurrences in all terms; the gradients that use it
+
+    def count(grad, sign):
+        seen = set()
+        for term in grad.terms:
+            for node in sp.preorder_traversal(term):
+                if node in symbols:
+                    uses[node] = uses.get(node, 0) + sign
+                    seen.add(node)
+        for symbol in seen:
+            (users.setdefault(symbol, set()).add if sign > 0 else users[symbol].discard)(id(grad))
+
+    for grad in grads:
+        count(grad, 1)
+    named = {id(g): _named(g.expr) for g in grads}
 
     def inlined(grad) -> bool:
-        if grad.symbol in keep or _named(grad.expr):
+        if grad.symbol in keep or named[id(grad)]:
             return False
-        if (grad.composites or len(grad.terms) > 1) and any(_named(other.expr) and other.expr.has(grad.symbol)
-                                                            for other in grads):
+        if (grad.composites or len(grad.terms) > 1) and any(named[id(other)] and other.expr.has(grad.symbol)
+                                                            for other in grads if named[id(other)]):
             return False  # a normalization's rule (or its staged sum) stays a step, not an image operation's argument
-        return uses(grad.symbol) == 1 or users(grad.symbol) == 1 and len(grad.terms) == 1 and _array_product(grad.expr)
+        return (uses.get(grad.symbol, 0) == 1 or len(users.get(grad.symbol, ())) == 1 and len(grad.terms) == 1
+                and _array_product(grad.expr))
 
-    changed = True
-    while changed:
-        changed = False
-        for grad in grads:
-            if not inlined(grad):
-                continue
-            for other in grads:
-                if any(term.has(grad.symbol) for term in other.terms):
-                    other.terms = [term.xreplace({grad.symbol: grad.expr}) for term in other.terms]
-                    other.composites = other.composites + grad.composites
-            grads = [g for g in grads if g is not grad]
-            changed = True
-            break
-    return grads
+    while True:
+        grad = next((g for g in grads if inlined(g)), None)
+        if grad is None:
+            return grads
+        count(grad, -1)
+        holding = users.get(grad.symbol, set())
+        for other in [g for g in grads if id(g) in holding]:
+            if other is not grad:
+                count(other, -1)
+                other.terms = [term.xreplace({grad.symbol: grad.expr}) for term in other.terms]
+                other.composites = other.composites + grad.composites
+                count(other, 1)
+                named[id(other)] = _named(other.expr)
+        grads = [g for g in grads if g is not grad]
 
 
 def _named(expr) -> bool:

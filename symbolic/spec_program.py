@@ -41,9 +41,9 @@ def program_of(network, batch=3) -> Program:
     floats = {*network.states, *network.parameters} | ({network.target} if not network.loss.labels else set())
     if not network.tokens:  # integer tokens: data, like class labels
         floats.add(network.input)
-    parts = network.roles()
-    arrays = tuple(Array(name, shapes[name], "float64" if name in floats or name in network.masks else "int64",
-                         "differentiated" if name in network.differentiated else "data", parts.get(name, ""))
+    parts, masks, differentiated = network.roles(), set(network.masks), set(network.differentiated)
+    arrays = tuple(Array(name, shapes[name], "float64" if name in floats or name in masks else "int64",
+                         "differentiated" if name in differentiated else "data", parts.get(name, ""))
                    for name in (network.input, network.target, *network.given, *network.parameters))
     steps = tuple(f.steps)
     values = {name: np.asarray(value) for name, value in network.values.items()}
@@ -68,7 +68,7 @@ def _loss(network: Network, f: layers.Forward) -> None:
     if spec.mask:  # a masked step of the sequence counts 0
         data = KeepDims(f.arrays[spec.mask], 2) * data
     l2 = sp.Rational(repr(spec.l2))
-    penalty = sum((Total(f.arrays[name] ** 2) for name in network.weights), sp.S.Zero)
+    penalty = sp.Add(*(Total(f.arrays[name] ** 2) for name in network.weights))  # one Add: linear in depth
     words = (f"{rule.name}, {spec.reduction}" + (f", scale {spec.scale:g}" if spec.scale != 1 else "")
              + (f", margin {spec.margin:g}" if spec.kind == "multiclass_hinge" else "")
              + (f", l2 {spec.l2:g}" if l2 else ""))

@@ -80,6 +80,11 @@ def sweep(forward: list, loss: sp.Symbol, wanted: tuple, shapes: dict, name, com
     for i, (_, expr) in enumerate(forward):
         for symbol in expr.free_symbols & (set(wanted) - defined):
             first_use.setdefault(symbol, i)
+    used_first_at = defaultdict(list)  # step i -> the wanted arrays first used there, in their order
+    for array in wanted:
+        if array in first_use:
+            used_first_at[first_use[array]].append(array)
+    wanted_set = frozenset(wanted)
     compact = {c.output: c for c in composites}
 
     pulls = defaultdict(list)  # array -> [(source, contribution)]
@@ -87,7 +92,7 @@ def sweep(forward: list, loss: sp.Symbol, wanted: tuple, shapes: dict, name, com
     out = []
     for i in range(len(forward) - 1, -1, -1):
         symbol, expr = forward[i]
-        if symbol in wanted and not pulls[symbol]:  # a wanted result the loss does not use
+        if symbol in wanted_set and not pulls[symbol]:  # a wanted result the loss does not use
             pulls[symbol].append((None, sp.S.Zero))
         if pulls[symbol]:
             composite = compact.get(symbol)
@@ -102,11 +107,10 @@ def sweep(forward: list, loss: sp.Symbol, wanted: tuple, shapes: dict, name, com
             else:
                 for target, pull in _pull(expr, g, shapes, active):
                     pulls[target].append((symbol, pull))
-        for array in wanted:
-            if first_use.get(array) == i:
-                g = name(array)
-                shapes[g] = shapes[array]
-                out.append(_gradient(array, g, pulls[array], shapes))
+        for array in used_first_at.get(i, ()):
+            g = name(array)
+            shapes[g] = shapes[array]
+            out.append(_gradient(array, g, pulls[array], shapes))
     return out
 
 
@@ -146,7 +150,7 @@ def _pull(expr, g, shapes, active) -> list[tuple[sp.Symbol, sp.Expr]]:
         held[op] = sp.Dummy(type(op).__name__)
     flat = expr.xreplace(held)
     back = {dummy: op for op, dummy in held.items()}
-    local = dict(shapes) | {dummy: shape_of(op, shapes) for dummy, op in back.items()}
+    held_shapes = {dummy: shape_of(op, shapes) for dummy, op in back.items()}  # not a copy of all the shapes
     out = []
     for u in sorted(flat.free_symbols & (active | set(back)), key=lambda s: sp.default_sort_key(back.get(s, s))):
         if u in back and not back[u].free_symbols & active:
@@ -154,7 +158,7 @@ def _pull(expr, g, shapes, active) -> list[tuple[sp.Symbol, sp.Expr]]:
         pull = (g * sp.diff(flat, u)).xreplace(back)
         target = back.get(u, u)
         if not (u in back and target.reduces):  # an operation that sums its broadcast pull itself
-            pull = _fit(pull, local[u], shapes, whole=shape_of(expr, shapes))
+            pull = _fit(pull, held_shapes[u] if u in held_shapes else shapes[u], shapes, whole=shape_of(expr, shapes))
         out += _pull(target, pull, shapes, active) if u in back else [(u, pull)]
     return out
 
