@@ -101,7 +101,11 @@ def _shape(loop: Loop, symbol, stacked: bool) -> str:
     dims = loop.body.shapes()[symbol][1:]
     seq = loop.sequences[0][1]
     dims = ((sp.Integer(loop.length),) if stacked else ()) + tuple(dims)
-    dtype = f"np.result_type({', '.join((seq, *loop.parameters[:1]))})"
+    floats = {a.name for a in loop.body.arrays if a.dtype.startswith("float")}  # not an integer mask's dtype
+    arrays = [outer for inner, outer in loop.sequences if inner in floats][:1] + [p for p in loop.parameters
+                                                                               if p in floats][:1]
+    dtype = f"np.result_type({', '.join(arrays)})" if len(arrays) > 1 else (
+        f"np.result_type({arrays[0]}, 1.0)" if arrays else "float")
     return f"({seq}.shape[0], " + ", ".join(str(int(d)) for d in dims) + f"), dtype={dtype}"
 
 
@@ -160,9 +164,23 @@ def _backward(printer, key, parts: dict, cse) -> list[str]:
         body.append(f"dL_d{loop.name}_t = {g.name}[:, t]")
     targets = {grads[name]: (parts[name], "+=") for name in loop.parameters if name in parts}
     targets.update({grads[inner]: (parts[outer], "[:, t] =") for inner, outer in loop.sequences if outer in parts})
-    for symbol, expr in cse(needed):
+    lines = cse(needed)
+    # a parameter's gradient at t that another line reads (dL_dc = dL_db): a local of its own, since
+    # its name is the sum over the steps being accumulated
+    read = set().union(*(e.free_symbols for _, e in lines)) if lines else set()
+    taken = {s.name for s, _ in lines} | {s.name for s in read}
+    local = {}
+    for symbol in targets:
+        if symbol in read and targets[symbol][1] == "+=":
+            name, k = f"{symbol.name}_t", 2
+            while name in taken:
+                name, k = f"{symbol.name}_t{k}", k + 1
+            local[symbol] = sp.Symbol(name)
+    for symbol, expr in ((s, e.xreplace(local)) for s, e in lines):
         code = printer.doprint(expr)
-        if symbol in targets:
+        if symbol in local:
+            body += [f"{local[symbol].name} = {code}", f"{targets[symbol][0].name} += {local[symbol].name}"]
+        elif symbol in targets:
             target, how = targets[symbol]
             body.append(f"{target.name} += {code}" if how == "+=" else f"{target.name}[:, t] = {code}")
         else:

@@ -237,8 +237,8 @@ class _Blocks:
         if any(s in self.region and s not in last for s in keep):
             return None  # a wanted intermediate inside the loop: it stays unrolled, by name
         buffers = self.buffers(body)
-        if buffers is None:
-            return None
+        if buffers is None or any(start.get(self.previous[j]) in keep for j in buffers):
+            return None  # (a buffer's zeros asked for by name: they are not part of the loop)
         outputs = self.outputs(buffers, last, keep)
         if outputs is None:
             return None
@@ -425,15 +425,19 @@ def named(loop: Loop, name: str, outer: dict, users: dict, aliases: dict, taken:
     (`prev_h`, else `next_h_prev`), a sequence's slice `x_t`; a step of no name used once is
     written into its user, as in the rest of the trace."""
     from .names import reserved
-    taken = set(taken)
+    taken = set(taken) | {name, f"{name}_t"}  # dL_d<name>_t: the slice of the gradient that reaches the loop
 
-    def fresh(base, suffix=""):
+    def fresh(base, suffix="", also=()):
+        """base<suffix>, else base2<suffix>, ...: free, and so are base<k><s> for s in `also`
+        (a state's h_t needs h_next free: dL_dh_next is the gradient it carries)."""
         k = 1
         while True:
-            candidate = f"{base}{k if k > 1 else ''}{suffix}"
-            if candidate not in taken and not (candidate != "t" and reserved(candidate, steps=False)) \
-                    and candidate != "t" and candidate.isidentifier():
+            stem = f"{base}{k if k > 1 else ''}"
+            candidate = stem + suffix
+            if (candidate not in taken and not (candidate != "t" and reserved(candidate, steps=False))
+                    and candidate != "t" and candidate.isidentifier() and not {stem + a for a in also} & taken):
                 taken.add(candidate)
+                taken.update(stem + a for a in also)
                 return candidate
             k += 1
 
@@ -454,7 +458,7 @@ def named(loop: Loop, name: str, outer: dict, users: dict, aliases: dict, taken:
                 and step.name != loop.output and not step.data):
             inline[step.symbol] = expr
             continue
-        rename[step.name] = fresh(base_name(user) if user else "v", "_t")
+        rename[step.name] = fresh(base_name(user) if user else "v", "_t", ("_next",) if step.name in carried else ())
         kept.append(replace(step, expr=expr))
     for prev, new, _ in loop.carried:
         raw = body.step(new).notes["traced"][0]

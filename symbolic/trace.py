@@ -256,7 +256,7 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
     known = {a.name for a in inputs}
     for w in wanted_names:
         if w not in known and w not in by_name:
-            local = sorted(names.names.values())
+            local = sorted(set(names.names.values()))
             raise TraceError(f"wrt names {w!r}, which is neither an array given nor a local variable of "
                              f"{getattr(fn, '__name__', 'the function')} that holds a traced array"
                              + (f" (those: {', '.join(local)})" if local else ""))
@@ -270,8 +270,17 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
             uses[s] = uses.get(s, 0) + (2 if isinstance(step.expr, Scan) else 1)
     rename, inline = {}, {}
     taken = set(names.taken)
+    named = {a.name for a in inputs} | {names.names[s.symbol] for s in kept
+                                        if s.symbol in names.names and not isinstance(s.expr, Scan)}
     for step in kept:
         expr = step.expr.xreplace(inline).xreplace(rename)
+        if isinstance(step.expr, Scan):  # its name at t (h_t) is the loop's too: both free
+            user = names.names.get(step.symbol)
+            name = _loop_name(user or ("out" if step.symbol == result.expr else "v"),
+                              named | {r.name for r in rename.values()} | (set() if user else taken))
+            rename[step.symbol] = sp.Symbol(name)
+            taken |= {name, f"{name}_t"}
+            continue
         if step.symbol in names.names:
             rename[step.symbol] = sp.Symbol(names.names[step.symbol])
         elif step.symbol == result.expr:
@@ -321,6 +330,15 @@ def _rewritten(steps, inputs, output, keep) -> list:
 def _keeps_name(expr) -> bool:
     """An expression that should stay a step of its own even when used once: a write in place, a loop."""
     return isinstance(expr, (ops.SetItem, Scan))
+
+
+def _loop_name(base: str, taken: set) -> str:
+    """A name for a rolled loop's value: neither it nor its value at t (`name_t`) taken."""
+    candidate, k = base, 1
+    while candidate in taken or f"{candidate}_t" in taken or candidate in RESERVED or _generated_name(candidate):
+        k += 1
+        candidate = f"{base}{k}"
+    return candidate
 
 
 def _name_scans(steps, names) -> None:

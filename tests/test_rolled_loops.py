@@ -299,3 +299,109 @@ def test_check_of_a_traced_loop_diagnoses_the_forgotten_carry():
     (diagnosis,) = next(row for row in rows if row.name == "x").diagnosis
     T = arrays["x"].shape[1]
     assert diagnosis["kind"] == "steps" and diagnosis["right_from"] == T - 1  # right at the last step only
+
+
+# -- what an adversarial review found (each a wrong gradient or a crash before) -----------------
+
+
+def same_gradient_twice(x, h0, Wh, b, c):  # b and c get the same gradient at every step
+    s = h0
+    for t in range(x.shape[1]):
+        s = np.tanh(x[:, t] + s @ Wh + b + c)
+    return s
+
+
+def argument_as_the_state(x, h, Wx, Wh, b):  # the argument h reassigned: the loop's value is not h
+    for t in range(x.shape[1]):
+        h = np.tanh(x[:, t] @ Wx + h @ Wh + b)
+    return h
+
+
+def integer_sequence_first(x, counts, h0):  # the first sequence the loop reads holds integers
+    s, out = h0, []
+    for t in range(counts.shape[1]):
+        s = np.tanh(0.5 * s + counts[:, t] * x[:, t])
+        out.append(s)
+    return np.stack(out, axis=1)
+
+
+def a_local_named_like_the_carry(x, h0, Wx, Wh, b, c):  # h_next: the name of the carried gradient's array
+    z = np.tanh(c)
+    h = h0
+    for t in range(x.shape[1]):
+        h = np.tanh(x[:, t] @ Wx + h @ Wh + b)
+    h_next = h + z
+    return h_next * h_next
+
+
+def an_argument_named_like_the_slice(x, h0, Wx, Wh, out_t):  # out_t: the loop's value at t
+    out = np.zeros((x.shape[0], x.shape[1], h0.shape[1]))
+    s = h0
+    for t in range(x.shape[1]):
+        s = np.tanh(x[:, t] @ Wx + s @ Wh + out_t)
+        out[:, t] = s
+    return out
+
+
+def the_buffer_is_an_argument(x, h0, Wx, Wh, h):  # written over whole: its gradient is 0
+    h = h.copy()
+    s = h0
+    for t in range(x.shape[1]):
+        s = np.tanh(x[:, t] @ Wx + s @ Wh)
+        h[:, t] = s
+    return h
+
+
+def _found(rng, N=2, T=3, D=3, H=4):
+    return {
+        same_gradient_twice: dict(x=_n(rng, N, T, H), h0=_n(rng, N, H), Wh=_n(rng, H, H) / 2, b=_n(rng, H),
+                                  c=_n(rng, H)),
+        argument_as_the_state: dict(x=_n(rng, N, T, D), h=_n(rng, N, H), Wx=_n(rng, D, H), Wh=_n(rng, H, H) / 2,
+                                    b=_n(rng, H)),
+        integer_sequence_first: dict(x=_n(rng, N, T, H), counts=rng.integers(0, 3, size=(N, T, H)),
+                                     h0=_n(rng, N, H)),
+        a_local_named_like_the_carry: dict(x=_n(rng, N, T, D), h0=_n(rng, N, H), Wx=_n(rng, D, H),
+                                           Wh=_n(rng, H, H) / 2, b=_n(rng, H), c=_n(rng, H)),
+        an_argument_named_like_the_slice: dict(x=_n(rng, N, T, D), h0=_n(rng, N, H), Wx=_n(rng, D, H),
+                                               Wh=_n(rng, H, H) / 2, out_t=_n(rng, H)),
+        the_buffer_is_an_argument: dict(x=_n(rng, N, T, D), h0=_n(rng, N, H), Wx=_n(rng, D, H),
+                                        Wh=_n(rng, H, H) / 2, h=_n(rng, N, T, H)),
+    }
+
+
+@pytest.mark.parametrize("fn", list(_found(np.random.default_rng(0))), ids=lambda f: f.__name__)
+def test_what_the_review_found_rolls_and_is_right(fn):
+    rng = np.random.default_rng(0)
+    arrays = _found(rng)[fn]
+    program = symprop.trace(fn, **arrays)
+    assert _loops(program) == 1
+    module = _module(program)
+    value = fn(**arrays)
+    np.testing.assert_allclose(module["forward"](**{k: v for k, v in arrays.items()}), value, rtol=1e-12,
+                               atol=1e-12)
+    dout = rng.normal(size=np.shape(value))
+    kept = dout.copy()
+    expected = symprop.numerical_gradients(lambda **c: float(np.sum(fn(**_with(arrays, c)) * dout)), arrays,
+                                           list(program.wrt))
+    got = module["gradients"](**arrays, dout=dout)
+    assert np.array_equal(dout, kept)  # the caller's dout is not written into
+    for name in program.wrt:
+        if not np.any(expected[name]):
+            assert not np.any(got[name]), name  # written over whole: exactly 0
+        else:
+            assert _normwise(got[name], expected[name]) < 1e-6, name
+
+
+def test_the_zeros_of_a_buffer_asked_for_by_name_stay_unrolled():
+    def fn(x, h0, Wx, Wh):
+        h = np.zeros((x.shape[0], x.shape[1], h0.shape[1]))
+        s = h0
+        for t in range(x.shape[1]):
+            s = np.tanh(x[:, t] @ Wx + s @ Wh)
+            h[:, t] = s
+        return h
+    arrays = {k: v for k, v in _rnn(np.random.default_rng(0), 2, 3, 3, 4).items() if k != "b"}
+    program = symprop.trace(fn, wrt=["h"], **arrays)
+    assert _loops(program) == 0
+    got = _module(program)["gradients"](**arrays, dout=np.ones((2, 3, 4)))
+    assert got["h"].shape == (2, 3, 4) and not np.any(got["h"])  # written over whole
