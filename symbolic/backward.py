@@ -288,7 +288,8 @@ def _joined(expr: sp.Expr, ndim: int) -> sp.Expr:
     arrays added."""
     if not expr.is_Add or not all(isinstance(term, PadColumns) for term in expr.args):
         return expr
-    blocks = sorted((int(term.args[1]), int(term.args[2]), int(term.args[3]), term.args[0]) for term in expr.args)
+    blocks = sorted(((int(term.args[1]), int(term.args[2]), int(term.args[3]), term.args[0]) for term in expr.args),
+                    key=lambda block: block[:3])  # by position (two pads of one block: not tiled)
     width = blocks[0][2]
     tiled = all(b[2] == width for b in blocks) and blocks[0][0] == 0 and blocks[-1][1] == width and all(
         a[1] == b[0] for a, b in zip(blocks, blocks[1:]))

@@ -405,3 +405,17 @@ def test_the_zeros_of_a_buffer_asked_for_by_name_stay_unrolled():
     assert _loops(program) == 0
     got = _module(program)["gradients"](**arrays, dout=np.ones((2, 3, 4)))
     assert got["h"].shape == (2, 3, 4) and not np.any(got["h"])  # written over whole
+
+
+def test_traced_cs231n_lstm_step_forward_gives_the_published_next_h():
+    # cs231n's lstm_step_forward check: a nonzero prev_c, which a spec's lstm (c_0 = 0) cannot
+    # take, is an argument of the learner's step function
+    N, D, H = 3, 4, 5
+    arrays = dict(x=_linspace(-0.4, 1.2, N, D), prev_h=_linspace(-0.3, 0.7, N, H), prev_c=_linspace(-0.4, 0.9, N, H),
+                  Wx=_linspace(-2.1, 1.3, D, 4 * H), Wh=_linspace(-0.7, 2.2, H, 4 * H), b=_linspace(0.3, 0.7, 4 * H))
+    program = symprop.trace(L.lstm_step_forward, **arrays)
+    next_h = _module(program)["forward"](**arrays)
+    expected = np.asarray([[0.24635157, 0.28610883, 0.32240467, 0.35525807, 0.38474904],
+                           [0.49223563, 0.55611431, 0.61507696, 0.66844003, 0.7159181],
+                           [0.56735664, 0.66310127, 0.74419266, 0.80889665, 0.858299]])
+    assert np.max(np.abs(next_h - expected)) < 1e-8  # published to 8 decimals
