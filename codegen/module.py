@@ -221,8 +221,21 @@ def steps_source(network: Network) -> str:
     return source
 
 
+def loss_source(network: Network) -> tuple[str, tuple]:
+    """`def _loss_positional(x, y, W1, ...)`: the loss, its arrays by position, unchecked; and their
+    order. Not part of the generated modules: `symprop check` appends it to the one it compiles in
+    memory and calls it thousands of times (Python matches keyword arguments to keyword-only
+    parameters one by one: for a network of hundreds of arrays, that matching cost more than the
+    loss itself)."""
+    derivation = symbolic.derive(network)
+    names = (network.input, network.target) + network.given + network.parameters
+    return _function(GradientPrinter(layout=network.layout), derivation, "_loss_positional", names,
+                     [derivation.loss], "The loss, its arrays by position.", f"float({derivation.loss.name})",
+                     validate=False, positional=True)
+
+
 def _function(printer, derivation: Derivation, name: str, arguments: tuple, wanted: list,
-              doc: str, result: str, validate: bool = True) -> str:
+              doc: str, result: str, validate: bool = True, positional: bool = False) -> str:
     steps = _needed(derivation.steps, wanted)
     lines = _cse(steps)
     used = set().union(*(expr.free_symbols for _, expr in lines)) if lines else set()
@@ -237,7 +250,8 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
         body.append(f"{INDENT}N = {network.input}.shape[0]")
     body += [INDENT + line for line in statements(printer, lines, _cse)]
     body.append(f"{INDENT}return {result}")
-    return f"def {name}(*, {signature}, **unknown):\n" + "\n".join(body) + "\n", arguments
+    header = f"def {name}({', '.join(arguments)}):" if positional else f"def {name}(*, {signature}, **unknown):"
+    return header + "\n" + "\n".join(body) + "\n", arguments
 
 
 _VALIDATION = "\n\n".join(inspect.getsource(function) for function in (

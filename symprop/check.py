@@ -26,7 +26,7 @@ from .numerical import finite_differences, largest, mismatched, relative_errors,
 from .symbolic.spec import Network, as_network
 
 from .codegen.files import compile_module
-from .codegen.module import generate, steps_source
+from .codegen.module import generate, loss_source, steps_source
 from .sandbox import Failed
 
 RTOL = 1e-6  # float64 against finite differences
@@ -290,7 +290,9 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     if batch < network.least_batch() and network.batch is None:  # a batchnorm over one value each
         raise CheckError(f"batch must be at least 2 for a batchnorm (over one sample it gives 0, and no "
                          f"gradient before it), not {batch}")
-    module = compile_module(network, generate(network) + "\n\n" + steps_source(network))
+    positional, order = loss_source(network)
+    module = compile_module(network, generate(network) + "\n\n" + steps_source(network) + "\n\n" + positional)
+    module.POSITIONAL = order  # the arguments of _loss_positional, in order
     report = Report(network)
     report.order = ["loss", *backward_order(network)]
     if values is None:
@@ -334,7 +336,9 @@ def backward_order(network: Network) -> list[str]:
 def _check_numerical(report, module, values64, loss, generated, entries, seed, progress):
     network = report.network
     sampled = _sampled_entries(network, values64, entries, seed)
-    numerical, kinks = finite_differences(module.loss, values64, network.differentiated, entries=sampled,
+    def loss_of(**arrays):  # by position: the loss of hundreds of arrays, without matching their names
+        return module._loss_positional(*(arrays[name] for name in module.POSITIONAL))
+    numerical, kinks = finite_differences(loss_of, values64, network.differentiated, entries=sampled,
                                           progress=progress)
     rows = []
     for name in network.differentiated:
