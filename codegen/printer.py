@@ -57,14 +57,26 @@ class _WeightColumns(sp.Function):
 def code_forms(expr: sp.Expr) -> sp.Expr:
     """`expr` as the code computes it: the stable forms (`stable_forms`), and each convolution and
     weight gradient through the columns of its input, a subexpression that common-subexpression
-    elimination then computes once for both."""
-    expr = stable_forms(expr)
-    expr = expr.replace(lambda e: e.is_Add, _masks_as_numbers)
-    expr = _negated_masks(expr)
-    expr = expr.replace(lambda e: isinstance(e, Conv2d),
-                        lambda e: _ConvColumns(_Im2col(e.args[0], *e.args[2:]), e.args[1]))
-    return expr.replace(lambda e: isinstance(e, Conv2dWeightGrad),  # (x, g, stride, padding, kernel)
-                        lambda e: _WeightColumns(_Im2col(e.args[0], e.args[4], e.args[2], e.args[3]), e.args[1]))
+    elimination then computes once for both. Each rewrite runs only where what it rewrites occurs
+    (one walk finds out): most lines have none, and a deep network has thousands of lines."""
+    from ..symbolic.arrays import OneHot
+    kinds = {type(e) for e in sp.preorder_traversal(expr)}
+
+    def has(*classes):
+        return any(issubclass(kind, classes) for kind in kinds)
+    if has(sp.exp):
+        expr = stable_forms(expr)
+    if has(sp.Piecewise):
+        expr = expr.replace(lambda e: e.is_Add, _masks_as_numbers)
+    if has(sp.Piecewise, OneHot):
+        expr = _negated_masks(expr)
+    if has(Conv2d):
+        expr = expr.replace(lambda e: isinstance(e, Conv2d),
+                            lambda e: _ConvColumns(_Im2col(e.args[0], *e.args[2:]), e.args[1]))
+    if has(Conv2dWeightGrad):  # (x, g, stride, padding, kernel)
+        expr = expr.replace(lambda e: isinstance(e, Conv2dWeightGrad),
+                            lambda e: _WeightColumns(_Im2col(e.args[0], e.args[4], e.args[2], e.args[3]), e.args[1]))
+    return expr
 
 
 def _is_step(expr) -> bool:
