@@ -17,6 +17,7 @@ import sympy as sp
 from .. import symbolic
 from ..symbolic.arrays import BATCH
 from ..symbolic.derive import Derivation, Step
+from ..symbolic.program import needed_steps
 from ..symbolic.spec import Network, as_network
 
 from . import runtime
@@ -159,16 +160,6 @@ def _docstring_safe(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
-def _needed(steps: tuple[Step, ...], wanted: list) -> list[Step]:
-    """The steps that `wanted` depends on, in order."""
-    needed, kept = set(wanted), []
-    for step in reversed(steps):
-        if step.symbol in needed:
-            kept.append(step)
-            needed |= step.expr.free_symbols
-    return kept[::-1]
-
-
 def _worth_naming(expr: sp.Expr) -> bool:
     """Whether a common subexpression is worth a line of its own."""
     if expr.is_Relational or expr.is_Atom:
@@ -236,7 +227,7 @@ def loss_source(network: Network) -> tuple[str, tuple]:
 
 def _function(printer, derivation: Derivation, name: str, arguments: tuple, wanted: list,
               doc: str, result: str, validate: bool = True, positional: bool = False) -> str:
-    steps = _needed(derivation.steps, wanted)
+    steps = needed_steps(derivation.steps, wanted)
     lines = _cse(steps)
     used = set().union(*(expr.free_symbols for _, expr in lines)) if lines else set()
     network = derivation.network

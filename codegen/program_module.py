@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import inspect
 
-from ..symbolic.program import Program, ProgramDerivation, derive_program
+from ..symbolic.program import Program, ProgramDerivation, derive_program, needed_steps
 from . import runtime
 from .loops import statements
-from .module import HASH_BLANK, HASH_PREFIX, INDENT, _cse, _docstring_safe, _needed, content_hash
+from .module import HASH_BLANK, HASH_PREFIX, INDENT, _cse, _docstring_safe, content_hash
 from .printer import GradientPrinter, helper_source
 
 
@@ -83,7 +83,7 @@ def _header(program: Program, out: str = "") -> str:
 
 def _function(printer, derivation: ProgramDerivation, name: str, arguments: tuple, wanted: list, doc: str,
               result: str):
-    steps = _needed(derivation.steps, wanted)
+    steps = needed_steps(derivation.steps, wanted)
     lines = _cse(steps)
     values = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
     signature = "".join(f"{a}=None, " for a in arguments)

@@ -150,6 +150,16 @@ def derive_program(program: Program) -> ProgramDerivation:
     return ProgramDerivation(program, tuple(steps), loss, {w: found.get(w) for w in program.wrt})
 
 
+def needed_steps(steps, wanted) -> list:
+    """The steps that the symbols `wanted` depend on, in order."""
+    needed, kept = set(wanted), []
+    for step in reversed(steps):
+        if step.symbol in needed:
+            kept.append(step)
+            needed |= step.expr.free_symbols
+    return kept[::-1]
+
+
 def evaluate_steps(program: Program, values: dict) -> dict:
     """Every step's value, `values` giving the arguments' (NumPy arrays of floats, or object arrays
     of SymPy numbers or symbols: then the values are exact expressions)."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from .ops import GetItem, NewAxis, Permute, SetItem, Slice, Stack, Full
-from .program import Array, Program, Step
+from .program import Array, Program, Step, needed_steps
 from .rewrites import rewrite_steps
 from .scan import Loop, scan
 
@@ -61,17 +61,7 @@ def roll(steps: list, arrays: Arrays, keep: set) -> list:
         found = _find(steps, shapes, dtypes, keep)
         if found is None:
             return steps
-        steps = _needed(found, keep)
-
-
-def _needed(steps, keep) -> list:
-    """The steps `keep` depends on, in order (a buffer's zeros, written over whole, are not)."""
-    needed, out = set(keep), []
-    for step in reversed(steps):
-        if step.symbol in needed:
-            out.append(step)
-            needed |= step.expr.free_symbols
-    return out[::-1]
+        steps = needed_steps(found, keep)  # a buffer's zeros, written over whole, are not
 
 
 # ---------------------------------------------------------------------------------------------

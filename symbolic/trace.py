@@ -34,7 +34,7 @@ import sympy as sp
 
 from . import ops, rolling
 from .numpy_rules import Namespace
-from .program import Array, Program, Step
+from .program import Array, Program, Step, needed_steps
 from .rewrites import rewrite_steps
 from .scan import Scan, scan
 from .names import reserved
@@ -318,13 +318,7 @@ def _rewritten(steps, inputs, output, keep) -> list:
     """The steps with the idioms rewritten (`symbolic.rewrites`), and those no longer needed dropped."""
     shapes = {sp.Symbol(a.name): tuple(sp.Integer(d) for d in a.shape) for a in inputs}
     shapes.update({s.symbol: tuple(sp.Integer(d) for d in s.shape) for s in steps})
-    steps = rewrite_steps(steps, shapes, keep)
-    needed, kept = {output} | set(keep), []
-    for step in reversed(steps):
-        if step.symbol in needed:
-            kept.append(step)
-            needed |= step.expr.free_symbols
-    return kept[::-1]
+    return needed_steps(rewrite_steps(steps, shapes, keep), {output} | set(keep))
 
 
 def _keeps_name(expr) -> bool:

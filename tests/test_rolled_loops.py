@@ -16,6 +16,7 @@ import symprop
 from symprop.symbolic.program import element_gradients
 from symprop.symbolic.scan import Scan
 
+from test_sequences import LSTM_FORWARD_H, RNN_FORWARD_H
 from test_trace import _module, _normwise, _value, _with
 
 
@@ -151,14 +152,7 @@ def test_traced_cs231n_rnn_forward_gives_the_published_values():
     program = symprop.trace(L.rnn_forward, **arrays)
     assert _loops(program) == 1
     h = _module(program)["forward"](**arrays)
-    expected = np.asarray([
-        [[-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
-         [-0.39525808, -0.22554661, -0.0409454, 0.14649412, 0.32397316],
-         [-0.42305111, -0.24223728, -0.04287027, 0.15997045, 0.35014525]],
-        [[-0.55857474, -0.39065825, -0.19198182, 0.02378408, 0.23735671],
-         [-0.27150199, -0.07088804, 0.13562939, 0.33099728, 0.50158768],
-         [-0.51014825, -0.30524429, -0.06755202, 0.17806392, 0.40333043]]])
-    assert np.max(np.abs(h - expected)) < 1e-8  # published to 8 decimals
+    assert np.max(np.abs(h - RNN_FORWARD_H)) < 1e-8  # published to 8 decimals
 
 
 def test_traced_cs231n_lstm_forward_gives_the_published_values():
@@ -168,14 +162,7 @@ def test_traced_cs231n_lstm_forward_gives_the_published_values():
     program = symprop.trace(L.lstm_forward, **arrays)
     assert _loops(program) == 1
     h = _module(program)["forward"](**arrays)
-    expected = np.asarray([
-        [[0.01764008, 0.01823233, 0.01882671, 0.0194232],
-         [0.11287491, 0.12146228, 0.13018446, 0.13902939],
-         [0.31358768, 0.33338627, 0.35304453, 0.37250975]],
-        [[0.45767879, 0.4761092, 0.4936887, 0.51041945],
-         [0.6704845, 0.69350089, 0.71486014, 0.7346449],
-         [0.81733511, 0.83677871, 0.85403753, 0.86935314]]])
-    assert np.max(np.abs(h - expected)) < 1e-8
+    assert np.max(np.abs(h - LSTM_FORWARD_H)) < 1e-8
 
 
 def test_traced_cs231n_captioning_loss_is_published_and_its_gradients_are_the_specs():

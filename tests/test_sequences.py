@@ -143,6 +143,23 @@ def test_attention_equals_the_oracle(causal):
 
 
 
+# cs231n's published outputs (assignment 3): rnn_forward and lstm_forward on its linspace inputs
+RNN_FORWARD_H = np.asarray([
+    [[-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
+     [-0.39525808, -0.22554661, -0.0409454, 0.14649412, 0.32397316],
+     [-0.42305111, -0.24223728, -0.04287027, 0.15997045, 0.35014525]],
+    [[-0.55857474, -0.39065825, -0.19198182, 0.02378408, 0.23735671],
+     [-0.27150199, -0.07088804, 0.13562939, 0.33099728, 0.50158768],
+     [-0.51014825, -0.30524429, -0.06755202, 0.17806392, 0.40333043]]])
+LSTM_FORWARD_H = np.asarray([
+    [[0.01764008, 0.01823233, 0.01882671, 0.0194232],
+     [0.11287491, 0.12146228, 0.13018446, 0.13902939],
+     [0.31358768, 0.33338627, 0.35304453, 0.37250975]],
+    [[0.45767879, 0.4761092, 0.4936887, 0.51041945],
+     [0.6704845, 0.69350089, 0.71486014, 0.7346449],
+     [0.81733511, 0.83677871, 0.85403753, 0.86935314]]])
+
+
 def _cs231n(kind, T, D, H, **values):
     net = spec("cs", [T, D], {"kind": kind, "units": H, "initial": "h0"})
     return compile_module(net).forward(**values)
@@ -153,14 +170,7 @@ def test_cs231n_rnn_forward_published_value():
     h = _cs231n("rnn", T, D, H, x=np.linspace(-0.1, 0.3, num=N * T * D).reshape(N, T, D),
                 h0=np.linspace(-0.3, 0.1, num=N * H).reshape(N, H), Wx1=np.linspace(-0.2, 0.4, num=D * H).reshape(D, H),
                 Wh1=np.linspace(-0.4, 0.1, num=H * H).reshape(H, H), b1=np.linspace(-0.7, 0.1, num=H))
-    expected = np.asarray([
-        [[-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
-         [-0.39525808, -0.22554661, -0.0409454, 0.14649412, 0.32397316],
-         [-0.42305111, -0.24223728, -0.04287027, 0.15997045, 0.35014525]],
-        [[-0.55857474, -0.39065825, -0.19198182, 0.02378408, 0.23735671],
-         [-0.27150199, -0.07088804, 0.13562939, 0.33099728, 0.50158768],
-         [-0.51014825, -0.30524429, -0.06755202, 0.17806392, 0.40333043]]])
-    assert np.max(np.abs(h - expected)) < 1e-8
+    assert np.max(np.abs(h - RNN_FORWARD_H)) < 1e-8  # published to 8 decimals
 
 
 def test_cs231n_lstm_forward_published_value():
@@ -169,14 +179,7 @@ def test_cs231n_lstm_forward_published_value():
                 h0=np.linspace(-0.4, 0.8, num=N * H).reshape(N, H),
                 Wx1=np.linspace(-0.2, 0.9, num=4 * D * H).reshape(D, 4 * H),
                 Wh1=np.linspace(-0.3, 0.6, num=4 * H * H).reshape(H, 4 * H), b1=np.linspace(0.2, 0.7, num=4 * H))
-    expected = np.asarray([
-        [[0.01764008, 0.01823233, 0.01882671, 0.0194232],
-         [0.11287491, 0.12146228, 0.13018446, 0.13902939],
-         [0.31358768, 0.33338627, 0.35304453, 0.37250975]],
-        [[0.45767879, 0.4761092, 0.4936887, 0.51041945],
-         [0.6704845, 0.69350089, 0.71486014, 0.7346449],
-         [0.81733511, 0.83677871, 0.85403753, 0.86935314]]])
-    assert np.max(np.abs(h - expected)) < 1e-8
+    assert np.max(np.abs(h - LSTM_FORWARD_H)) < 1e-8
 
 
 def test_cs231n_rnn_step_forward_published_value():
