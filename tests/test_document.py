@@ -19,7 +19,8 @@ from networks import mlp, networks
 from symprop import symbolic
 from symprop.cli import main
 from symprop.codegen import files
-from symprop.codegen.module import _cse, _needed
+from symprop.codegen.module import _cse
+from symprop.symbolic.program import needed_steps
 from symprop.symbolic import elements
 from symprop.symbolic.document import PREAMBLE, element_rows
 from symprop.symbolic.notation import ArrayLatexPrinter, latex_name
@@ -126,7 +127,7 @@ def test_random_networks_compile_with_pdflatex(network, tmp_path_factory):
 def generated_closed_form(derivation, name):
     """The gradient as the code generator emits it: its printed lines, substituted back."""
     gradient = derivation.gradients[name]
-    lines = _cse(_needed(derivation.steps, [gradient]))
+    lines = _cse(needed_steps(derivation.steps, [gradient]))
     backward = {symbol: expr for symbol, expr in lines if not symbol.name.startswith(("z", "a"))}
     expr = backward[gradient]
     while expr.free_symbols & (backward.keys() - {gradient}):
