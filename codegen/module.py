@@ -77,7 +77,7 @@ def generate(network: Network, out: str | None = None) -> str:
         f"INPUT, TARGET = {net.input!r}, {net.target!r}\n"
         f"{classes}\n{tokens}\n"
         "VALIDATE = True  # False skips the argument checks of every function\n"
-        "CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf\n"
+        "CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)\n"
         "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n"
         "_EXPECTED = {}  # (function, input length) -> (type, shape, dtype kind) of each argument\n",
         *(source for source, _ in functions),
@@ -240,6 +240,10 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     if BATCH in used and network.batch is None:
         body.append(f"{INDENT}N = {network.input}.shape[0]")
     body += [INDENT + line for line in statements(printer, lines, _cse)]
+    if validate:  # NaN or inf looked for in what was computed; the slow path names the argument
+        results = ", ".join(symbol.name for symbol in wanted) + ("," if len(wanted) == 1 else "")
+        body += [f"{INDENT}if VALIDATE and not _finite(({results})):",
+                 f"{INDENT * 2}_converted({name!r}, ({values}), unknown)  # raises if an argument holds NaN or inf"]
     body.append(f"{INDENT}return {result}")
     header = f"def {name}({', '.join(arguments)}):" if positional else f"def {name}(*, {signature}, **unknown):"
     return header + "\n" + "\n".join(body) + "\n", arguments

@@ -7,7 +7,7 @@ A 10-20-1 ReLU regression network with a linear output, on a fixed batch of 5 ro
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: 897225556613d1254419c0815e6f01a4f94a3e86b8aeb1d5488f598defa3954c
+# symprop content hash: 903ff58f6a2ea20b2c3888963bdb12e07e026ad372350dc42e8eb62e52bb19c7
 
 
 import numpy as np
@@ -27,7 +27,7 @@ INPUT, TARGET = 'x', 'y'
 CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
 VALIDATE = True  # False skips the argument checks of every function
-CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
+CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
 ARGUMENTS = {
     'forward': ('x', 'W1', 'b1', 'W2', 'b2'),
     'loss': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
@@ -45,6 +45,8 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     a1 = np.maximum(z1, 0.0)
     z2 = np.dot(a1, W2) + b2
     a2 = z2
+    if VALIDATE and not _finite((a2,)):
+        _converted('forward', (x, W1, b1, W2, b2), unknown)  # raises if an argument holds NaN or inf
     return a2
 
 
@@ -57,6 +59,8 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     z2 = np.dot(a1, W2) + b2
     a2 = z2
     L = 0.1*np.sum((a2 - y)**2)
+    if VALIDATE and not _finite((L,)):
+        _converted('loss', (x, y, W1, b1, W2, b2), unknown)  # raises if an argument holds NaN or inf
     return float(L)
 
 
@@ -74,6 +78,8 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     delta1 = (z1 > 0)*np.dot(delta2, W2.T)
     dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum(axis=0)
+    if VALIDATE and not _finite((dL_dW1, dL_db1, dL_dW2, dL_db2)):
+        _converted('gradients', (x, y, W1, b1, W2, b2), unknown)  # raises if an argument holds NaN or inf
     return {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
 
@@ -93,15 +99,18 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     delta1 = (z1 > 0)*np.dot(delta2, W2.T)
     dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum(axis=0)
+    if VALIDATE and not _finite((L, dL_dW1, dL_db1, dL_dW2, dL_db2)):
+        _converted('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)  # raises if an argument holds NaN or inf
     return float(L), {"W1": dL_dW1, "b1": dL_db1, "W2": dL_dW2, "b2": dL_db2}
 
 
 def _arrays(function, values, unknown):
     """The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (the NumPy float arrays of an earlier call's shapes, labels in range, finite
-    values) costs a few microseconds and one pass over the arrays (CHECK_FINITE); anything else
-    takes the slow path, which converts lists, integers and booleans, and explains errors.
+    The common case (the NumPy float arrays of an earlier call's shapes, labels in range) costs a
+    microsecond or two and no pass over the values: NaN and inf are looked for in the results
+    (`_finite`); anything else takes the slow path, which converts lists, integers and booleans,
+    looks at every entry and explains errors.
     """
     try:
         signature = _signature(values)
@@ -110,8 +119,7 @@ def _arrays(function, values, unknown):
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
             or CLASSES and function != "forward"
             and not _labels_in_range(values[ARGUMENTS[function].index(TARGET)], CLASSES)
-            or TOKENS and not _labels_in_range(values[0], TOKENS)
-            or CHECK_FINITE and not _finite(values)):
+            or TOKENS and not _labels_in_range(values[0], TOKENS)):
         return _converted(function, values, unknown)
     return values
 
@@ -124,23 +132,19 @@ def _labels_in_range(labels, count):
     return labels.min() >= 0 and labels.max() < count
 
 
-def _finite(values):
-    """True when no array holds NaN or inf.
-
-    The small arrays are joined and checked in one pass; each large one by its sum of squares
-    (BLAS dot, faster than np.isfinite), where False may also mean that the sum overflowed
-    (entries beyond 1e154): the slow path then checks entry by entry.
-    """
-    small = [a for a in values if a.size <= 4096]
-    if small:
-        joined = np.concatenate(small, axis=None)
-        if np.count_nonzero(np.isfinite(joined)) != joined.size:
-            return False
-    large = [a.reshape(-1) for a in values if a.size > 4096]
-    if not large:
+def _finite(results):
+    """True when no result holds NaN or inf: the sum of their squares is finite (one BLAS dot
+    each, no copy). A function checks what it computed rather than its arguments: a NaN or inf
+    argument that reaches a result makes it non-finite, and the caller then runs the slow path
+    over the arguments (`_converted`), which names it. False may also mean that a finite sum
+    overflowed (entries beyond 1e154): the slow path then finds nothing and the results stand.
+    Always True when CHECK_FINITE is False."""
+    if not CHECK_FINITE:
         return True
-    with np.errstate(all="ignore"):
-        return all(np.isfinite(np.dot(a, a)) for a in large)
+    total = 0.0
+    for result in results:
+        total += float(np.vdot(result, result))  # a Python float: inf - inf is nan, no warning
+    return total - total == 0.0
 
 
 def _converted(function, values, unknown):

@@ -7,7 +7,7 @@ A 3-4-3-1 ReLU regression network with a linear output, on one column sample X, 
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: ee4bf1b25daa83a1b3007e7168de331bbb8cab7234214c086c05bec4059e0678
+# symprop content hash: 23f2d11216b43ebb263eacafef5da42cae9bcb64698324575a76c42fbff4f47e
 
 
 import numpy as np
@@ -29,7 +29,7 @@ INPUT, TARGET = 'X', 'y_true'
 CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
 VALIDATE = True  # False skips the argument checks of every function
-CHECK_FINITE = True  # False skips the one pass over the arrays that looks for NaN and inf
+CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
 ARGUMENTS = {
     'forward': ('X', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
     'loss': ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
@@ -49,6 +49,8 @@ def forward(*, X=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **u
     a2 = np.maximum(z2, 0.0)
     z3 = np.dot(W3, a2) + B3
     a3 = z3
+    if VALIDATE and not _finite((a3,)):
+        _converted('forward', (X, W1, B1, W2, B2, W3, B3), unknown)  # raises if an argument holds NaN or inf
     return a3
 
 
@@ -63,6 +65,8 @@ def loss(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3
     z3 = np.dot(W3, a2) + B3
     a3 = z3
     L = 0.5*np.sum((a3 - y_true)**2)
+    if VALIDATE and not _finite((L,)):
+        _converted('loss', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)  # raises if an argument holds NaN or inf
     return float(L)
 
 
@@ -85,6 +89,8 @@ def gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=Non
     delta1 = (z1 > 0)*np.dot(W2.T, delta2)
     dL_dW1 = np.outer(delta1, X)
     dL_dB1 = delta1
+    if VALIDATE and not _finite((dL_dW1, dL_dB1, dL_dW2, dL_dB2, dL_dW3, dL_dB3)):
+        _converted('gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)  # raises if an argument holds NaN or inf
     return {"W1": dL_dW1, "B1": dL_dB1, "W2": dL_dW2, "B2": dL_dB2, "W3": dL_dW3, "B3": dL_dB3}
 
 
@@ -109,15 +115,18 @@ def loss_and_gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=Non
     delta1 = (z1 > 0)*np.dot(W2.T, delta2)
     dL_dW1 = np.outer(delta1, X)
     dL_dB1 = delta1
+    if VALIDATE and not _finite((L, dL_dW1, dL_dB1, dL_dW2, dL_dB2, dL_dW3, dL_dB3)):
+        _converted('loss_and_gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)  # raises if an argument holds NaN or inf
     return float(L), {"W1": dL_dW1, "B1": dL_dB1, "W2": dL_dW2, "B2": dL_dB2, "W3": dL_dW3, "B3": dL_dB3}
 
 
 def _arrays(function, values, unknown):
     """The arguments of `function`, checked against SHAPES (N is the input's length).
 
-    The common case (the NumPy float arrays of an earlier call's shapes, labels in range, finite
-    values) costs a few microseconds and one pass over the arrays (CHECK_FINITE); anything else
-    takes the slow path, which converts lists, integers and booleans, and explains errors.
+    The common case (the NumPy float arrays of an earlier call's shapes, labels in range) costs a
+    microsecond or two and no pass over the values: NaN and inf are looked for in the results
+    (`_finite`); anything else takes the slow path, which converts lists, integers and booleans,
+    looks at every entry and explains errors.
     """
     try:
         signature = _signature(values)
@@ -126,8 +135,7 @@ def _arrays(function, values, unknown):
     if (unknown or signature != _EXPECTED.get((function, signature[0][1][:1]))
             or CLASSES and function != "forward"
             and not _labels_in_range(values[ARGUMENTS[function].index(TARGET)], CLASSES)
-            or TOKENS and not _labels_in_range(values[0], TOKENS)
-            or CHECK_FINITE and not _finite(values)):
+            or TOKENS and not _labels_in_range(values[0], TOKENS)):
         return _converted(function, values, unknown)
     return values
 
@@ -140,23 +148,19 @@ def _labels_in_range(labels, count):
     return labels.min() >= 0 and labels.max() < count
 
 
-def _finite(values):
-    """True when no array holds NaN or inf.
-
-    The small arrays are joined and checked in one pass; each large one by its sum of squares
-    (BLAS dot, faster than np.isfinite), where False may also mean that the sum overflowed
-    (entries beyond 1e154): the slow path then checks entry by entry.
-    """
-    small = [a for a in values if a.size <= 4096]
-    if small:
-        joined = np.concatenate(small, axis=None)
-        if np.count_nonzero(np.isfinite(joined)) != joined.size:
-            return False
-    large = [a.reshape(-1) for a in values if a.size > 4096]
-    if not large:
+def _finite(results):
+    """True when no result holds NaN or inf: the sum of their squares is finite (one BLAS dot
+    each, no copy). A function checks what it computed rather than its arguments: a NaN or inf
+    argument that reaches a result makes it non-finite, and the caller then runs the slow path
+    over the arguments (`_converted`), which names it. False may also mean that a finite sum
+    overflowed (entries beyond 1e154): the slow path then finds nothing and the results stand.
+    Always True when CHECK_FINITE is False."""
+    if not CHECK_FINITE:
         return True
-    with np.errstate(all="ignore"):
-        return all(np.isfinite(np.dot(a, a)) for a in large)
+    total = 0.0
+    for result in results:
+        total += float(np.vdot(result, result))  # a Python float: inf - inf is nan, no warning
+    return total - total == 0.0
 
 
 def _converted(function, values, unknown):

@@ -389,9 +389,26 @@ def test_finite_check_of_large_arrays():
         warnings.simplefilter("error")
         assert np.all(np.isfinite(module.forward(**{**values, "W1": _with(values["W1"], (0, 0), 1e200)})))
     np.testing.assert_array_equal(module.forward(**values), expected)
-    for bad in (np.nan, np.inf):
+    for bad in (np.nan, np.inf):  # x[2, 79] > 0: the entry reaches the output
+        values["x"][2, 79] = 0.5
         with pytest.raises(ValueError, match=rf"array 'W1' of shape \(80, 60\) holds {bad} at \[79, 59\]"):
             module.forward(**{**values, "W1": _with(values["W1"], (79, 59), bad)})
+
+
+def test_an_inf_that_reaches_no_result_is_not_reported():
+    # the results are checked, not the arguments: W1[79, 59] = inf meets x[:, 79] < 0 in every row,
+    # so z1[:, 59] = -inf and the ReLU makes it 0, the same as a finite -1e300 would
+    module = compile_module(mlp(80, (60, "relu"), (1, "identity")))
+    rng = np.random.default_rng(5)
+    values = {"x": rng.normal(size=(3, 80)), "W1": rng.normal(size=(80, 60)), "b1": np.zeros(60),
+              "W2": rng.normal(size=(60, 1)), "b2": np.zeros(1)}
+    values["x"][:, 79] = -1.0
+    module.forward(**values)  # the slow path, which looks at every argument, has run once
+    masked = module.forward(**{**values, "W1": _with(values["W1"], (79, 59), np.inf)})
+    np.testing.assert_array_equal(masked, module.forward(**{**values, "W1": _with(values["W1"], (79, 59), 1e300)}))
+    values["x"][0, 79] = 1.0  # now it reaches the output
+    with pytest.raises(ValueError, match=r"array 'W1' of shape \(80, 60\) holds inf at \[79, 59\]"):
+        module.forward(**{**values, "W1": _with(values["W1"], (79, 59), np.inf)})
 
 
 @pytest.mark.parametrize("activation", ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"])
