@@ -32,10 +32,10 @@ def compile_module(network: Network, source: str | None = None) -> types.ModuleT
     return module
 
 
-def render(networks: list[Network], out=None) -> dict[str, str]:
+def render(networks: list[Network], out=None, backend: str = "numpy") -> dict[str, str]:
     """File name -> source, for every network (to be written into the folder `out`, which the
     modules' regenerate line names); raises before anything is written."""
-    return {f"{net.name}.py": generate(net, None if out is None else str(out)) for net in networks}
+    return {f"{net.name}.py": generate(net, None if out is None else str(out), backend) for net in networks}
 
 
 def atomic_write(path: Path, write) -> None:

@@ -20,7 +20,7 @@ from ..symbolic.derive import Derivation, Step
 from ..symbolic.program import needed_steps
 from ..symbolic.spec import Network, as_network
 
-from . import runtime
+from . import numba_backend, runtime
 from .loops import statements
 from .printer import GradientPrinter, code_forms, helper_source
 
@@ -28,18 +28,33 @@ INDENT = "    "
 _FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
 
 
-def generate(network: Network, out: str | None = None) -> str:
+BACKENDS = ("numpy", "numba")
+
+
+def generate(network: Network, out: str | None = None, backend: str = "numpy") -> str:
+    try:
+        return _generate(network, out, backend)
+    except numba_backend.Unsupported as error:  # named after the network
+        raise numba_backend.Unsupported(error.what, getattr(network, "name", str(network))) from None
+
+
+def _generate(network: Network, out: str | None = None, backend: str = "numpy") -> str:
     """The module source that `symprop generate` writes for `network` (or the preset or spec it
     names, or a traced `Program`); `out`: the folder written to, named in its regenerate line
-    (None and "generated", the default folder, are not named)."""
+    (None and "generated", the default folder, are not named); `backend`: "numpy" (imports
+    nothing but NumPy) or "numba" (the same API, each function compiled: `codegen.numba_backend`)."""
     from ..symbolic.program import Program
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if isinstance(network, Program):  # its regenerate line is run from where it was traced
+        if backend == "numba":
+            raise numba_backend.Unsupported("a traced function")
         from .program_module import generate_program
         return generate_program(network, "" if out in (None, "generated") else f" --out {shlex.quote(str(out))}")
     network = as_network(network)
-    again = _out_option(network, out)
+    again = _out_option(network, out) + ("" if backend == "numpy" else f" --backend {backend}")
     derivation = symbolic.derive(network)
-    printer = GradientPrinter(layout=network.layout)
+    printer = (GradientPrinter if backend == "numpy" else numba_backend.NumbaPrinter)(layout=network.layout)
     net = network
     forward_names = (net.input,) + net.given + net.parameters
     all_names = (net.input, net.target) + net.given + net.parameters
@@ -51,15 +66,16 @@ def generate(network: Network, out: str | None = None) -> str:
     functions = [
         _function(printer, derivation, "forward", forward_names, [derivation.output],
                   f"The network output yhat = {derivation.output.name}, from the input and the parameters.",
-                  derivation.output.name),
+                  derivation.output.name, backend=backend),
         _function(printer, derivation, "loss", all_names, [derivation.loss],
-                  "The loss L, from the input, the target and the parameters.", loss_value),
+                  "The loss L, from the input, the target and the parameters.", loss_value, backend=backend),
         _function(printer, derivation, "gradients", all_names, list(derivation.gradients.values()),
                   "dL/d(array) for every parameter" + (" and the input" if net.wrt_input else "")
-                  + ", by name.", returns),
+                  + ", by name.", returns, backend=backend),
         _function(printer, derivation, "loss_and_gradients", all_names,
                   [derivation.loss, *derivation.gradients.values()],
-                  "The loss and the gradients, from one forward pass.", f"{loss_value}, {returns}"),
+                  "The loss and the gradients, from one forward pass.", f"{loss_value}, {returns}",
+                  backend=backend),
     ]
     shapes = net.shapes("N")
     classes = (f"CLASSES = {net.outputs}  # the target holds class labels 0 to {net.outputs - 1}" if net.loss.labels
@@ -70,7 +86,7 @@ def generate(network: Network, out: str | None = None) -> str:
     arguments = {name: args for name, (_, args) in zip(_FUNCTIONS, functions)}
     parts = [
         _header(net, again) + "\n" + HASH_PREFIX + HASH_BLANK,
-        "import numpy as np\n",
+        "import numpy as np\n" if backend == "numpy" else "import numba\nimport numpy as np\n",
         f"PARAMETERS = {tuple(net.parameters)!r}\n"
         f"DIFFERENTIATED = {tuple(net.differentiated)!r}\n"
         "SHAPES = {\n" + "".join(f"    {name!r}: {shape!r},\n" for name, shape in shapes.items()) + "}\n"
@@ -78,11 +94,14 @@ def generate(network: Network, out: str | None = None) -> str:
         f"{classes}\n{tokens}\n"
         "VALIDATE = True  # False skips the argument checks of every function\n"
         "CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)\n"
+        + ("FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)\n" if backend == "numpy" else
+           "FLOAT = np.float64  # the dtype the compiled functions take: other float arrays are converted\n") +
         "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n"
-        "_EXPECTED = {}  # (function, input length) -> (type, shape, dtype kind) of each argument\n",
+        "_EXPECTED = {}  # (function, input length) -> (type, shape, dtype) of each argument\n",
         *(source for source, _ in functions),
         _VALIDATION,
-        *(helper_source(name) for name in sorted(printer.helpers)),
+        *(helper_source(name) for name in sorted(printer.helpers) if backend == "numpy"),
+        *(numba_backend.kernel_helpers(printer) if backend == "numba" else ()),
     ]
     source = "\n\n".join(part.rstrip("\n") + "\n" for part in parts).replace("\n\n\n\n", "\n\n\n")
     return source.replace(HASH_PREFIX + HASH_BLANK, HASH_PREFIX + content_hash(source), 1)
@@ -226,7 +245,8 @@ def loss_source(network: Network) -> tuple[str, tuple]:
 
 
 def _function(printer, derivation: Derivation, name: str, arguments: tuple, wanted: list,
-              doc: str, result: str, validate: bool = True, positional: bool = False) -> str:
+              doc: str, result: str, validate: bool = True, positional: bool = False,
+              backend: str = "numpy") -> str:
     steps = needed_steps(derivation.steps, wanted)
     lines = _cse(steps)
     used = set().union(*(expr.free_symbols for _, expr in lines)) if lines else set()
@@ -234,6 +254,11 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     arguments = tuple(a for a in arguments if sp.Symbol(a) in used or a == network.input)
     values = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
     signature = ", ".join(f"{a}=None" for a in arguments)
+    if backend == "numba":  # the steps compiled in a kernel, the checks in Python around it
+        numba_backend.require_supported(lines)
+        body = [f"{INDENT}N = {network.input}.shape[0]"] if BATCH in used and network.batch is None else []
+        body += [INDENT + line for line in statements(printer, lines, _cse)]
+        return numba_backend.function(name, arguments, values, body, wanted, result, doc, signature), arguments
     body = [f'{INDENT}"""{doc}"""']
     if validate:
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)"]

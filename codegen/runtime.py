@@ -13,6 +13,7 @@ INPUT, TARGET = "x", "y"
 CLASSES = None  # the number of classes when the target holds class labels
 TOKENS = None  # the number of tokens when the input holds tokens (an embedding)
 CHECK_FINITE = True
+FLOAT = None  # the float dtype a compiled module computes in (None: float arrays keep theirs)
 _EXPECTED: dict = {}
 KINDS: dict = {}  # a traced module's arrays: name -> "f" (floats) or "d" (data: whole numbers, booleans)
 
@@ -38,7 +39,7 @@ def _arrays(function, values, unknown):
 
 
 def _signature(arrays):
-    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
+    return [(type(a), a.shape, a.dtype.char) for a in arrays]
 
 
 def _labels_in_range(labels, count):
@@ -83,8 +84,8 @@ def _converted(function, values, unknown):
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
                              f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
-        if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
-            array = array.astype(np.float64)
+        if not labels and (array.dtype.kind != "f" or FLOAT and array.dtype != FLOAT):
+            array = array.astype(FLOAT or np.float64)  # integers and booleans: computed in float64
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_expected(name, n)}")
         if name == INPUT and SHAPES[name][:1] == ("N",):

@@ -7,7 +7,7 @@ A 10-20-1 ReLU regression network with a linear output, on a fixed batch of 5 ro
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: 903ff58f6a2ea20b2c3888963bdb12e07e026ad372350dc42e8eb62e52bb19c7
+# symprop content hash: f1c53cfce9b9336b47f55f9d7c690cf68532cb290ce7e7ca2e52f819c1f4fb7d
 
 
 import numpy as np
@@ -28,13 +28,14 @@ CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
 VALIDATE = True  # False skips the argument checks of every function
 CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
+FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)
 ARGUMENTS = {
     'forward': ('x', 'W1', 'b1', 'W2', 'b2'),
     'loss': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
     'gradients': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
     'loss_and_gradients': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
 }
-_EXPECTED = {}  # (function, input length) -> (type, shape, dtype kind) of each argument
+_EXPECTED = {}  # (function, input length) -> (type, shape, dtype) of each argument
 
 
 def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
@@ -125,7 +126,7 @@ def _arrays(function, values, unknown):
 
 
 def _signature(arrays):
-    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
+    return [(type(a), a.shape, a.dtype.char) for a in arrays]
 
 
 def _labels_in_range(labels, count):
@@ -170,8 +171,8 @@ def _converted(function, values, unknown):
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
                              f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
-        if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
-            array = array.astype(np.float64)
+        if not labels and (array.dtype.kind != "f" or FLOAT and array.dtype != FLOAT):
+            array = array.astype(FLOAT or np.float64)  # integers and booleans: computed in float64
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_expected(name, n)}")
         if name == INPUT and SHAPES[name][:1] == ("N",):

@@ -7,7 +7,7 @@ A 3-4-3-1 ReLU regression network with a linear output, on one column sample X, 
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 23f2d11216b43ebb263eacafef5da42cae9bcb64698324575a76c42fbff4f47e
+# symprop content hash: 778250410a29b122bd929b516d460c224605a17e0bf9f2777c1668a161a39897
 
 
 import numpy as np
@@ -30,13 +30,14 @@ CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
 VALIDATE = True  # False skips the argument checks of every function
 CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
+FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)
 ARGUMENTS = {
     'forward': ('X', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
     'loss': ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
     'gradients': ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
     'loss_and_gradients': ('X', 'y_true', 'W1', 'B1', 'W2', 'B2', 'W3', 'B3'),
 }
-_EXPECTED = {}  # (function, input length) -> (type, shape, dtype kind) of each argument
+_EXPECTED = {}  # (function, input length) -> (type, shape, dtype) of each argument
 
 
 def forward(*, X=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **unknown):
@@ -141,7 +142,7 @@ def _arrays(function, values, unknown):
 
 
 def _signature(arrays):
-    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
+    return [(type(a), a.shape, a.dtype.char) for a in arrays]
 
 
 def _labels_in_range(labels, count):
@@ -186,8 +187,8 @@ def _converted(function, values, unknown):
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
                              f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
-        if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
-            array = array.astype(np.float64)
+        if not labels and (array.dtype.kind != "f" or FLOAT and array.dtype != FLOAT):
+            array = array.astype(FLOAT or np.float64)  # integers and booleans: computed in float64
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_expected(name, n)}")
         if name == INPUT and SHAPES[name][:1] == ("N",):

@@ -7,7 +7,7 @@ A 3-4-2 ReLU/softmax classifier on one column sample, loss -sum(y * log(yhat)) (
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: c1b8e481d825712cb565c6344ecc7d24f90e8d68d6ae66988a74431d809ae88a
+# symprop content hash: b3b573cf38eef7b5b910eb22204201f615450a0569d603be9380c49c7852da60
 
 
 import numpy as np
@@ -28,13 +28,14 @@ CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
 VALIDATE = True  # False skips the argument checks of every function
 CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
+FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)
 ARGUMENTS = {
     'forward': ('x', 'W', 'b1', 'U', 'b2'),
     'loss': ('x', 'y', 'W', 'b1', 'U', 'b2'),
     'gradients': ('x', 'y', 'W', 'b1', 'U', 'b2'),
     'loss_and_gradients': ('x', 'y', 'W', 'b1', 'U', 'b2'),
 }
-_EXPECTED = {}  # (function, input length) -> (type, shape, dtype kind) of each argument
+_EXPECTED = {}  # (function, input length) -> (type, shape, dtype) of each argument
 
 
 def forward(*, x=None, W=None, b1=None, U=None, b2=None, **unknown):
@@ -125,7 +126,7 @@ def _arrays(function, values, unknown):
 
 
 def _signature(arrays):
-    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
+    return [(type(a), a.shape, a.dtype.char) for a in arrays]
 
 
 def _labels_in_range(labels, count):
@@ -170,8 +171,8 @@ def _converted(function, values, unknown):
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
                              f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
-        if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
-            array = array.astype(np.float64)
+        if not labels and (array.dtype.kind != "f" or FLOAT and array.dtype != FLOAT):
+            array = array.astype(FLOAT or np.float64)  # integers and booleans: computed in float64
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_expected(name, n)}")
         if name == INPUT and SHAPES[name][:1] == ("N",):

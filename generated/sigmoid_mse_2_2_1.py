@@ -7,7 +7,7 @@ A 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^2)
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: 3e6a99b6164c9ed41ca7200dfee2bae4724b8d5d0cd03de3d5ee44f8036783d6
+# symprop content hash: 47e50aff0c404499ad91c4aff8708affc252dbbbae182e6cb04577102269788b
 
 
 import numpy as np
@@ -28,13 +28,14 @@ CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
 VALIDATE = True  # False skips the argument checks of every function
 CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
+FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)
 ARGUMENTS = {
     'forward': ('x', 'W1', 'b1', 'W2', 'b2'),
     'loss': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
     'gradients': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
     'loss_and_gradients': ('x', 'y', 'W1', 'b1', 'W2', 'b2'),
 }
-_EXPECTED = {}  # (function, input length) -> (type, shape, dtype kind) of each argument
+_EXPECTED = {}  # (function, input length) -> (type, shape, dtype) of each argument
 
 
 def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
@@ -128,7 +129,7 @@ def _arrays(function, values, unknown):
 
 
 def _signature(arrays):
-    return [(type(a), a.shape, a.dtype.kind) for a in arrays]
+    return [(type(a), a.shape, a.dtype.char) for a in arrays]
 
 
 def _labels_in_range(labels, count):
@@ -173,8 +174,8 @@ def _converted(function, values, unknown):
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
                              f"{_expected(name, n)}, not {array.dtype} of shape {_shape(array.shape)}")
-        if not labels and array.dtype.kind != "f":  # integers and booleans: computed in float64
-            array = array.astype(np.float64)
+        if not labels and (array.dtype.kind != "f" or FLOAT and array.dtype != FLOAT):
+            array = array.astype(FLOAT or np.float64)  # integers and booleans: computed in float64
         if not _fits(array.shape, _shape_tuple(SHAPES[name], n)):
             raise ValueError(f"array {name!r} has shape {_shape(array.shape)}, expected {_expected(name, n)}")
         if name == INPUT and SHAPES[name][:1] == ("N",):

@@ -24,6 +24,7 @@ from .symbolic.trace import TraceError
 from ._child import ImportFailed, describe, import_function
 from .check import CALLING_CONVENTION, CheckError, check
 from .codegen import files
+from .codegen.module import BACKENDS
 from .errors import UsageError
 from .limits import require_memory
 from . import train as training
@@ -121,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("generated"), help="output directory (default: generated)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file is missing or differs")
     p.add_argument("--force", action="store_true", help="overwrite modules that were edited by hand")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="numpy (default: imports nothing but NumPy) or numba (the same API, each function "
+                        "compiled; needs the numba extra: pip install symprop[numba])")
     p.set_defaults(run=_generate)
 
     p = commands.add_parser(
@@ -268,11 +272,12 @@ def _generate(args) -> int:
         raise UsageError("two specs name the same module: " + ", ".join(sorted({n for n in names if names.count(n) > 1})))
     if not args.check:
         files.require_writable(args.out, "--out", folder=True)
-    sources = files.render(networks, args.out)
+    sources = files.render(networks, args.out, backend=args.backend)
     if args.check:
         problems = files.stale(sources, args.out)
         given = dict(zip([f"{net.name}.py" for net in networks], args.nets or [net.name for net in networks]))
         out = "" if args.out == Path("generated") else f" --out {shlex.quote(str(args.out))}"
+        out += "" if args.backend == "numpy" else f" --backend {args.backend}"
         for path, what in problems:  # a command that regenerates the file, run from here
             print(f"{path}: {what}; run: symprop generate {shlex.quote(given[path.name])}{out}")
         if not problems:

@@ -1,0 +1,126 @@
+"""The compiled backend, `symprop generate NET --backend numba`: the same program, compiled.
+
+A compiled module has the NumPy module's API and checks (section 3 of the contract): each public
+function checks its arguments in Python, then calls one function compiled by `numba.njit` that
+runs every step of the derivation, with no Python between the steps, and returns the results
+and whether they are finite (the look for NaN and inf, done where the results are made). The
+steps are printed by `NumbaPrinter`, which differs from `GradientPrinter` only where Numba
+compiles a subset of NumPy; its helpers are those of `codegen.runtime_numba`.
+
+Numba compiles a function for the types of its first call (a second or two each, once a
+process); the module computes in float64 (other float arrays are converted).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from ..errors import UsageError
+from ..symbolic.scan import Scan, ScanGrad
+from . import runtime, runtime_numba
+from .printer import GradientPrinter
+
+INDENT = "    "
+
+
+class NumbaPrinter(GradientPrinter):
+    """Prints array expressions as code Numba compiles (`numba.njit`, nopython mode).
+
+    Each operation prints as for NumPy (`_numpycode`), except those below: a table of the
+    operations that print otherwise, and of those the compiled backend does not support yet.
+    """
+
+    def __init__(self, layout: str = "row"):
+        super().__init__(layout)
+        self.printmethod = "_numbacode"  # none has it: each `_numpycode` is called by `_print_Basic` below
+    def _print_Basic(self, expr):
+        if hasattr(expr, "_numpycode"):
+            return expr._numpycode(self)
+        return super()._print_Basic(expr)
+
+    def _print_Function(self, expr):
+        if hasattr(expr, "_numpycode"):
+            return self._print_Basic(expr)
+        return super()._print_Function(expr)
+
+    def _print_RowSum(self, expr):  # no keepdims in Numba
+        self.helpers.add("_row_sum")
+        return f"_row_sum({self._print(expr.args[0])})"
+
+    def _print_OneHot(self, expr):  # no np.eye(..., dtype=bool) in Numba
+        labels, classes = expr.args
+        self.helpers.add("_one_hot")
+        return f"_one_hot({self._print(labels)}, {self._print(classes)})"
+
+    def _print_Piecewise(self, expr):  # no np.result_type in Numba: the module computes in float64
+        text = super()._print_Piecewise(expr)
+        suffix = ".astype(np.result_type(" + self._print(expr.args[0].cond.lhs) + ", 1.0))"
+        return text[:-len(suffix)] if text.endswith(suffix) else text
+
+
+def require_supported(lines: list) -> None:
+    """Raises Unsupported when a function's (symbol, expression) lines hold a loop over time: its
+    `for` statements are printed for NumPy (`codegen.loops`), not yet for Numba."""
+    for _, expr in lines:
+        if isinstance(expr, Scan) or expr.atoms(ScanGrad):
+            raise Unsupported("a loop over time (rnn, lstm)")
+
+
+class Unsupported(UsageError):
+    """An operation the compiled backend cannot print yet."""
+
+    def __init__(self, what: str, network: str = ""):
+        super().__init__(f"{network + ': ' if network else ''}--backend numba does not support {what} yet; "
+                         "use --backend numpy (the default)")
+        self.what = what
+
+
+HELPERS = frozenset(name for name, value in vars(runtime_numba).items() if inspect.isfunction(value))
+
+
+NEEDS = {"_row_sum": ("_rows",), "_softmax": ("_rows",), "_log_softmax": ("_rows",)}
+
+
+def helper_source(name: str) -> str:
+    """A helper's source under `@numba.njit`: the compiled version where there is one."""
+    if name not in HELPERS:
+        raise Unsupported("convolution and pooling layers" if name in runtime.NEEDS else f"the helper {name}")
+    return "@numba.njit(cache=False)\n" + inspect.getsource(getattr(runtime_numba, name))
+
+
+def function(name: str, arguments: tuple, values: str, body: list[str], wanted: list, result: str,
+             doc: str, signature: str) -> str:
+    """A public function that checks its arguments and calls its compiled kernel `_<name>`, and
+    the kernel: `body` (the printed steps, indented) returning whether the results are finite
+    and the results."""
+    results = [symbol.name for symbol in wanted]
+    squares = " + ".join(f"_sum_squares({r})" for r in results)
+    kernel = [
+        "@numba.njit(cache=False)",
+        f"def _{name}({', '.join(arguments)}):",
+        *body,
+        f"{INDENT}_total = {squares}",
+        f"{INDENT}return _total - _total == 0.0, {', '.join(results)}",
+    ]
+    public = [
+        f"def {name}(*, {signature}, **unknown):",
+        f'{INDENT}"""{doc}"""',
+        f"{INDENT}if VALIDATE:",
+        f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)",
+        f"{INDENT}_ok, {', '.join(results)} = _{name}({', '.join(arguments)})",
+        f"{INDENT}if VALIDATE and not _ok:",
+        f"{INDENT * 2}_converted({name!r}, ({values}), unknown)  # raises if an argument holds NaN or inf",
+        f"{INDENT}return {result}",
+    ]
+    return "\n".join(public) + "\n\n\n" + "\n".join(kernel) + "\n"
+
+
+def kernel_helpers(printer) -> list[str]:
+    names = printer.helpers | {"_sum_squares"}
+    names |= {needed for name in names for needed in NEEDS.get(name, ())}
+    return [helper_source(name) for name in sorted(names)]
+
+
+def unsupported_program() -> Unsupported:
+    return Unsupported("a traced function (a Program)")
+

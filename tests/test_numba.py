@@ -1,0 +1,142 @@
+"""The compiled backend (`--backend numba`) against the NumPy one, on every preset and layer kind
+it supports: the same four functions, the same values to rounding, the same checks; and a clear
+refusal (exit 2) for what it does not support yet. Skipped without the numba extra."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import symprop
+import test_images
+import test_kinds
+from conftest import ROOT
+from symprop.check import random_values
+from symprop.codegen.files import compile_module
+
+numba = pytest.importorskip("numba")
+pytest.importorskip("scipy")  # Numba's np.dot calls BLAS through SciPy
+
+FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
+NETWORKS = {**{name: lambda name=name: symprop.load(name) for name in symprop.presets()},
+            **{case: lambda case=case: test_kinds.network(case) for case in test_kinds.CASES}}
+
+
+def _pair(network):
+    return compile_module(network), compile_module(network, symprop.generate(network, backend="numba"))
+
+
+def _values(network, seed=0):
+    return dict(network.values) if network.values else random_values(network, seed, batch=3)
+
+
+def _assert_same(ours, theirs, name):
+    if isinstance(ours, dict):
+        assert ours.keys() == theirs.keys(), name
+        for key in ours:
+            _assert_same(ours[key], theirs[key], f"{name}[{key}]")
+    elif isinstance(ours, tuple):
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            _assert_same(a, b, f"{name}[{i}]")
+    else:  # the same float64 operations, in another order inside BLAS and the reductions
+        assert np.shape(ours) == np.shape(theirs), name
+        np.testing.assert_allclose(theirs, ours, rtol=1e-10, atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_compiled_module_equals_the_numpy_module(name):
+    network = NETWORKS[name]()
+    numpy_module, numba_module = _pair(network)
+    assert numba_module.PARAMETERS == numpy_module.PARAMETERS
+    assert numba_module.ARGUMENTS == numpy_module.ARGUMENTS
+    for seed in (0, 1):
+        values = _values(network, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no NumbaPerformanceWarning, no floating-point warning
+            for function in FUNCTIONS:
+                args = {k: values[k] for k in numpy_module.ARGUMENTS[function]}
+                _assert_same(getattr(numpy_module, function)(**args), getattr(numba_module, function)(**args),
+                             f"{name}.{function}")
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    network = symprop.load("relu_softmax_3_4_2")
+    return network, _pair(network)
+
+
+def test_compiled_module_checks_its_arguments_as_the_numpy_module_does(compiled):
+    network, (numpy_module, numba_module) = compiled
+    values = dict(network.values)
+    numba_module.gradients(**values)  # the fast path knows these shapes now
+    bad = {**values, "W": np.array(values["W"], dtype=float)}
+    bad["W"][1, 2] = np.nan
+    for module in (numpy_module, numba_module):
+        with pytest.raises(ValueError, match=r"array 'W' of shape \(4, 3\) holds nan at \[1, 2\]"):
+            module.gradients(**bad)
+        with pytest.raises(ValueError, match="missing array 'U'"):
+            module.loss(**{k: v for k, v in values.items() if k != "U"})
+        with pytest.raises(ValueError, match="unknown array 'w'; did you mean 'W'"):
+            module.loss(**values, w=1.0)
+    numba_module.CHECK_FINITE = False
+    try:
+        assert np.isnan(numba_module.loss(**bad))  # unchecked: NaN propagates into the loss
+    finally:
+        numba_module.CHECK_FINITE = True
+
+
+def test_compiled_module_takes_float32_lists_and_integers_and_computes_in_float64(compiled):
+    network, (numpy_module, numba_module) = compiled
+    values = {k: np.asarray(v) for k, v in network.values.items()}
+    single = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in values.items()}
+    listed = {k: v.tolist() for k, v in values.items()}
+    expected = numpy_module.gradients(**{k: v.astype(np.float64) if v.dtype.kind == "f" else v
+                                         for k, v in single.items()})
+    for given in (single, listed):
+        got = numba_module.gradients(**given)
+        for key in expected:
+            assert got[key].dtype == np.float64
+    got = numba_module.gradients(**single)
+    for key in expected:  # float32 values, converted exactly, then computed as float64
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-10, atol=1e-13)
+
+
+def test_calls_with_new_batch_sizes_give_the_numpy_modules_results():
+    network = symprop.load("sigmoid_mse_2_2_1")
+    numpy_module, numba_module = _pair(network)
+    rng = np.random.default_rng(3)
+    for n in (5, 1, 7, 5):  # the kernels are compiled once, for any batch size
+        values = {**dict(network.values), "x": rng.normal(size=(n, 2)), "y": rng.normal(size=(n, 1))}
+        _assert_same(numpy_module.loss_and_gradients(**values), numba_module.loss_and_gradients(**values), str(n))
+    assert len(numba_module._loss_and_gradients.signatures) == 1
+
+
+@pytest.mark.parametrize("network, what", [
+    (lambda: test_images.network("conv3_pad1_relu_maxpool2"), "convolution and pooling layers"),
+    (lambda: symprop.load(ROOT / "examples" / "lstm_classifier.toml"), "a loop over time"),
+    (lambda: symprop.load(ROOT / "examples" / "rnn_language_model.toml"), "a loop over time"),
+])
+def test_what_the_compiled_backend_does_not_support_is_refused_by_name(network, what):
+    network = network()
+    with pytest.raises(symprop.codegen.numba_backend.Unsupported,
+                       match=rf"^{network.name}: --backend numba does not support {what}"):
+        symprop.generate(network, backend="numba")
+
+
+def test_command_line_backend(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "symprop", *args], capture_output=True, text=True, cwd=tmp_path)
+    done = run("generate", "sigmoid_mse_2_2_1", "--backend", "numba", "--out", "out")
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out" / "sigmoid_mse_2_2_1.py").read_text()
+    assert "import numba\n" in text and "@numba.njit" in text
+    assert "Regenerate with: symprop generate sigmoid_mse_2_2_1 --out out --backend numba" in text
+    assert run("generate", "sigmoid_mse_2_2_1", "--backend", "numba", "--out", "out", "--check").returncode == 0
+    stale = run("generate", "sigmoid_mse_2_2_1", "--out", "out", "--check")  # the NumPy module differs
+    assert stale.returncode == 1 and stale.stdout.startswith("out/sigmoid_mse_2_2_1.py: ")
+    refused = run("generate", str(ROOT / "examples" / "cnn.toml"), "--backend", "numba", "--out", "out2")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "does not support convolution and pooling layers" in refused.stderr
+    assert not (tmp_path / "out2").exists()
