@@ -85,7 +85,8 @@ def helper_source(name: str) -> str:
     """A helper's source under `@numba.njit`: the compiled version where there is one."""
     if name not in HELPERS:
         raise Unsupported("convolution and pooling layers" if name in runtime.NEEDS else f"the helper {name}")
-    return "@numba.njit(cache=False)\n" + inspect.getsource(getattr(runtime_numba, name))
+    options = ", fastmath={'reassoc'}" if name == "_sum_squares" else ""  # a vectorized sum: 8x faster
+    return f"@numba.njit(cache=False{options})\n" + inspect.getsource(getattr(runtime_numba, name))
 
 
 def function(name: str, arguments: tuple, values: str, body: list[str], wanted: list, result: str,

@@ -58,7 +58,8 @@ def _weight_gradient(a, delta):
 
 def _sum_squares(a):
     """The sum of the squares of an array's entries: finite when every entry is (or NaN or inf
-    when one is not, or when it overflows); the compiled functions' look for NaN and inf."""
+    when one is not, or when it overflows); the compiled functions' look for NaN and inf. Compiled
+    with fastmath "reassoc" only: the sum in any order (vectorized), NaN and inf kept."""
     total = 0.0
     for value in np.asarray(a).flat:  # any layout, and a number (a loss) too
         total += value * value

@@ -111,3 +111,16 @@ def test_cnn_quick_run_checks_agreement_and_prints_the_tables():
     assert "### Statements of the generated `loss_and_gradients`" in stdout            # the line timings
     assert "### Statements of `hand_cnn`" in stdout and "| `columns = np.ascontiguousarray(" in stdout
     assert "| generated | µs | faster form | µs |" in stdout and "| instead of | form | code | µs |" in stdout
+
+
+def test_peers_quick_run_checks_agreement_and_prints_the_table():
+    # every implementation installed is first checked against the hand-written gradients
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_peers.py"), "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    header, rule, row = result.stdout.splitlines()[:3]
+    assert header.startswith("| network | N | hand µs | ") and "symprop numpy µs (×hand)" in header
+    assert row.startswith("| 2-2-1 sigmoid, MSE | 1 | ")
+    assert row.count("|") == header.count("|")  # a figure for every column
+    if importlib.util.find_spec("numba"):
+        assert "symprop numba µs (×hand)" in header
