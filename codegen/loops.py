@@ -95,7 +95,7 @@ def _reads(loop: Loop, parts: dict) -> set:
     return out
 
 
-def _shape(loop: Loop, symbol, stacked: bool) -> str:
+def _shape(printer, loop: Loop, symbol, stacked: bool) -> str:
     """The shape of a body value (over all steps when `stacked`) as code, the batch from a sequence,
     and its dtype: that of the sequence and the parameters together (float32 in, float32 kept)."""
     dims = loop.body.shapes()[symbol][1:]
@@ -104,8 +104,7 @@ def _shape(loop: Loop, symbol, stacked: bool) -> str:
     floats = {a.name for a in loop.body.arrays if a.dtype.startswith("float")}  # not an integer mask's dtype
     arrays = [outer for inner, outer in loop.sequences if inner in floats][:1] + [p for p in loop.parameters
                                                                                if p in floats][:1]
-    dtype = f"np.result_type({', '.join(arrays)})" if len(arrays) > 1 else (
-        f"np.result_type({arrays[0]}, 1.0)" if arrays else "float")
+    dtype = printer.float_dtype(arrays)
     return f"({seq}.shape[0], " + ", ".join(str(int(d)) for d in dims) + f"), dtype={dtype}"
 
 
@@ -114,12 +113,12 @@ def _forward(printer, symbol, scan: Scan, kept: set, cse) -> list[str]:
     arguments = dict(zip(loop.arguments, scan.args))
     stored = [s.symbol for s in loop.body.steps if s.symbol in kept or (
         not loop.last and s.name == loop.output)]
-    out = [f"{loop.stacked(s.name)} = np.empty({_shape(loop, s, True)})" for s in stored]
+    out = [f"{loop.stacked(s.name)} = np.empty({_shape(printer, loop, s, True)})" for s in stored]
     for prev, new, init in loop.carried:
-        start = printer.doprint(arguments[init]) if init else f"np.zeros({_shape(loop, sp.Symbol(prev), False)})"
+        start = printer.doprint(arguments[init]) if init else f"np.zeros({_shape(printer, loop, sp.Symbol(prev), False)})"
         out.append(f"{prev} = {start}")
     out.append(f"for t in range({loop.length}):")
-    body = [f"{inner} = {printer.doprint(arguments[outer])}[:, t]" for inner, outer in loop.sequences]
+    body = [f"{inner} = {printer.at_time(printer.doprint(arguments[outer]))}" for inner, outer in loop.sequences]
     body += [f"{s.name} = {printer.doprint(e)}" for s, e in cse([step for step in loop.body.steps])]
     body += [f"{loop.stacked(s.name)}[:, t] = {s.name}" for s in stored]
     body += [f"{prev} = {new}" for prev, new, _ in loop.carried]
@@ -146,22 +145,22 @@ def _backward(printer, key, parts: dict, cse) -> list[str]:
         elif part in sequences:
             out.append(f"{target} = np.empty_like({printer.doprint(arguments[part])})")
     for prev, new, _ in loop.carried:
-        start = g.name if loop.last and new == loop.output else f"np.zeros({_shape(loop, sp.Symbol(new), False)})"
+        start = g.name if loop.last and new == loop.output else f"np.zeros({_shape(printer, loop, sp.Symbol(new), False)})"
         out.append(f"{next_name(new)} = {start}")
-    out.append(f"for t in reversed(range({loop.length})):")
+    out.append(f"for t in {printer.backwards(loop.length)}:")
     body = []
     for inner, outer in loop.sequences:
         if sp.Symbol(inner) in used:
-            body.append(f"{inner} = {printer.doprint(arguments[outer])}[:, t]")
+            body.append(f"{inner} = {printer.at_time(printer.doprint(arguments[outer]))}")
     for prev, new, init in loop.carried:
         if sp.Symbol(prev) in used:
-            start = printer.doprint(arguments[init]) if init else f"np.zeros({_shape(loop, sp.Symbol(prev), False)})"
-            body.append(f"{prev} = {loop.stacked(new)}[:, t - 1] if t else {start}")
+            start = printer.doprint(arguments[init]) if init else f"np.zeros({_shape(printer, loop, sp.Symbol(prev), False)})"
+            body.append(f"{prev} = {printer.at_time(loop.stacked(new), ' - 1')} if t else {start}")
     for step in loop.body.steps:
         if step.symbol in used:
-            body.append(f"{step.name} = {loop.stacked(step.name)}[:, t]")
+            body.append(f"{step.name} = {printer.at_time(loop.stacked(step.name))}")
     if not loop.last and sp.Symbol(f"dL_d{loop.name}_t") in used:
-        body.append(f"dL_d{loop.name}_t = {g.name}[:, t]")
+        body.append(f"dL_d{loop.name}_t = {printer.at_time(g.name)}")
     targets = {grads[name]: (parts[name], "+=") for name in loop.parameters if name in parts}
     targets.update({grads[inner]: (parts[outer], "[:, t] =") for inner, outer in loop.sequences if outer in parts})
     lines = cse(needed)

@@ -54,7 +54,11 @@ def _generate(network: Network, out: str | None = None, backend: str = "numpy") 
     network = as_network(network)
     again = _out_option(network, out) + ("" if backend == "numpy" else f" --backend {backend}")
     derivation = symbolic.derive(network)
-    printer = (GradientPrinter if backend == "numpy" else numba_backend.NumbaPrinter)(layout=network.layout)
+    if backend == "numpy":
+        printer = GradientPrinter(layout=network.layout)
+    else:  # it prints a product by the number of axes of its operands
+        shapes = {sp.Symbol(name): shape for name, shape in network.shapes(BATCH).items()}
+        printer = numba_backend.NumbaPrinter(network.layout, shapes | {s.symbol: s.shape for s in derivation.steps})
     net = network
     forward_names = (net.input,) + net.given + net.parameters
     all_names = (net.input, net.target) + net.given + net.parameters
@@ -255,7 +259,7 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     values = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
     signature = ", ".join(f"{a}=None" for a in arguments)
     if backend == "numba":  # the steps compiled in a kernel, the checks in Python around it
-        numba_backend.require_supported(lines)
+        printer.learn(lines)
         body = [f"{INDENT}N = {network.input}.shape[0]"] if BATCH in used and network.batch is None else []
         body += [INDENT + line for line in statements(printer, lines, _cse)]
         return numba_backend.function(name, arguments, values, body, wanted, result, doc, signature), arguments

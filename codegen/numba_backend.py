@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 
 from ..errors import UsageError
-from ..symbolic.scan import Scan, ScanGrad
+from ..symbolic.arrays import shape_of
 from . import runtime, runtime_numba
 from .printer import GradientPrinter
 
@@ -30,9 +30,51 @@ class NumbaPrinter(GradientPrinter):
     operations that print otherwise, and of those the compiled backend does not support yet.
     """
 
-    def __init__(self, layout: str = "row"):
+    def __init__(self, layout: str = "row", shapes: dict | None = None):
         super().__init__(layout)
         self.printmethod = "_numbacode"  # none has it: each `_numpycode` is called by `_print_Basic` below
+        self.shapes = shapes or {}  # symbol -> shape, for the number of axes of a product's operands
+        self.learned = []  # the symbols `learn` added
+
+    def learn(self, lines: list) -> None:
+        """Records the shapes of a function's lines, its common subexpressions (t0, t1, ...) among
+        them, forgetting the previous function's (its t0 is another expression)."""
+        for symbol in self.learned:
+            del self.shapes[symbol]
+        self.learned = [symbol for symbol, _ in lines if symbol not in self.shapes]
+        for symbol in self.learned:
+            self.shapes[symbol] = None  # unknown until its line is reached
+        for symbol, expr in lines:
+            try:
+                self.shapes[symbol] = shape_of(expr, self.shapes)
+            except (KeyError, TypeError, ValueError, AttributeError):  # a loop (Scan), an operation with no shape rule
+                pass
+
+    def _ndim(self, expr):
+        try:
+            return len(shape_of(expr, self.shapes))
+        except (KeyError, TypeError):  # a loop's common subexpression, or a line not known (None)
+            return None
+
+    def _print_Matmul(self, expr):  # Numba's np.dot takes vectors and matrices only
+        left, right = expr.args
+        if self._ndim(left) in (1, 2) and self._ndim(right) in (1, 2):
+            return expr._numpycode(self)
+        self.helpers.add("_dot")
+        return f"_dot({self._print(left)}, {self._print(right)})"
+
+    def _print_StepsOuter(self, expr):  # no np.tensordot in Numba
+        self.helpers.add("_steps_outer")
+        return f"_steps_outer({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_KeepDims(self, expr):  # Numba's np.expand_dims takes one axis
+        text = self._print(expr.args[0])
+        for axis in sorted(int(k) for k in expr.args[1:]):
+            text = f"np.expand_dims({text}, {axis})"
+        return text
+
+    def _print_BatchMatmul(self, expr):
+        raise Unsupported("attention")
     def _print_Basic(self, expr):
         if hasattr(expr, "_numpycode"):
             return expr._numpycode(self)
@@ -43,6 +85,18 @@ class NumbaPrinter(GradientPrinter):
             return self._print_Basic(expr)
         return super()._print_Function(expr)
 
+    @staticmethod
+    def at_time(array: str, offset: str = "") -> str:  # contiguous, for np.dot (a copy of one step)
+        return f"np.ascontiguousarray({array}[:, t{offset}])"
+
+    @staticmethod
+    def backwards(length) -> str:  # no reversed() in Numba
+        return f"range({length} - 1, -1, -1)"
+
+    @staticmethod
+    def float_dtype(arrays: list) -> str:  # the module computes in float64
+        return "np.float64"
+
     def _print_RowSum(self, expr):  # no keepdims in Numba
         self.helpers.add("_row_sum")
         return f"_row_sum({self._print(expr.args[0])})"
@@ -52,18 +106,21 @@ class NumbaPrinter(GradientPrinter):
         self.helpers.add("_one_hot")
         return f"_one_hot({self._print(labels)}, {self._print(classes)})"
 
+    def _print_Lookup(self, expr):  # one advanced index of one axis, in Numba
+        self.helpers.add("_lookup")
+        return f"_lookup({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_IndexAdd(self, expr):  # the gradient of a lookup: rows added at integer indices
+        index = expr.index
+        if len(index) != 1 or not index[0].is_Symbol:
+            raise Unsupported("a scatter-add at this index")
+        self.helpers.add("_index_add")
+        return expr._numpycode(self)
+
     def _print_Piecewise(self, expr):  # no np.result_type in Numba: the module computes in float64
         text = super()._print_Piecewise(expr)
         suffix = ".astype(np.result_type(" + self._print(expr.args[0].cond.lhs) + ", 1.0))"
         return text[:-len(suffix)] if text.endswith(suffix) else text
-
-
-def require_supported(lines: list) -> None:
-    """Raises Unsupported when a function's (symbol, expression) lines hold a loop over time: its
-    `for` statements are printed for NumPy (`codegen.loops`), not yet for Numba."""
-    for _, expr in lines:
-        if isinstance(expr, Scan) or expr.atoms(ScanGrad):
-            raise Unsupported("a loop over time (rnn, lstm)")
 
 
 class Unsupported(UsageError):
@@ -78,7 +135,7 @@ class Unsupported(UsageError):
 HELPERS = frozenset(name for name, value in vars(runtime_numba).items() if inspect.isfunction(value))
 
 
-NEEDS = {"_row_sum": ("_rows",), "_softmax": ("_rows",), "_log_softmax": ("_rows",)}
+NEEDS = {"_row_sum": ("_rows",), "_softmax": ("_rows",), "_log_softmax": ("_rows",), "_dot": ("_rows",), "_steps_outer": ("_rows",)}
 
 
 def helper_source(name: str) -> str:

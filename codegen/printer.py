@@ -155,6 +155,26 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         text = self._print(expr)
         return text if expr.is_Symbol or isinstance(expr, ArrayFunction) else f"({text})"  # a call: np.dot(...)
 
+    # -- loops over time (codegen.loops) -------------------------------------------------------
+
+    @staticmethod
+    def at_time(array: str, offset: str = "") -> str:
+        """The slice of a sequence (N, T, ...) at step t (plus `offset`, " - 1")."""
+        return f"{array}[:, t{offset}]"
+
+    @staticmethod
+    def backwards(length) -> str:
+        """The steps of a reverse loop, T - 1 down to 0."""
+        return f"reversed(range({length}))"
+
+    @staticmethod
+    def float_dtype(arrays: list) -> str:
+        """The dtype of a loop's buffers from the float arrays that feed it: theirs (float32 in,
+        float32 kept), float64 for integers."""
+        if len(arrays) > 1:
+            return f"np.result_type({', '.join(arrays)})"
+        return f"np.result_type({arrays[0]}, 1.0)" if arrays else "float"
+
     # -- whole-array operations ----------------------------------------------------------------
 
     def _print__Sigmoid(self, expr):

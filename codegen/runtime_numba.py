@@ -74,3 +74,37 @@ def _one_hot(labels, count):
     for n in range(flat.shape[0]):
         out[n, flat[n]] = True
     return out.reshape(labels.shape + (count,))
+
+
+def _lookup(table, indices):
+    """The rows of `table` picked by integer `indices` of any shape (NumPy: table[indices])."""
+    flat = np.ascontiguousarray(indices).ravel()
+    rows = np.empty((flat.shape[0], table.shape[1]), dtype=table.dtype)
+    for k in range(flat.shape[0]):
+        rows[k] = table[flat[k]]
+    return rows.reshape(indices.shape + (table.shape[1],))
+
+
+def _index_add(g, shape, index):
+    """zeros(shape) with the rows of g added at the rows `index[0]` names (any shape of integers):
+    a row picked twice receives both (the gradient of `_lookup`)."""
+    flat = np.ascontiguousarray(index[0]).ravel()
+    rows = np.ascontiguousarray(g).reshape(flat.shape[0], -1)
+    out = np.zeros((shape[0], rows.shape[1]))
+    for k in range(flat.shape[0]):
+        out[flat[k]] += rows[k]
+    return out.reshape(shape)
+
+
+def _dot(a, b):
+    """The product of an array of any number of axes with a matrix or a vector over its last axis
+    (NumPy's np.dot; Numba's takes vectors and matrices): a sequence (N, T, D) times W (D, H) is
+    (N, T, H)."""
+    product = np.dot(_rows(a), b)
+    return product.reshape(a.shape[:-1] + product.shape[1:])
+
+
+def _steps_outer(a, g):
+    """A^T g summed over every axis but the last (NumPy: np.tensordot(a, g, axes=([0, 1], [0, 1]))):
+    the weight gradient of a dense layer applied at every step of a sequence."""
+    return np.dot(_rows(a).T, _rows(g))

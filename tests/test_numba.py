@@ -1,5 +1,5 @@
 """The compiled backend (`--backend numba`) against the NumPy one, on every preset and layer kind
-it supports: the same four functions, the same values to rounding, the same checks; and a clear
+it supports (and loops over time): the same four functions, the same values to rounding, the same checks; and a clear
 refusal (exit 2) for what it does not support yet. Skipped without the numba extra."""
 
 import subprocess
@@ -12,6 +12,7 @@ import pytest
 import symprop
 import test_images
 import test_kinds
+import test_sequences
 from conftest import ROOT
 from symprop.check import random_values
 from symprop.codegen.files import compile_module
@@ -20,8 +21,11 @@ numba = pytest.importorskip("numba")
 pytest.importorskip("scipy")  # Numba's np.dot calls BLAS through SciPy
 
 FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
+SEQUENCES = ("last_tanh_classifier", "lstm_two_steps", "rnn_language_model_masked", "binary_cross_entropy_per_step")
 NETWORKS = {**{name: lambda name=name: symprop.load(name) for name in symprop.presets()},
-            **{case: lambda case=case: test_kinds.network(case) for case in test_kinds.CASES}}
+            **{case: lambda case=case: test_kinds.network(case) for case in test_kinds.CASES},
+            # loops over time (each LSTM module takes Numba 20-40 s to compile: four of them)
+            **{case: test_sequences.SPECS[case] for case in SEQUENCES}}
 
 
 def _pair(network):
@@ -115,8 +119,7 @@ def test_calls_with_new_batch_sizes_give_the_numpy_modules_results():
 
 @pytest.mark.parametrize("network, what", [
     (lambda: test_images.network("conv3_pad1_relu_maxpool2"), "convolution and pooling layers"),
-    (lambda: symprop.load(ROOT / "examples" / "lstm_classifier.toml"), "a loop over time"),
-    (lambda: symprop.load(ROOT / "examples" / "rnn_language_model.toml"), "a loop over time"),
+    (test_sequences.SPECS["attention_one_head"], "attention"),
 ])
 def test_what_the_compiled_backend_does_not_support_is_refused_by_name(network, what):
     network = network()
