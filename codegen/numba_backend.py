@@ -7,8 +7,9 @@ and whether they are finite (the look for NaN and inf, done where the results ar
 steps are printed by `NumbaPrinter`, which differs from `GradientPrinter` only where Numba
 compiles a subset of NumPy; its helpers are those of `codegen.runtime_numba`.
 
-Numba compiles a function for the types of its first call (a second or two each, once a
-process); the module computes in float64 (other float arrays are converted).
+Numba compiles a function for the types of its first call (seconds for a dense network, up to a
+minute or two for a CNN; once a process); the module computes in float64 (other float arrays are
+converted).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import inspect
 
 from ..errors import UsageError
 from ..symbolic.arrays import shape_of
-from . import runtime, runtime_numba
+from . import runtime_numba
 from .printer import GradientPrinter
 
 INDENT = "    "
@@ -72,6 +73,18 @@ class NumbaPrinter(GradientPrinter):
         for axis in sorted(int(k) for k in expr.args[1:]):
             text = f"np.expand_dims({text}, {axis})"
         return text
+
+    def _print_SumAxes(self, expr):  # Numba's sum takes one axis: the sums an image batch needs
+        a, axes, keepdims = expr.args
+        axes = tuple(int(k) for k in axes)
+        helper, kept = {(0, 2, 3): ("_sum_channels", "(1, -1, 1, 1)"), (1, 2, 3): ("_sum_samples", "(-1, 1, 1, 1)"),
+                        (0,): (None, None)}.get(axes, (None, None))
+        if axes == (0,) and not keepdims:
+            return f"{self._method_target(a)}.sum(axis=0)"
+        if helper is None:
+            raise Unsupported(f"a sum over the axes {axes}")
+        self.helpers.add(helper)
+        return f"{helper}({self._print(a)})" + (f".reshape{kept}" if keepdims else "")
 
     def _print_BatchMatmul(self, expr):
         raise Unsupported("attention")
@@ -138,10 +151,13 @@ HELPERS = frozenset(name for name, value in vars(runtime_numba).items() if inspe
 NEEDS = {"_row_sum": ("_rows",), "_softmax": ("_rows",), "_log_softmax": ("_rows",), "_dot": ("_rows",), "_steps_outer": ("_rows",)}
 
 
+INTERNAL = frozenset({"_padded", "_windows", "_add_windows", "_window_max"})  # the NumPy image helpers' own
+
+
 def helper_source(name: str) -> str:
     """A helper's source under `@numba.njit`: the compiled version where there is one."""
     if name not in HELPERS:
-        raise Unsupported("convolution and pooling layers" if name in runtime.NEEDS else f"the helper {name}")
+        raise Unsupported(f"the helper {name}")
     options = ", fastmath={'reassoc'}" if name == "_sum_squares" else ""  # a vectorized sum: 8x faster
     return f"@numba.njit(cache=False{options})\n" + inspect.getsource(getattr(runtime_numba, name))
 
@@ -174,7 +190,7 @@ def function(name: str, arguments: tuple, values: str, body: list[str], wanted: 
 
 
 def kernel_helpers(printer) -> list[str]:
-    names = printer.helpers | {"_sum_squares"}
+    names = (printer.helpers - INTERNAL) | {"_sum_squares"}
     names |= {needed for name in names for needed in NEEDS.get(name, ())}
     return [helper_source(name) for name in sorted(names)]
 

@@ -108,3 +108,171 @@ def _steps_outer(a, g):
     """A^T g summed over every axis but the last (NumPy: np.tensordot(a, g, axes=([0, 1], [0, 1]))):
     the weight gradient of a dense layer applied at every step of a sequence."""
     return np.dot(_rows(a).T, _rows(g))
+
+
+# ---------------------------------------------------------------------------------------------
+# Images (N, C, H, W): the convolution and pooling helpers of codegen.runtime, as loops
+
+
+def _im2col(x, kernel, stride, padding):
+    """columns[n, c, p, q, i, j] = xp[n, c, i*sh + p, j*sw + q], xp = x padded by zeros: for
+    each sample a (C*kh*kw, H'*W') matrix whose column (i, j) holds the window (i, j)."""
+    n, channels, height, width = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    out_h, out_w = (height + 2*ph - kh) // sh + 1, (width + 2*pw - kw) // sw + 1
+    columns = np.zeros((n, channels, kh, kw, out_h, out_w), dtype=x.dtype)
+    for b in range(n):
+        for c in range(channels):
+            for p in range(kh):
+                for q in range(kw):
+                    for i in range(out_h):
+                        row = i*sh + p - ph
+                        if 0 <= row < height:
+                            for j in range(out_w):
+                                col = j*sw + q - pw
+                                if 0 <= col < width:
+                                    columns[b, c, p, q, i, j] = x[b, c, row, col]
+    return columns
+
+
+def _conv2d(columns, W):
+    """The cross-correlation of x with the filters W (F, C, kh, kw) from the columns of x: one
+    matrix product per sample, (F, C*kh*kw) @ (C*kh*kw, H'*W')."""
+    n, channels, kh, kw, out_h, out_w = columns.shape
+    filters = W.shape[0]
+    matrix = np.ascontiguousarray(W).reshape(filters, channels*kh*kw)
+    flat = columns.reshape(n, channels*kh*kw, out_h*out_w)
+    y = np.empty((n, filters, out_h*out_w), dtype=columns.dtype)
+    for b in range(n):
+        y[b] = np.dot(matrix, flat[b])
+    return y.reshape(n, filters, out_h, out_w)
+
+
+def _conv2d_weight_gradient(columns, delta):
+    """dL/dW (F, C, kh, kw) = sum over the samples of delta[n] (F, H'*W') @ columns[n].T."""
+    n, channels, kh, kw, out_h, out_w = columns.shape
+    filters = delta.shape[1]
+    flat = columns.reshape(n, channels*kh*kw, out_h*out_w)
+    rows = np.ascontiguousarray(delta).reshape(n, filters, out_h*out_w)
+    out = np.zeros((filters, channels*kh*kw), dtype=columns.dtype)
+    for b in range(n):
+        out += np.dot(rows[b], flat[b].T)
+    return out.reshape(filters, channels, kh, kw)
+
+
+def _conv2d_input_gradient(delta, W, stride, padding, size):
+    """dL/dx (N, C, H, W) of the convolution: the columns' gradient W.T @ delta[n] per sample,
+    added back at the windows' places; what lands in the padding is dropped."""
+    n, filters, out_h, out_w = delta.shape
+    _, channels, kh, kw = W.shape
+    (sh, sw), (ph, pw), (height, width) = stride, padding, size
+    matrix = np.ascontiguousarray(W).reshape(filters, channels*kh*kw).T.copy()
+    rows = np.ascontiguousarray(delta).reshape(n, filters, out_h*out_w)
+    dx = np.zeros((n, channels, height, width), dtype=delta.dtype)
+    for b in range(n):
+        g = np.dot(matrix, rows[b]).reshape(channels, kh, kw, out_h, out_w)
+        for c in range(channels):
+            for p in range(kh):
+                for q in range(kw):
+                    for i in range(out_h):
+                        row = i*sh + p - ph
+                        if 0 <= row < height:
+                            for j in range(out_w):
+                                col = j*sw + q - pw
+                                if 0 <= col < width:
+                                    dx[b, c, row, col] += g[c, p, q, i, j]
+    return dx
+
+
+def _max_pool2d(a, size, stride):
+    """out[n, c, i, j] = max over the window (i, j) of a (no padding); NaN wins, as in PyTorch."""
+    n, channels, height, width = a.shape
+    (h, w), (sh, sw) = size, stride
+    out_h, out_w = (height - h) // sh + 1, (width - w) // sw + 1
+    out = np.empty((n, channels, out_h, out_w), dtype=a.dtype)
+    for b in range(n):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    best = a[b, c, i*sh, j*sw]
+                    for p in range(h):
+                        for q in range(w):
+                            value = a[b, c, i*sh + p, j*sw + q]
+                            if value > best or value != value:
+                                best = value
+                                if value != value:
+                                    break
+                        if best != best:
+                            break
+                    out[b, c, i, j] = best
+    return out
+
+
+def _max_pool2d_gradient(a, largest, delta, size, stride):
+    """dL/da of `_max_pool2d`: each window's gradient goes to its first maximum in row-major order
+    (np.argmax's, and PyTorch's among ties); a window holding NaN passes none."""
+    n, channels, out_h, out_w = largest.shape
+    (h, w), (sh, sw) = size, stride
+    gradient = np.zeros(a.shape, dtype=delta.dtype)
+    for b in range(n):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    found = False
+                    for p in range(h):
+                        for q in range(w):
+                            if not found and a[b, c, i*sh + p, j*sw + q] == largest[b, c, i, j]:
+                                gradient[b, c, i*sh + p, j*sw + q] += delta[b, c, i, j]
+                                found = True
+    return gradient
+
+
+def _avg_pool2d(a, size, stride):
+    """out[n, c, i, j] = the mean of the window (i, j) of a (no padding)."""
+    n, channels, height, width = a.shape
+    (h, w), (sh, sw) = size, stride
+    out_h, out_w = (height - h) // sh + 1, (width - w) // sw + 1
+    out = np.zeros((n, channels, out_h, out_w), dtype=a.dtype)
+    for b in range(n):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    total = 0.0
+                    for p in range(h):
+                        for q in range(w):
+                            total += a[b, c, i*sh + p, j*sw + q]
+                    out[b, c, i, j] = total / (h * w)
+    return out
+
+
+def _avg_pool2d_gradient(delta, size, stride, shape):
+    """dL/da (N, C, *shape) of `_avg_pool2d`: each window's gradient shared evenly by its entries."""
+    n, channels, out_h, out_w = delta.shape
+    (h, w), (sh, sw) = size, stride
+    gradient = np.zeros((n, channels, shape[0], shape[1]), dtype=delta.dtype)
+    for b in range(n):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    share = delta[b, c, i, j] / (h * w)
+                    for p in range(h):
+                        for q in range(w):
+                            gradient[b, c, i*sh + p, j*sw + q] += share
+    return gradient
+
+
+def _sum_channels(a):
+    """The sum of an image batch (N, C, H, W) over all but its channels: (C,)."""
+    out = np.zeros(a.shape[1], dtype=np.float64)
+    for b in range(a.shape[0]):
+        for c in range(a.shape[1]):
+            out[c] += a[b, c].sum()
+    return out
+
+
+def _sum_samples(a):
+    """The sum of each sample of an image batch (N, C, H, W): (N,)."""
+    out = np.zeros(a.shape[0], dtype=np.float64)
+    for b in range(a.shape[0]):
+        out[b] = a[b].sum()
+    return out

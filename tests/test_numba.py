@@ -1,5 +1,5 @@
 """The compiled backend (`--backend numba`) against the NumPy one, on every preset and layer kind
-it supports (and loops over time): the same four functions, the same values to rounding, the same checks; and a clear
+it supports (with loops over time, convolution and pooling): the same four functions, the same values to rounding, the same checks; and a clear
 refusal (exit 2) for what it does not support yet. Skipped without the numba extra."""
 
 import subprocess
@@ -21,11 +21,14 @@ numba = pytest.importorskip("numba")
 pytest.importorskip("scipy")  # Numba's np.dot calls BLAS through SciPy
 
 FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
+IMAGES = ("tiny_conv_pool_oracle", "kernel1_then_overlapping_maxpool", "pool_on_the_input_hinge_l2")
 SEQUENCES = ("last_tanh_classifier", "lstm_two_steps", "rnn_language_model_masked", "binary_cross_entropy_per_step")
 NETWORKS = {**{name: lambda name=name: symprop.load(name) for name in symprop.presets()},
             **{case: lambda case=case: test_kinds.network(case) for case in test_kinds.CASES},
             # loops over time (each LSTM module takes Numba 20-40 s to compile: four of them)
-            **{case: test_sequences.SPECS[case] for case in SEQUENCES}}
+            **{case: test_sequences.SPECS[case] for case in SEQUENCES},
+            # convolution and pooling (each module takes Numba 30-60 s to compile: three of them)
+            **{case: lambda case=case: test_images.network(case) for case in IMAGES}}
 
 
 def _pair(network):
@@ -118,7 +121,6 @@ def test_calls_with_new_batch_sizes_give_the_numpy_modules_results():
 
 
 @pytest.mark.parametrize("network, what", [
-    (lambda: test_images.network("conv3_pad1_relu_maxpool2"), "convolution and pooling layers"),
     (test_sequences.SPECS["attention_one_head"], "attention"),
 ])
 def test_what_the_compiled_backend_does_not_support_is_refused_by_name(network, what):
@@ -139,7 +141,8 @@ def test_command_line_backend(tmp_path):
     assert run("generate", "sigmoid_mse_2_2_1", "--backend", "numba", "--out", "out", "--check").returncode == 0
     stale = run("generate", "sigmoid_mse_2_2_1", "--out", "out", "--check")  # the NumPy module differs
     assert stale.returncode == 1 and stale.stdout.startswith("out/sigmoid_mse_2_2_1.py: ")
-    refused = run("generate", str(ROOT / "examples" / "cnn.toml"), "--backend", "numba", "--out", "out2")
+    refused = run("generate", str(ROOT / "examples" / "two_layer_net.py") + ":loss", "--values",
+                  str(ROOT / "examples" / "two_layer_net.npz"), "--backend", "numba", "--out", "out2")
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
-    assert "does not support convolution and pooling layers" in refused.stderr
+    assert "does not support a traced function" in refused.stderr
     assert not (tmp_path / "out2").exists()
