@@ -99,7 +99,9 @@ def _generate(network: Network, out: str | None = None, backend: str = "numpy") 
         "VALIDATE = True  # False skips the argument checks of every function\n"
         "CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)\n"
         + ("FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)\n" if backend == "numpy" else
-           "FLOAT = np.float64  # the dtype the compiled functions take: other float arrays are converted\n") +
+           "FLOAT = np.float64  # the dtype the compiled functions take: other float arrays are converted\n"
+           "CACHE = not globals().get('__file__', '<').startswith('<')  # imported from its file: Numba keeps "
+           "what it compiled in __pycache__\n") +
         "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n"
         "_EXPECTED = {}  # (function, input length) -> (type, shape, dtype) of each argument\n",
         *(source for source, _ in functions),

@@ -7,7 +7,9 @@ and whether they are finite (the look for NaN and inf, done where the results ar
 steps are printed by `NumbaPrinter`, which differs from `GradientPrinter` only where Numba
 compiles a subset of NumPy; its helpers are those of `codegen.runtime_numba`.
 
-Numba compiles a function for the types of its first call (seconds for a dense network, up to a
+A module imported from its file keeps what Numba compiled in `__pycache__` beside it (`CACHE`),
+so only the first process compiles; one compiled in memory (`codegen.files.compile_module`)
+cannot. Numba compiles a function for the types of its first call (seconds for a dense network, up to a
 minute or two for a CNN; once a process); the module computes in float64 (other float arrays are
 converted).
 """
@@ -159,7 +161,7 @@ def helper_source(name: str) -> str:
     if name not in HELPERS:
         raise Unsupported(f"the helper {name}")
     options = ", fastmath={'reassoc'}" if name == "_sum_squares" else ""  # a vectorized sum: 8x faster
-    return f"@numba.njit(cache=False{options})\n" + inspect.getsource(getattr(runtime_numba, name))
+    return f"@numba.njit(cache=CACHE{options})\n" + inspect.getsource(getattr(runtime_numba, name))
 
 
 def function(name: str, arguments: tuple, values: str, body: list[str], wanted: list, result: str,
@@ -170,7 +172,7 @@ def function(name: str, arguments: tuple, values: str, body: list[str], wanted: 
     results = [symbol.name for symbol in wanted]
     squares = " + ".join(f"_sum_squares({r})" for r in results)
     kernel = [
-        "@numba.njit(cache=False)",
+        "@numba.njit(cache=CACHE)",
         f"def _{name}({', '.join(arguments)}):",
         *body,
         f"{INDENT}_total = {squares}",

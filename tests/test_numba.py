@@ -56,7 +56,7 @@ def _assert_same(ours, theirs, name):
 def test_compiled_module_equals_the_numpy_module(name):
     network = NETWORKS[name]()
     numpy_module, numba_module = _pair(network)
-    assert numba_module.PARAMETERS == numpy_module.PARAMETERS
+    assert numba_module.PARAMETERS == numpy_module.PARAMETERS and numba_module.CACHE is False  # in memory
     assert numba_module.ARGUMENTS == numpy_module.ARGUMENTS
     for seed in (0, 1):
         values = _values(network, seed)
@@ -139,6 +139,13 @@ def test_command_line_backend(tmp_path):
     assert "import numba\n" in text and "@numba.njit" in text
     assert "Regenerate with: symprop generate sigmoid_mse_2_2_1 --out out --backend numba" in text
     assert run("generate", "sigmoid_mse_2_2_1", "--backend", "numba", "--out", "out", "--check").returncode == 0
+    # imported from its file, the module keeps what Numba compiled in __pycache__ for the next process
+    call = ("import sys; sys.path.insert(0, 'out'); import sigmoid_mse_2_2_1 as m, symprop; "
+            "print(m.CACHE, m.loss(**symprop.load('sigmoid_mse_2_2_1').values))")
+    first = subprocess.run([sys.executable, "-c", call], capture_output=True, text=True, cwd=tmp_path)
+    assert first.returncode == 0 and first.stdout.startswith("True "), first.stderr
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "out" / "__pycache__").glob("*.nbi")) == [
+        "sigmoid_mse_2_2_1._loss", "sigmoid_mse_2_2_1._sigmoid", "sigmoid_mse_2_2_1._sum_squares"]
     stale = run("generate", "sigmoid_mse_2_2_1", "--out", "out", "--check")  # the NumPy module differs
     assert stale.returncode == 1 and stale.stdout.startswith("out/sigmoid_mse_2_2_1.py: ")
     refused = run("generate", str(ROOT / "examples" / "two_layer_net.py") + ":loss", "--values",
