@@ -76,17 +76,17 @@ class NumbaPrinter(GradientPrinter):
             text = f"np.expand_dims({text}, {axis})"
         return text
 
-    def _print_SumAxes(self, expr):  # Numba's sum takes one axis: the sums an image batch needs
+    def _print_SumAxes(self, expr):  # Numba's sum takes a tuple of axes but no keepdims
         a, axes, keepdims = expr.args
+        if not keepdims:
+            return expr._numpycode(self)
         axes = tuple(int(k) for k in axes)
-        helper, kept = {(0, 2, 3): ("_sum_channels", "(1, -1, 1, 1)"), (1, 2, 3): ("_sum_samples", "(-1, 1, 1, 1)"),
-                        (0,): (None, None)}.get(axes, (None, None))
-        if axes == (0,) and not keepdims:
-            return f"{self._method_target(a)}.sum(axis=0)"
+        helper, kept = {(0, 2, 3): ("_sum_channels", "(1, -1, 1, 1)"),
+                        (1, 2, 3): ("_sum_samples", "(-1, 1, 1, 1)")}.get(axes, (None, None))
         if helper is None:
-            raise Unsupported(f"a sum over the axes {axes}")
+            raise Unsupported(f"a sum over the axes {axes} with keepdims")
         self.helpers.add(helper)
-        return f"{helper}({self._print(a)})" + (f".reshape{kept}" if keepdims else "")
+        return f"{helper}({self._print(a)}).reshape{kept}"
 
     def _print_BatchMatmul(self, expr):
         raise Unsupported("attention")
