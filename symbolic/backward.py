@@ -21,6 +21,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .arrays import ArrayFunction, PadColumns, PerChannel, SumAxes, SumRows, Total, ZerosLike, shape_of
+from .renamed import by_shape
 from .sweep import Composite, sweep
 
 
@@ -299,6 +300,7 @@ def _joined(expr: sp.Expr, ndim: int) -> sp.Expr:
     return Concatenate(*(block[3] for block in blocks), sp.Integer(ndim - 1))
 
 
+@by_shape  # one layer's form simplified once, however deep the network
 def _simplify(expr: sp.Expr) -> sp.Expr:
     """The shorter of `expr` and its cancelled form, common numeric factors pulled out."""
     candidates = [sp.factor_terms(expr)]

@@ -15,7 +15,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .arrays import (BATCH, AvgPool2d, AvgPool2dGrad, Conv2d, Conv2dInputGrad, Conv2dWeightGrad, Matmul, MaxPool2d,
+from .arrays import (BATCH, ArrayFunction, AvgPool2d, AvgPool2dGrad, Conv2d, Conv2dInputGrad, Conv2dWeightGrad, Matmul, MaxPool2d,
                      MaxPool2dGrad, Outer)
 from .scan import Scan, ScanGrad, next_name
 
@@ -130,6 +130,11 @@ class ArrayLatexPrinter(ArrayOrder, LatexPrinter):
     def _print_ElementwiseBase(self, expr, exp=None):  # an activation by its name: \sigma(z_1)
         applied = expr.rule.latex + r"\left(" + self._print(expr.args[0]) + r"\right)"
         return applied if exp is None else r"\left(" + applied + r"\right)^{" + exp + "}"
+
+    def _print_Pow(self, expr):  # (W^T)^2, not SymPy's function power W^{T 2}: array operations take no `exp`
+        if isinstance(expr.base, ArrayFunction) and expr.exp.is_positive and expr.exp != sp.S.Half:
+            return r"\left(" + self._print(expr.base) + r"\right)^{" + self._print(expr.exp) + "}"
+        return super()._print_Pow(expr)
 
     def _print_Piecewise(self, expr):
         (then, cond), (otherwise, _) = expr.args

@@ -114,6 +114,8 @@ class Network:
     def roles(self) -> dict[str, str]:
         """What each array is, in words: input, target, weight, bias, ... (see `using`)."""
         roles = {self.input: "input", self.target: "target"}
+        if self.loss.mask:
+            roles[self.loss.mask] = "mask of the steps the loss counts"
         for layer in self.layers:
             for array in layer.arrays(self.layout):
                 roles.setdefault(array.name, array.role)

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .arrays import ArrayFunction, BroadcastTo, RowSum, SumAxes, SumRows, Total, broadcast, shape_of
+from .renamed import by_shape
+
+_derivative = by_shape(sp.diff)  # tanh(z1), tanh(z2), ...: differentiated once
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def _pull(expr, g, shapes, active) -> list[tuple[sp.Symbol, sp.Expr]]:
     for u in sorted(flat.free_symbols & (active | set(back)), key=lambda s: sp.default_sort_key(back.get(s, s))):
         if u in back and not back[u].free_symbols & active:
             continue
-        pull = (g * sp.diff(flat, u)).xreplace(back)
+        pull = (g * _derivative(flat, u)).xreplace(back)
         target = back.get(u, u)
         if not (u in back and target.reduces):  # an operation that sums its broadcast pull itself
             pull = _fit(pull, held_shapes[u] if u in held_shapes else shapes[u], shapes, whole=shape_of(expr, shapes))
