@@ -15,7 +15,8 @@ import types
 
 import numpy as np
 
-from .check import RTOL, BackwardFailed, CheckError, Report, call_backward, compare, compare_backward, name_map
+from .check import (RTOL, BackwardFailed, CheckError, Report, agreement, call_backward, compare, compare_backward,
+                    name_map)
 from .codegen.program_module import generate_program
 from .numerical import finite_differences, largest, sample_entries
 from .symbolic.program import Program, derive_program
@@ -106,7 +107,7 @@ def _numerical(report, program, module, floats, generated, loss, entries, seed):
         if entries == -1:
             count = None if int(np.prod(shape)) <= ALL_ENTRIES_UP_TO else SAMPLE
         sampled[name] = sample_entries(shape, count, seed)
-    numerical, kinks = finite_differences(f, given, inputs, entries=sampled)
+    numerical, kinks = finite_differences(f, given, inputs, entries=sampled, expected=agreement(generated, loss))
     rows = [compare(name, generated[name], numerical[name], RTOL, loss, overall=largest(generated))
             for name in inputs]
     report.sections["generated vs numerical"] = rows

@@ -80,8 +80,15 @@ def numerical_gradients(f, arrays: dict, wrt, eps: float = 1e-3) -> dict:
     return finite_differences(f, arrays, wrt, eps)[0]
 
 
-def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | None = None, progress=None):
+def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | None = None, progress=None,
+                       expected: dict | None = None):
     """(gradients, kinks): kinks maps each name to the indices found near a kink.
+
+    `expected` maps a name to (gradient, tolerance): the gradient being checked and the largest
+    difference from it that counts as agreement. An entry whose first estimate (step h) is within
+    a tenth of the tolerance of it is taken at once, with four evaluations of f instead of eight
+    or more: a wrong or doubtful entry (a kink) still gets every step. It halves the time of a
+    check whose gradients are right, and changes no verdict.
 
     The arrays differentiated are float64 copies whatever their dtype (an integer array would
     truncate each step); the others keep theirs (class labels stay integers).
@@ -96,6 +103,8 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | 
     arrays = {name: (np.array(value, dtype=np.float64) if name in wrt else _float64(value))
               for name, value in arrays.items()}
     entries = {name: (entries or {}).get(name) for name in wrt}
+    agreed = {name: (np.asarray(gradient, dtype=np.float64), float(tolerance))
+              for name, (gradient, tolerance) in (expected or {}).items() if name in wrt}
     total = sum(arrays[n].size if entries[n] is None else len(entries[n]) for n in wrt)
     done = 0
     centre = float(f(**arrays))
@@ -108,20 +117,9 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | 
         kinks[name] = []
         for index in (np.ndindex(base.shape) if entries[name] is None else entries[name]):
             value = float(base[index])
-            scale = eps * max(1.0, abs(value))
-            previous, previous_asymmetry = _estimate(f, arrays, base, index, centre, scale * SHRINKS[0])
-            for shrink in SHRINKS[1:]:
-                h = scale * shrink
-                current, asymmetry = _estimate(f, arrays, base, index, centre, h)
-                rounding = ROUNDING * (1 + abs(centre)) / h
-                settled = abs(current - previous) <= AGREE_RTOL * (abs(current) + abs(previous)) + rounding
-                smooth = asymmetry <= 0.2 * previous_asymmetry + 4 * rounding
-                if settled and smooth:  # the larger step: as exact, and less rounding
-                    grad[index] = previous
-                    break
-                previous, previous_asymmetry = current, asymmetry
-            else:
-                grad[index] = previous
+            target = (agreed[name][0][index], agreed[name][1] / 10) if name in agreed else None
+            grad[index], kink = _entry(f, arrays, base, index, centre, eps * max(1.0, abs(value)), target)
+            if kink:
                 kinks[name].append(index)
             base[index] = value
             done += 1
@@ -129,6 +127,25 @@ def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | 
                 progress(done, total)
         gradients[name] = grad
     return gradients, kinks
+
+
+def _entry(f, arrays, base, index, centre, scale, target=None):
+    """(the derivative along one entry, whether a kink is within the step): the estimates with
+    steps scale * SHRINKS until two agree and the asymmetry shrank (see the module docstring).
+    `target`: (expected, tolerance), the first estimate taken if it is that close to expected."""
+    previous, previous_asymmetry = _estimate(f, arrays, base, index, centre, scale * SHRINKS[0])
+    if target is not None and abs(previous - target[0]) <= target[1]:
+        return previous, False
+    for shrink in SHRINKS[1:]:
+        h = scale * shrink
+        current, asymmetry = _estimate(f, arrays, base, index, centre, h)
+        rounding = ROUNDING * (1 + abs(centre)) / h
+        settled = abs(current - previous) <= AGREE_RTOL * (abs(current) + abs(previous)) + rounding
+        smooth = asymmetry <= 0.2 * previous_asymmetry + 4 * rounding
+        if settled and smooth:  # the larger step: as exact, and less rounding
+            return previous, False
+        previous, previous_asymmetry = current, asymmetry
+    return previous, True
 
 
 def _estimate(f, arrays, base, index, centre, h):

@@ -403,3 +403,28 @@ def test_a_wrong_entry_at_a_kink_says_which_convention_symprop_uses():
             "a backward using (z1 >= 0) differs there") in report.notes
     assert not any("z2 has entries" in note for note in report.notes)
     assert not any("exactly at 0" in note for note in check(SEED001, values=values).notes)  # no backward
+
+
+def test_an_entry_that_agrees_at_once_takes_four_evaluations_and_a_wrong_one_every_step():
+    from symprop.numerical import finite_differences
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return float(np.sum(np.sin(x) * x))
+
+    x = np.array([0.3, -1.2, 2.0, 0.0])
+    right = np.sin(x) + x * np.cos(x)
+    plain, _ = finite_differences(f, {"x": x}, "x")
+    every_step = len(calls)
+    assert every_step >= 1 + 8 * x.size  # two steps at least: each entry's estimates must agree
+    calls.clear()
+    agreed, kinks = finite_differences(f, {"x": x}, "x", expected={"x": (right, 1e-6)})
+    assert len(calls) == 1 + 4 * x.size and kinks == {"x": []}
+    np.testing.assert_allclose(agreed["x"], right, rtol=0, atol=1e-9)
+    wrong = right.copy()
+    wrong[1] += 1e-5  # ten times the tolerance: refined as without `expected`, and still found wrong
+    calls.clear()
+    refined, _ = finite_differences(f, {"x": x}, "x", expected={"x": (wrong, 1e-6)})
+    assert len(calls) > 1 + 4 * x.size and refined["x"][1] == plain["x"][1]
+    assert abs(refined["x"][1] - wrong[1]) > 9e-6
