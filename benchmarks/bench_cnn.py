@@ -47,9 +47,11 @@ MALLOC_TRIM_THRESHOLD_=268435456 added to the child's environment: no mmap below
 trimming below 256 MiB); --malloc picks one or both (the default). In each of --rounds rounds,
 one process per implementation and setting, in a fresh random order; each process first checks
 its result against the hand-written one (1e-10), then takes `timeit` measurements (--repeats,
-loops calibrated to last ~50 ms, the garbage collector off, timeit's default) and counts minor
-page faults per call (getrusage). Reported: the best and the median over all measurements, the
-median page faults. OpenBLAS runs with one thread as bench.py sets it (--blas-threads to change).
+loops calibrated to last ~50 ms, the garbage collector off, timeit's default), counts minor
+page faults per call (getrusage) and measures the memory of a call (`memory`: tracemalloc's
+peak, and the buffers a generated module keeps between calls). Reported: the best and the median
+over all measurements, the median page faults. OpenBLAS runs with one thread as bench.py sets it
+(--blas-threads to change).
 
 Unless --no-lines: the gen and hand processes also time every statement of `loss_and_gradients`
 (VALIDATE True) and of `hand_cnn` inside real calls (perf_counter and page faults between the
@@ -73,6 +75,7 @@ import sys
 import tempfile
 import time
 import timeit
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +266,18 @@ def faults_per_call(fn, arrays, calls):
     return (minor_faults() - before) / calls
 
 
+def memory(fn, arrays):
+    """(peak bytes one call allocates, bytes kept between calls): the peak as tracemalloc sees it
+    (NumPy reports its arrays to it; PyTorch's tensors it does not see: None), in a call after the
+    warm-up, on top of the buffers a generated module keeps between calls (the second figure)."""
+    tracemalloc.start()
+    fn(**arrays)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    kept = sum(b.nbytes for buffers in fn.__globals__.get("_SPARE", {}).values() for b in buffers.values())
+    return peak, kept
+
+
 def time_calls(fn, arrays, repeats, target):
     """(seconds per call of each of `repeats` timeit measurements, loops per measurement)."""
     timer = timeit.Timer(lambda: fn(**arrays))
@@ -285,8 +300,9 @@ def child(args):
     d = relative_difference(fn(**arrays), want)
     assert d <= AGREE, f"{args.child} differs from the hand-written result by {d:.3g} > {AGREE:g}"
     times, loops = time_calls(fn, arrays, args.repeats, args.target)
+    peak, kept = memory(fn, arrays) if args.child != "torch" else (None, None)
     result = {"times": times, "loops": loops, "faults": faults_per_call(fn, arrays, args.fault_calls),
-              "malloc": {k: os.environ.get(k) for k in TUNED_MALLOC}}
+              "malloc": {k: os.environ.get(k) for k in TUNED_MALLOC}, "peak": peak, "kept": kept}
     if args.lines and args.child in ("gen", "hand"):
         if args.child == "gen":
             module = compile_module(network, source)
@@ -301,7 +317,8 @@ def child(args):
 def run_children(args, folder, impls, settings, out):
     """{setting: {impl: {"times": [...], "faults": [...], "loops": [...], "lines": [[...], ...]}}}:
     `args.rounds` rounds, each one child process per implementation and setting, shuffled."""
-    results = {setting: {impl: {"times": [], "faults": [], "loops": [], "lines": []} for impl in impls}
+    results = {setting: {impl: {"times": [], "faults": [], "loops": [], "lines": [], "memory": (None, None)}
+                         for impl in impls}
                for setting in settings}
     jobs = [(setting, impl) for setting in settings for impl in impls]
     order = np.random.default_rng(SEED)
@@ -324,6 +341,7 @@ def run_children(args, folder, impls, settings, out):
             slot["times"] += got["times"]
             slot["faults"].append(got["faults"])
             slot["loops"].append(got["loops"])
+            slot["memory"] = (got["peak"], got["kept"])
             if "lines" in got:
                 slot["lines"].append(got["lines"])
         print(f"round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
@@ -343,15 +361,20 @@ def time_table(out, setting, results, torch_installed, args):
     rows = [[LABELS[impl], bench.fmt_us(b), bench.fmt_us(float(np.median(results[impl]["times"]))),
              f"{b / torch_t:.2f}" if torch_t else "n/a", f"{b / hand:.2f}",
              f"{np.median(results[impl]['faults']):,.0f}" if resource else "n/a",
-             "/".join(map(str, sorted(set(results[impl]["loops"]))))]
+             *_megabytes(results[impl]["memory"]), "/".join(map(str, sorted(set(results[impl]["loops"]))))]
             for impl, b in best.items()]
     if not torch_installed:
-        rows.append([LABELS["torch"], "n/a", "n/a", "n/a (not installed)", "", "", ""])
+        rows.append([LABELS["torch"], "n/a", "n/a", "n/a (not installed)", "", "", "", "", ""])
     out(f"\n## Loss and gradients per call, malloc {SETTING_NOTES[setting]} (timeit, best of "
         f"{args.rounds} processes × {args.repeats} repeats)\n")
     out(bench.md_table(["implementation", "best µs", "median µs", "× torch (best)", "× hand (best)",
-                        "page faults / call", "loops"], rows))
+                        "page faults / call", "peak MB / call", "kept MB", "loops"], rows))
     return best
+
+
+def _megabytes(memory):
+    """The peak and kept memory of a call in MB ("n/a" where tracemalloc does not see it: PyTorch)."""
+    return ["n/a" if value is None else f"{value / 1e6:.1f}" for value in memory]
 
 
 # ================================================================================================
@@ -381,8 +404,9 @@ def assignments(source, name):
 
 
 def time_statement(code, scope, repeats, target):
-    """Best seconds per execution of compiled `code` in `scope` (not changed: a fresh dict)."""
-    env = dict(scope)
+    """Best seconds per execution of compiled `code` in `scope` (not changed: a fresh dict, its
+    arrays copied, so that a statement in place, z1 += b1, repeated does not change scope's z1)."""
+    env = {name: value.copy() if isinstance(value, np.ndarray) else value for name, value in scope.items()}
     timer = timeit.Timer(lambda: exec(code, env))
     loops = max(1, int(target / max(min(timer.repeat(3, 2)) / 2, 1e-7)))
     return min(timer.repeat(repeats, loops)) / loops

@@ -47,7 +47,7 @@ def statements(printer, lines: list, cse) -> list[str]:
                 out += _backward(printer, key, groups[key], cse)
         replaced = expr.xreplace({e: groups[_key(e)][e.part] for e in expr.atoms(ScanGrad)})
         if replaced != symbol:  # a line that is one part of a reverse loop: the loop wrote it
-            out.append(f"{symbol.name} = {printer.doprint(replaced)}")
+            out += printer.assignment(symbol, replaced)
     return out
 
 

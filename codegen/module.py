@@ -20,7 +20,7 @@ from ..symbolic.derive import Derivation, Step
 from ..symbolic.program import needed_steps
 from ..symbolic.spec import Network, as_network
 
-from . import numba_backend, runtime
+from . import numba_backend, runtime, workspaces
 from .loops import statements
 from .printer import GradientPrinter, code_forms, helper_source
 
@@ -268,9 +268,17 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     body = [f'{INDENT}"""{doc}"""']
     if validate:
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)"]
-    if BATCH in used and network.batch is None:
+    # the large intermediates of the exported functions in buffers kept between calls
+    printer.placements = workspaces.plan(lines, wanted, _shapes(derivation), _data(network)) if validate else {}
+    buffers = [place for place in printer.placements.values() if isinstance(place, workspaces.Buffer)]
+    if BATCH in used and network.batch is None or any(BATCH in place.shape for place in buffers):
         body.append(f"{INDENT}N = {network.input}.shape[0]")
+    if buffers:
+        body.append(f"{INDENT}work = _Workspace({name!r})  # the buffers of the large intermediates")
     body += [INDENT + line for line in statements(printer, lines, _cse)]
+    if buffers:
+        body.append(f"{INDENT}work.keep()  # the buffers, left to the next call")
+    printer.placements = {}
     if validate:  # NaN or inf looked for in what was computed; the slow path names the argument
         results = ", ".join(symbol.name for symbol in wanted) + ("," if len(wanted) == 1 else "")
         body += [f"{INDENT}if VALIDATE and not _finite(({results})):",
@@ -278,6 +286,17 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     body.append(f"{INDENT}return {result}")
     header = f"def {name}({', '.join(arguments)}):" if positional else f"def {name}(*, {signature}, **unknown):"
     return header + "\n" + "\n".join(body) + "\n", arguments
+
+
+def _shapes(derivation: Derivation) -> dict:
+    """Every array's shape by symbol: the network's arrays and the derivation's steps."""
+    arrays = {sp.Symbol(name): shape for name, shape in derivation.network.shapes(BATCH).items()}
+    return arrays | {s.symbol: s.shape for s in derivation.steps}
+
+
+def _data(network: Network) -> frozenset:
+    """The names of the arrays of whole numbers: class labels, tokens."""
+    return frozenset(([network.target] if network.loss.labels else []) + ([network.input] if network.tokens else []))
 
 
 _VALIDATION = "\n\n".join(inspect.getsource(function) for function in (

@@ -16,12 +16,17 @@ from sympy.printing.precedence import PRECEDENCE
 
 from ..symbolic.arrays import ArrayFunction, Conv2d, Conv2dWeightGrad, Matmul
 from ..symbolic.notation import ArrayOrder
+from ..symbolic.rules import ElementwiseBase
 from . import runtime
 
 def helper_source(name: str) -> str:
     """The source of a helper a generated module defines when its code uses it: a real function
-    of `codegen.runtime`, copied in."""
-    return inspect.getsource(getattr(runtime, name))
+    of `codegen.runtime`, copied in (a class with the module constants it reads)."""
+    source = inspect.getsource(getattr(runtime, name))
+    if name == "_Workspace":
+        source = ("KEEP_WORKSPACES = True  # False: no buffers kept between calls (see _Workspace)\n"
+                  "_SPARE = {}  # function name -> the buffers its last call left\n\n\n" + source)
+    return source
 
 
 class _Sigmoid(sp.Function):
@@ -134,6 +139,42 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
         self.helpers: set[str] = set()
         self.layout = layout  # in the row layout, A.T @ delta is a weight gradient
+        self.placements: dict = {}  # symbol -> where its line computes into (`codegen.workspaces`)
+        self._placing = None  # (the operation printed with out=, the buffer's code)
+
+    # -- a line, and its buffer (codegen.workspaces) ---------------------------------------------
+
+    def assignment(self, symbol, expr) -> list[str]:
+        """The statements of the line `symbol = expr`: one, or, placed in a buffer or in place
+        (`self.placements`), the statements that compute it there."""
+        from . import workspaces
+        place = self.placements.get(symbol)
+        name = symbol.name
+        if isinstance(place, workspaces.InPlace):
+            rest = sp.Mul(*(f for f in expr.args if f != place.operand))
+            return [f"{name} = np.multiply({place.operand.name}, {self.doprint(rest)}, out={place.operand.name})"]
+        if place is None:
+            return [f"{name} = {self.doprint(expr)}"]
+        dims = ", ".join(self.doprint(d) for d in place.shape)
+        buffer = f"work.empty({name!r}, ({dims}), {self.float_dtype(list(place.floats))})"
+        self.need("_Workspace")
+        op = place.op
+        if op.is_Mul:
+            first, second = op.args
+            return [f"{name} = np.multiply({self.doprint(first)}, {self.doprint(second)}, out={buffer})"]
+        shown = stable_forms(op.explicit()) if isinstance(op, ElementwiseBase) else code_forms(op)
+        self._placing = (shown, buffer)
+        try:
+            lines = [f"{name} = {self.doprint(op)}"]
+        finally:
+            self._placing = None
+        if op is not expr:  # the rest of a sum, added in place
+            lines.append(f"{name} += {self.doprint(sp.Add(*(t for t in expr.args if t is not op)))}")
+        return lines
+
+    def _out(self, expr) -> str:
+        """", out=<buffer>" for the operation being placed in a buffer, else nothing."""
+        return f", out={self._placing[1]}" if self._placing is not None and expr == self._placing[0] else ""
 
     def doprint(self, expr, assign_to=None):
         return super().doprint(code_forms(expr), assign_to)
@@ -195,7 +236,7 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         arrays, settings = expr.split()
         words = [self._print(arg) for arg in arrays]
         words += [f"{keyword}={setting!r}" for keyword, setting in zip(keywords, settings)]
-        return f"{name}({', '.join(words)})"
+        return f"{name}({', '.join(words)}{self._out(expr)})"
 
     def _print__Im2col(self, expr):
         x, kernel, stride, padding = expr.args
@@ -203,11 +244,11 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         self.helpers.update(runtime.NEEDS["_im2col"])
         settings = ", ".join(f"{name}={tuple(int(d) for d in value)!r}"
                              for name, value in zip(("kernel", "stride", "padding"), (kernel, stride, padding)))
-        return f"_im2col({self._print(x)}, {settings})"
+        return f"_im2col({self._print(x)}, {settings}{self._out(expr)})"
 
     def _print__ConvColumns(self, expr):
         self.helpers.add("_conv2d")
-        return f"_conv2d({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+        return f"_conv2d({self._print(expr.args[0])}, {self._print(expr.args[1])}{self._out(expr)})"
 
     def _print__WeightColumns(self, expr):
         self.helpers.add("_conv2d_weight_gradient")
@@ -242,16 +283,20 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         return super()._print_Pow(expr, rational=rational)
 
     def _print_Max(self, expr):
-        return self._pairwise("np.maximum", expr.args)
+        return self._pairwise("np.maximum", expr.args, self._out(expr))
+
+    def _print_tanh(self, expr):
+        return f"np.tanh({self._print(expr.args[0])}{self._out(expr)})"
 
     def _print_Min(self, expr):
         return self._pairwise("np.minimum", expr.args)
 
-    def _pairwise(self, function, args):
+    def _pairwise(self, function, args, out=""):
+        """function(function(a, b), c) ..., `out` (", out=...") given to the outermost call."""
         args = sorted(args, key=lambda arg: arg.is_Number)  # np.maximum(z1, 0.0): array first
         text = self._print(args[0])
-        for arg in args[1:]:
-            text = f"{function}({text}, {self._print(arg)})"
+        for i, arg in enumerate(args[1:], 2):
+            text = f"{function}({text}, {self._print(arg)}{out if i == len(args) else ''})"
         return text
 
     def _print__Softplus(self, expr):

@@ -15,6 +15,8 @@ TOKENS = None  # the number of tokens when the input holds tokens (an embedding)
 CHECK_FINITE = True
 FLOAT = None  # the float dtype a compiled module computes in (None: float arrays keep theirs)
 _EXPECTED: dict = {}
+KEEP_WORKSPACES = True  # False: no buffers kept between calls (`_Workspace`)
+_SPARE: dict = {}  # function name -> the buffers its last call left (`_Workspace`)
 KINDS: dict = {}  # a traced module's arrays: name -> "f" (floats) or "d" (data: whole numbers, booleans)
 
 
@@ -178,6 +180,41 @@ def _pad_columns(g, start, stop, width):
     out[..., start:stop] = g
     return out
 
+
+# --- Workspaces: the buffers of large intermediates, kept between calls ---
+
+
+class _Workspace(dict):
+    """The buffers of the large intermediates of one call of a generated function, by name, kept
+    for its next call: an array of several megabytes is allocated, and its pages faulted in by the
+    operating system, once rather than on every call (glibc gives such arrays back to the system
+    when they are freed, and a fresh process would fault in every page of every call).
+
+    `_Workspace(function)` takes the buffers the last completed call of `function` left
+    (`_SPARE.pop`, atomic: a call running at the same time in another thread, or a nested one,
+    finds none and allocates its own); `empty(name, shape, dtype)` gives the buffer of that name,
+    a new one if the shape or dtype changed (the batch size, float32 after float64); `keep()`, at
+    the end of the call, leaves them for the next. Only intermediates go into buffers, never a
+    result or an array a result is a view of: what a call returns stays the caller's. A call that
+    raises keeps nothing. KEEP_WORKSPACES = False: every call allocates its own (less memory
+    held between calls).
+    """
+
+    def __init__(self, function):
+        super().__init__(_SPARE.pop(function, None) or ())
+        self.function = function
+
+    def empty(self, name, shape, dtype):
+        buffer = self.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self[name] = np.empty(shape, dtype)
+        return buffer
+
+    def keep(self):
+        if KEEP_WORKSPACES:
+            _SPARE[self.function] = self
+
+
 # --- 2-D convolution and pooling (PyTorch semantics: F.conv2d, F.max_pool2d, F.avg_pool2d) ---
 #
 # Arrays are (N, C, H, Wd): batch, channels, height, width. `size`, `kernel`, `stride` and
@@ -225,28 +262,34 @@ def _padded(x, padding):
     return out
 
 
-def _im2col(x, kernel, stride, padding):
+def _im2col(x, kernel, stride, padding, out=None):
     """im2col: the windows of the padded x, copied to columns[n, c, p, q, i, j] = xp[n, c, i*sh + p, j*sw + q].
 
     Shape (N, C, kh, kw, H', W'), C-contiguous: for each sample, a (C*kh*kw, H'*W') matrix whose
     column (i, j) holds the window (i, j), so that a convolution is one matrix product per sample.
     The forward pass and the weight gradient share it (`_conv2d`, `_conv2d_weight_gradient`).
+    `out`: a C-contiguous array of that shape to write the columns into (a workspace).
     """
-    windows = _windows(_padded(x, padding), kernel, stride)  # (N, C, H', W', kh, kw), a view
-    return np.ascontiguousarray(windows.transpose(0, 1, 4, 5, 2, 3))  # the copy: (N, C, kh, kw, H', W')
+    windows = _windows(_padded(x, padding), kernel, stride).transpose(0, 1, 4, 5, 2, 3)  # a view
+    if out is None:
+        return np.ascontiguousarray(windows)  # the copy: (N, C, kh, kw, H', W')
+    np.copyto(out, windows)
+    return out
 
 
-def _conv2d(columns, W):
+def _conv2d(columns, W, out=None):
     """The cross-correlation of x (N, C, H, Wd) with the filters W (F, C, kh, kw), no bias (F.conv2d),
     from the columns of x, `_im2col(x, (kh, kw), stride, padding)`:
 
     y[n, f, i, j] = sum_{c, p, q} W[f, c, p, q] * xp[n, c, i*sh + p, j*sw + q], xp = x padded by
     (ph, pw) zeros; y has shape (N, F, H', W'), H' = (H + 2ph - kh) // sh + 1, W' likewise.
+    `out`: a C-contiguous array of that shape to write y into (a workspace).
     """
     filters, channels, kh, kw = W.shape
     n, _, _, _, out_h, out_w = columns.shape  # (N, C, kh, kw, H', W')
     # per sample: (F, C*kh*kw) @ (C*kh*kw, H'*W'), the batch as the leading axis of np.matmul
-    y = np.matmul(W.reshape(filters, channels*kh*kw), columns.reshape(n, channels*kh*kw, out_h*out_w))
+    y = np.matmul(W.reshape(filters, channels*kh*kw), columns.reshape(n, channels*kh*kw, out_h*out_w),
+                  out=None if out is None else out.reshape(n, filters, out_h*out_w))
     return y.reshape(n, filters, out_h, out_w)
 
 
@@ -283,34 +326,39 @@ def _conv2d_weight_gradient(columns, delta):
     return per_sample.sum(axis=0).reshape(filters, channels, kh, kw)
 
 
-def _window_max(windows):
+def _window_max(windows, out=None):
     """The maximum of each window of a windows view (..., h, w): out[...] = max_{p, q} windows[..., p, q].
 
     By h*w - 1 elementwise maxima of the (...) offset slices: NumPy's own reduction over the two
-    short window axes of a strided view is many times slower. NaN wins, as in PyTorch.
+    short window axes of a strided view is many times slower. NaN wins, as in PyTorch. `out`: an
+    array of shape (...) to write the result into (None: a new one).
     """
     entries = [windows[..., p, q] for p, q in np.ndindex(*windows.shape[-2:])]  # views, row-major
     if len(entries) == 1:
-        return entries[0].copy()
-    out = np.maximum(entries[0], entries[1])  # a new contiguous array
+        if out is None:
+            return entries[0].copy()
+        np.copyto(out, entries[0])
+        return out
+    out = np.maximum(entries[0], entries[1], out=out)  # a new contiguous array, or `out`
     for entry in entries[2:]:
         np.maximum(out, entry, out=out)
     return out
 
 
-def _max_pool2d(a, size, stride):
+def _max_pool2d(a, size, stride, out=None):
     """Max pooling of a (N, C, H, Wd) (F.max_pool2d without padding).
 
     out[n, c, i, j] = max_{p, q} a[n, c, i*sh + p, j*sw + q], shape (N, C, H', W'),
     H' = (H - h) // sh + 1, W' = (Wd - w) // sw + 1. Separable: the maximum over the h rows of
     each window for every column, then over the w columns (h + w - 2 maxima, not h*w - 1).
+    `out`: an array of that shape to write the result into (a workspace).
     """
     (h, w), (sh, sw) = size, stride
     column_max = _window_max(_windows(a, (h, 1), (sh, 1)))  # (N, C, H', Wd): max_p a[n, c, i*sh + p, col]
-    return _window_max(_windows(column_max, (1, w), (1, sw)))  # (N, C, H', W')
+    return _window_max(_windows(column_max, (1, w), (1, sw)), out)  # (N, C, H', W')
 
 
-def _max_pool2d_gradient(a, largest, delta, size, stride):
+def _max_pool2d_gradient(a, largest, delta, size, stride, out=None):
     """dL/da (N, C, H, Wd) of largest = `_max_pool2d(a, size, stride)` from delta = dL/dlargest (N, C, H', W').
 
     da[n, c, i*sh + p, j*sw + q] += delta[n, c, i, j] for the FIRST (p, q) in row-major order with
@@ -318,12 +366,18 @@ def _max_pool2d_gradient(a, largest, delta, size, stride):
     kernel among ties. Overlapping windows (stride < size) add up; entries no window picks get 0.
     (Non-finite values differ from PyTorch: an inf or NaN in delta spreads NaN over its window,
     0 * inf; a window holding NaN passes no gradient, where PyTorch picks its last NaN.)
+    `out`: a C-contiguous array of a's shape and the result's dtype to write dL/da into (a workspace).
     """
     windows = _windows(a, size, stride)  # (N, C, H', W', h, w)
     disjoint = stride[0] >= size[0] and stride[1] >= size[1]  # no entry of a in two windows
     tiled = tuple(stride) == tuple(size) and largest.shape[2] * size[0] == a.shape[2] \
         and largest.shape[3] * size[1] == a.shape[3]  # every entry of a in one window: all written below
-    gradient = (np.empty if tiled else np.zeros)(a.shape, dtype=np.result_type(a, delta))
+    if out is None:
+        gradient = (np.empty if tiled else np.zeros)(a.shape, dtype=np.result_type(a, delta))
+    else:
+        gradient = out
+        if not tiled:
+            gradient[...] = 0
     targets = _windows(gradient, size, stride, writeable=True)  # targets[..., p, q] is a view into gradient
     unclaimed = np.ones(largest.shape, dtype=bool)  # the windows whose maximum is not found yet
     for p, q in np.ndindex(*size):  # row-major, so the first maximum claims its window
@@ -336,17 +390,22 @@ def _max_pool2d_gradient(a, largest, delta, size, stride):
     return gradient
 
 
-def _avg_pool2d(a, size, stride):
+def _avg_pool2d(a, size, stride, out=None):
     """Average pooling of a (N, C, H, Wd) (F.avg_pool2d without padding).
 
     out[n, c, i, j] = (1 / (h*w)) * sum_{p, q} a[n, c, i*sh + p, j*sw + q], shape (N, C, H', W'):
-    the sum of the h*w offset slices, in row-major order, then one division.
+    the sum of the h*w offset slices, in row-major order, then one division. `out`: an array of
+    that shape to write the result into (a workspace).
     """
     windows = _windows(a, size, stride)
-    total = windows[:, :, :, :, 0, 0].copy()  # a contiguous (N, C, H', W')
+    if out is None:
+        total = windows[:, :, :, :, 0, 0].copy()  # a contiguous (N, C, H', W')
+    else:
+        total = out
+        np.copyto(total, windows[:, :, :, :, 0, 0])
     for p, q in list(np.ndindex(*size))[1:]:
         total += windows[:, :, :, :, p, q]
-    return total / (size[0] * size[1])
+    return np.divide(total, size[0] * size[1], out=total)
 
 
 def _avg_pool2d_gradient(delta, size, stride, shape):

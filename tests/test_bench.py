@@ -100,7 +100,8 @@ def test_cnn_quick_run_checks_agreement_and_prints_the_tables():
     stdout = result.stdout
     assert "## Agreement (loss and every gradient, normwise relative; must be <= 1e-10): passed" in stdout
     assert "| implementation | vs hand-written | vs symprop.reference |" in stdout
-    header = "| implementation | best µs | median µs | × torch (best) | × hand (best) | page faults / call | loops |"
+    header = ("| implementation | best µs | median µs | × torch (best) | × hand (best) | page faults / call | "
+              "peak MB / call | kept MB | loops |")
     assert stdout.count(header) == 2                                  # malloc as started, and tuned
     for row in ("| generated `loss_and_gradients`, VALIDATE True (default) | ",
                 "| generated `loss_and_gradients`, VALIDATE False | ",

@@ -1,0 +1,148 @@
+"""Workspaces and in-place arithmetic: where the large intermediates of a generated function live.
+
+A line `name = expression` is printed as it reads, a new array on every call, unless the plan
+places it:
+
+    Buffer    computed into a buffer kept between calls, `out=work.empty(name, shape, dtype)`
+              (`runtime._Workspace`): an operation that takes `out` (im2col, a convolution, a
+              pooling and its gradient, a ReLU or tanh); a sum with such an operation as a term
+              computes it into the buffer and adds the rest in place
+              (z1 = _conv2d(...); z1 += b1[:, None, None])
+    InPlace   a product of an array of the call's own (in a buffer, or new) that no later line
+              reads, and masks or numbers (which cannot change its dtype), computed in that
+              array's memory: delta1 = np.multiply(dL_da1, (z1 > 0), out=dL_da1)
+
+Placed are lines of three axes or more (images and sequences: the megabytes whose pages a fresh
+allocation faults in on every call; a dense layer's (N, units) stays a plain line, and the tiny
+networks pay nothing) whose value is neither a result nor what a result is a view of (a reshape,
+a transpose, an index): what a call returns is always its own. Functions with a loop over time
+are left as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..symbolic import arrays
+from ..symbolic.arrays import BATCH, AvgPool2d, MaxPool2d, MaxPool2dGrad, broadcast, shape_of
+from ..symbolic.rules import ElementwiseBase
+from .printer import _ConvColumns, _Im2col, _WeightColumns
+
+OUT = (_Im2col, _ConvColumns, MaxPool2d, MaxPool2dGrad, AvgPool2d)  # operations that take `out`
+ELEMENTWISE = ("relu", "tanh")  # activations whose ufunc (np.maximum, np.tanh) takes `out`
+FRESH = OUT + (  # a new array, never a view of an operand (anything else may be one: a reshape)
+    sp.Add, sp.Mul, sp.Pow, sp.Max, sp.Min, sp.Piecewise, sp.core.relational.Relational, ElementwiseBase,
+    _WeightColumns, arrays.Matmul, arrays.Outer, arrays.StepsOuter, arrays.SumRows, arrays.SumAxes, arrays.Total,
+    arrays.RowSum, arrays.LogSoftmax, arrays.OneHot, arrays.PadColumns, arrays.BatchMatmul, arrays.Conv2d,
+    arrays.Conv2dInputGrad, arrays.Conv2dWeightGrad, arrays.AvgPool2dGrad, arrays._Normalized)
+SMALLEST_NDIM = 3
+
+
+@dataclass(frozen=True)
+class Buffer:
+    shape: tuple
+    floats: tuple  # the float arrays the line reads: its dtype is theirs
+    op: sp.Expr  # what writes into it: the line's expression, or the first term of its sum
+
+
+@dataclass(frozen=True)
+class InPlace:
+    operand: sp.Symbol
+
+
+def plan(lines: list, results, shapes: dict, data=frozenset()) -> dict:
+    """symbol -> Buffer or InPlace for the lines ((symbol, expression) pairs in order) that are
+    placed; `results`: the symbols the function returns; `shapes`: the arrays' shapes (those of
+    the lines are worked out here); `data`: names of integer arrays (class labels, tokens)."""
+    from ..symbolic.scan import Scan, ScanGrad
+    if any(isinstance(expr, Scan) or expr.has(ScanGrad) for _, expr in lines):
+        return {}
+    shapes = dict(shapes)
+    for symbol, expr in lines:
+        shape = _shape(expr, shapes)
+        if shape is not None:
+            shapes[symbol] = shape
+    escaping = _escaping(lines, results)
+    placed = {}
+    for i, (symbol, expr) in enumerate(lines):
+        shape = shapes.get(symbol)
+        if symbol in escaping or shape is None or len(shape) < SMALLEST_NDIM:
+            continue
+        owned = placed.keys() | {s for s, e in lines[:i] if s not in escaping and isinstance(e, FRESH)
+                                 and not (e.is_Relational or _mask(e))}  # new float arrays of this call
+        operand = _reusable(expr, owned, lines[i + 1:], shape, shapes)
+        if operand is not None:
+            placed[symbol] = InPlace(operand)
+        elif (op := _into(expr, shape, shapes)) is not None:
+            floats = sorted((s.name for s in expr.free_symbols if s != BATCH and s.name not in data))
+            placed[symbol] = Buffer(shape, tuple(floats), op)
+    return placed
+
+
+def _into(expr, shape, shapes):
+    """The operation of `expr` that can write into a buffer of `shape`: expr itself, or the first
+    term of a sum (the rest then added in place); None if there is none."""
+    if isinstance(expr, OUT) or isinstance(expr, ElementwiseBase) and expr.rule.name in ELEMENTWISE:
+        return expr
+    if expr.is_Add:
+        first = next((term for term in expr.args if isinstance(term, OUT)), None)
+        if first is not None and _shape(first, shapes) == shape:
+            return first
+    return None
+
+
+def _reusable(expr, owned, later, shape, shapes):
+    """The operand whose memory `expr` can be computed in: a factor of a product of it and masks
+    or numbers, of the product's shape, a float array of this call's own (`owned`: in a buffer, or
+    new) that no later line reads."""
+    if not expr.is_Mul:
+        return None
+    for factor in expr.args:
+        others = [f for f in expr.args if f is not factor]
+        if (factor in owned and _shape(factor, shapes) == shape
+                and all(f.is_Number or f.is_Relational or _mask(f) for f in others)
+                and not any(factor in e.free_symbols for _, e in later)):
+            return factor
+    return None
+
+
+def _mask(expr) -> bool:
+    """A 0/1 step (relu'(z) = [z > 0]), printed as its condition: a boolean array."""
+    return isinstance(expr, sp.Piecewise) and len(expr.args) == 2 and expr.args[0][0] == 1 and expr.args[1][0] == 0
+
+
+def _escaping(lines, results) -> set:
+    """The results, and every line a result may be a view of (through reshapes, transposes,
+    indexing: any operation not known to make a new array)."""
+    exprs = dict(lines)
+    escaping, todo = set(results), list(results)
+    while todo:
+        expr = exprs.get(todo.pop())
+        if expr is None or isinstance(expr, FRESH):
+            continue
+        for symbol in expr.free_symbols - escaping:
+            escaping.add(symbol)
+            todo.append(symbol)
+    return escaping
+
+
+def _shape(expr, shapes):
+    """The shape of a line's expression, the code forms (`_Im2col`, `_ConvColumns`) included;
+    None where no rule gives it."""
+    try:
+        if isinstance(expr, _Im2col):
+            x, kernel, stride, padding = expr.args
+            n, channels, height, width = shapes[x] if x in shapes else _shape(x, shapes)
+            (kh, kw), (sh, sw), (ph, pw) = (tuple(int(d) for d in t) for t in (kernel, stride, padding))
+            return (n, channels, kh, kw, (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1)
+        if isinstance(expr, _ConvColumns):
+            columns, W = (_shape(arg, shapes) for arg in expr.args)
+            return (columns[0], W[0], columns[4], columns[5])
+        if expr.has(_Im2col, _ConvColumns):  # a sum or product of one (a convolution plus its bias)
+            parts = [_shape(arg, shapes) for arg in expr.args] if expr.is_Add or expr.is_Mul else [None]
+            return None if None in parts else broadcast(*parts)
+        return shape_of(expr, shapes)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):  # no rule, or an unknown array
+        return None

@@ -1,0 +1,121 @@
+"""Workspaces and in-place arithmetic (`codegen.workspaces`): the large intermediates of a
+generated function live in buffers kept between calls, and that changes no value. Over every
+image case and the sequence cases whose lines have three axes: the module equals, bit for bit,
+the one generated without buffers, for every function, across calls with different batch sizes
+and dtypes, in threads at once; a result is never a buffer (a later call leaves it as it was);
+the dense networks (the presets) have no buffers at all."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import symprop
+import test_images
+import test_sequences
+from symprop.check import random_values
+from symprop.codegen import workspaces
+from symprop.codegen.files import compile_module
+
+FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
+SEQUENCES = ("dense_at_every_step_squared_masked", "attention_one_head", "attention_two_heads_causal_classifier",
+             "attention_four_heads_no_bias_causal")
+# the output a view of a pooling (a reshape): the pooling must not be a buffer
+FLATTENED = symprop.loads('name = "flat"\ninputs = [1, 4, 4]\n[[layers]]\nkind = "conv2d"\nfilters = 2\nkernel = 3\n'
+                          'padding = 1\nactivation = "relu"\n[[layers]]\nkind = "maxpool2d"\nsize = 2\n[[layers]]\n'
+                          'kind = "flatten"\n[loss]\nkind = "squared_error"\n')
+NETWORKS = {**{f"image {case}": lambda case=case: test_images.network(case) for case in test_images.CASES},
+            "image flattened pooling as the output": lambda: FLATTENED,
+            **{f"sequence {case}": test_sequences.SPECS[case] for case in SEQUENCES}}
+
+
+def _pair(network, monkeypatch):
+    """The module, and the same generated with no line placed in a buffer."""
+    placed = compile_module(network)
+    with monkeypatch.context() as patch:
+        patch.setattr(workspaces, "SMALLEST_NDIM", 99)
+        plain = compile_module(network)
+    return placed, plain
+
+
+def _values(network, seed, batch, dtype=np.float64):
+    values = random_values(network, seed, batch=batch) if network.batch is None or batch == network.batch \
+        else random_values(network, seed)
+    return {k: v.astype(dtype) if np.asarray(v).dtype.kind == "f" else v for k, v in values.items()}
+
+
+def _same(got, expected, what):
+    if isinstance(expected, dict):
+        assert got.keys() == expected.keys(), what
+        for key in expected:
+            _same(got[key], expected[key], f"{what}[{key}]")
+    elif isinstance(expected, tuple):
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            _same(g, e, f"{what}[{i}]")
+    else:  # the same operations in the same order: the same bits
+        assert np.asarray(got).dtype == np.asarray(expected).dtype, what
+        np.testing.assert_array_equal(got, expected, err_msg=what)
+
+
+def test_the_table_places_lines_in_buffers_and_the_presets_none():
+    for name, make in NETWORKS.items():
+        if name.startswith("image"):  # a sequence's lines: products and loops, none placed yet
+            assert "work.empty(" in symprop.generate(make()), name
+    for preset in symprop.presets():
+        assert "_Workspace" not in symprop.generate(preset), preset
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_buffers_change_no_value_across_batch_sizes_and_dtypes(name, monkeypatch):
+    network = NETWORKS[name]()
+    placed, plain = _pair(network, monkeypatch)
+    kept = {}
+    for seed, batch, dtype in [(0, 3, np.float64), (1, 3, np.float64), (2, 5, np.float64), (3, 3, np.float32),
+                               (4, 3, np.float64)]:  # the same buffers again, then new ones, then again
+        values = _values(network, seed, batch, dtype)
+        for function in FUNCTIONS:
+            got = getattr(placed, function)(**values)
+            _same(got, getattr(plain, function)(**values), f"{name} {function} seed {seed}")
+            kept[seed, function] = (got, getattr(plain, function)(**values))
+    for (seed, function), (got, expected) in kept.items():  # a later call left every result as it was
+        _same(got, expected, f"{name} {function} seed {seed}, after the later calls")
+
+
+def test_calls_in_threads_at_once_get_their_own_buffers(monkeypatch):
+    network = test_images.network("conv3_pad1_relu_maxpool2")
+    placed, plain = _pair(network, monkeypatch)
+    inputs = [_values(network, seed, 2 + seed % 3) for seed in range(8)]
+    expected = [plain.loss_and_gradients(**values) for values in inputs]
+    failures = []
+
+    def work(offset):
+        for round in range(25):
+            k = (offset + round) % len(inputs)
+            try:
+                _same(placed.loss_and_gradients(**inputs[k]), expected[k], f"input {k}")
+            except AssertionError as error:
+                failures.append(error)
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[0]
+
+
+def test_buffers_are_kept_between_calls_unless_told_not_to(monkeypatch):
+    network = test_images.network("conv3_pad1_relu_maxpool2")
+    placed, plain = _pair(network, monkeypatch)
+    values = _values(network, 0, 4)
+    placed.gradients(**values)
+    kept = dict(placed._SPARE["gradients"])
+    assert {"t0", "z1", "a1", "a2", "dL_da1"} <= kept.keys()
+    placed.gradients(**values)
+    assert all(placed._SPARE["gradients"][name] is buffer for name, buffer in kept.items())  # the same memory
+    results = placed.gradients(**values)
+    assert not any(np.shares_memory(result, buffer) for result in results.values() for buffer in kept.values())
+    placed.KEEP_WORKSPACES = False
+    placed._SPARE.clear()
+    _same(placed.gradients(**values), plain.gradients(**values), "without kept buffers")
+    assert placed._SPARE == {}
