@@ -8,7 +8,8 @@ from the case, with the peer's own library). A peer that is not installed is lef
 `bench` extra installs them: `pip install -e ".[bench]"`). Every implementation must agree with the
 hand-written one (rtol 1e-7) before it is timed. Timing: interleaved rounds, each a block of calls
 of every implementation in a fresh random order, one untimed call before each block, GC off;
-reported: the median per-call time and its ratio to the hand-written one. One BLAS thread.
+reported: the median per-call time and its ratio to the hand-written one. One BLAS thread, and
+the process pinned to one core (Linux), so that no library computes on two.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+if hasattr(os, "sched_setaffinity"):  # one core for every implementation: JAX's XLA runs its own thread
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # pool whatever the BLAS variables say
 
 import numpy as np  # noqa: E402
 
@@ -51,6 +54,10 @@ CASES = [  # name, network, N, hand-written gradients (bench_hand)
      bench_hand.hand_relu_softmax_ce),
     ("784-256-10 ReLU/softmax", lambda: _spec("p784", 784, [(256, "relu"), (10, "softmax")], "cross_entropy"), 64,
      bench_hand.hand_relu_softmax_ce),
+    ("784-256-10 ReLU/softmax", lambda: _spec("p784", 784, [(256, "relu"), (10, "softmax")], "cross_entropy"), 1024,
+     bench_hand.hand_relu_softmax_ce),
+    ("10-layer tanh, width 64, MSE", lambda: _spec("t10", 64, [(64, "tanh")] * 10, "squared_error"), 64,
+     bench_hand.make_hand_tanh_mse(10)),
 ]
 
 
@@ -83,7 +90,7 @@ def _loss_with(ops, network):
             a = z if activation == "softmax" else ops[activation](z)
         if network.loss.kind == "cross_entropy":
             return -ops["sum"](y * ops["log_softmax"](a)) / x.shape[0]
-        return 0.5 * ops["sum"]((a - y) ** 2) / x.shape[0]
+        return 0.5 * ops["sum"]((a - y) ** 2) / (y.shape[0] * y.shape[1])  # the mean over every entry
     return loss
 
 
@@ -100,7 +107,7 @@ def peer_torch(network, values):
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(1)
-    ops = {"dot": torch.matmul, "sigmoid": torch.sigmoid, "relu": torch.relu, "sum": torch.sum,
+    ops = {"dot": torch.matmul, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh, "sum": torch.sum,
            "log_softmax": lambda z: F.log_softmax(z, dim=1)}
     loss = _loss_with(ops, network)
     names = [n for n in values if n not in ("x", "y")]
@@ -119,7 +126,7 @@ def peer_jax(network, values):
     import jax
     import jax.numpy as jnp
     jax.config.update("jax_enable_x64", True)
-    ops = {"dot": jnp.dot, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "sum": jnp.sum,
+    ops = {"dot": jnp.dot, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh, "sum": jnp.sum,
            "log_softmax": lambda z: jax.nn.log_softmax(z, axis=1)}
     grad = jax.jit(jax.grad(_loss_with(ops, network)))
     names = [n for n in values if n not in ("x", "y")]
@@ -137,7 +144,7 @@ def peer_pytensor(network, values):
     import pytensor
     import pytensor.tensor as pt
     from pytensor.tensor.special import log_softmax
-    ops = {"dot": pt.dot, "sigmoid": pt.sigmoid, "relu": lambda z: pt.maximum(z, 0), "sum": pt.sum,
+    ops = {"dot": pt.dot, "sigmoid": pt.sigmoid, "relu": lambda z: pt.maximum(z, 0), "tanh": pt.tanh, "sum": pt.sum,
            "log_softmax": lambda z: log_softmax(z, axis=1)}
     names = [n for n in values if n not in ("x", "y")]
     symbols = {n: pt.tensor(n, shape=values[n].shape, dtype="float64") for n in names}
@@ -161,7 +168,7 @@ def peer_autograd(network, values):
         shifted = z - anp.max(z, axis=1, keepdims=True)
         return shifted - anp.log(anp.sum(anp.exp(shifted), axis=1, keepdims=True))
     ops = {"dot": anp.dot, "sigmoid": lambda z: 1 / (1 + anp.exp(-z)), "relu": lambda z: anp.maximum(z, 0),
-           "sum": anp.sum, "log_softmax": log_softmax}
+           "tanh": anp.tanh, "sum": anp.sum, "log_softmax": log_softmax}
     grad = autograd.grad(_loss_with(ops, network))
     names = [n for n in values if n not in ("x", "y")]
     params = {n: values[n] for n in names}
@@ -229,8 +236,9 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=6.0, help="seconds of timed rounds per case")
     parser.add_argument("--md", type=Path, help="also write the table to this file")
     parser.add_argument("--quick", action="store_true", help="a smoke run: the first case, 20 rounds")
+    parser.add_argument("--only", help="only the cases whose name contains this text")
     args = parser.parse_args(argv)
-    cases = CASES[:1] if args.quick else CASES
+    cases = CASES[:1] if args.quick else [case for case in CASES if not args.only or args.only in case[0]]
     budget = 0.0 if args.quick else args.budget
     peers = [(name, build) for name, build, module in PEERS if _installed(module)]
     header = ["network", "N", "hand µs"] + [f"{name} µs (×hand)" for name, _ in peers]
@@ -259,8 +267,8 @@ def main(argv=None):
                 versions.append(f"{module} {version(module)}")
             except Exception:
                 pass
-    text = ("\n".join(lines) + "\n\n" + ", ".join(versions) + f"; {os.cpu_count()} CPUs, one BLAS thread; "
-            f"command: python benchmarks/bench_peers.py --budget {args.budget:g}\n")
+    text = ("\n".join(lines) + "\n\n" + ", ".join(versions) + f"; {os.cpu_count()} CPUs, pinned to one core, "
+            f"one BLAS thread; command: python benchmarks/bench_peers.py --budget {args.budget:g}\n")
     print(text)
     if args.md:
         args.md.write_text(text)

@@ -6,7 +6,10 @@ h^4, estimates the derivative, and the asymmetry |f(h) - 2 f(v) + f(-h)| / h tel
 (where it shrinks with h) from a kink within h (where it is the jump of f'). As soon as two
 successive steps agree and the asymmetry shrank, the larger step's estimate is taken; an entry
 for which that never happens is reported as near a kink (ReLU at 0), where a finite difference
-may legitimately differ from the exact derivative.
+may legitimately differ from the exact derivative. Given the gradient being checked
+(`finite_differences(..., expected=...)`, as `symprop check` does), an entry whose first estimate
+already agrees with it to a tenth of the tolerance is taken at once: four evaluations of the
+loss instead of eight or more, and the smaller steps only where they can change a verdict.
 
 Comparing gradients (`relative_errors`, `mismatched`): an array's error is measured relative to
 its scale, its largest entry |expected|, the normwise relative error max |got - expected| /
