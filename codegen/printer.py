@@ -156,12 +156,12 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         if place is None:
             return [f"{name} = {self.doprint(expr)}"]
         dims = ", ".join(self.doprint(d) for d in place.shape)
-        buffer = f"work.empty({name!r}, ({dims}), {self.float_dtype(list(place.floats))})"
+        arrays, literal = place.dtype
+        dtype = (f"{arrays[0]}.dtype" if len(arrays) == 1 and not literal
+                 else f"np.result_type({', '.join(arrays + (('1.0',) if literal else ()))})")
+        buffer = f"work.empty({name!r}, ({dims}), {dtype})"
         self.need("_Workspace")
         op = place.op
-        if op.is_Mul:
-            first, second = op.args
-            return [f"{name} = np.multiply({self.doprint(first)}, {self.doprint(second)}, out={buffer})"]
         shown = stable_forms(op.explicit()) if isinstance(op, ElementwiseBase) else code_forms(op)
         self._placing = (shown, buffer)
         try:

@@ -405,6 +405,8 @@ def _avg_pool2d(a, size, stride, out=None):
         np.copyto(total, windows[:, :, :, :, 0, 0])
     for p, q in list(np.ndindex(*size))[1:]:
         total += windows[:, :, :, :, p, q]
+    if out is None:
+        return total / (size[0] * size[1])  # integers give floats
     return np.divide(total, size[0] * size[1], out=total)
 
 

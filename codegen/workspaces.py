@@ -37,13 +37,15 @@ FRESH = OUT + (  # a new array, never a view of an operand (anything else may be
     _WeightColumns, arrays.Matmul, arrays.Outer, arrays.StepsOuter, arrays.SumRows, arrays.SumAxes, arrays.Total,
     arrays.RowSum, arrays.LogSoftmax, arrays.OneHot, arrays.PadColumns, arrays.BatchMatmul, arrays.Conv2d,
     arrays.Conv2dInputGrad, arrays.Conv2dWeightGrad, arrays.AvgPool2dGrad, arrays._Normalized)
+ARITHMETIC = (sp.Add, sp.Mul, sp.Pow, sp.Max, sp.Min, ElementwiseBase)  # a ufunc's new array (im2col of a 1x1
+# kernel may be a view of its input: a helper's result is not counted new unless in a buffer)
 SMALLEST_NDIM = 3
 
 
 @dataclass(frozen=True)
 class Buffer:
     shape: tuple
-    floats: tuple  # the float arrays the line reads: its dtype is theirs
+    dtype: tuple  # (arrays, float literal): the dtype NumPy's promotion gives the line, np.result_type of
     op: sp.Expr  # what writes into it: the line's expression, or the first term of its sum
 
 
@@ -70,15 +72,31 @@ def plan(lines: list, results, shapes: dict, data=frozenset()) -> dict:
         shape = shapes.get(symbol)
         if symbol in escaping or shape is None or len(shape) < SMALLEST_NDIM:
             continue
-        owned = placed.keys() | {s for s, e in lines[:i] if s not in escaping and isinstance(e, FRESH)
-                                 and not (e.is_Relational or _mask(e))}  # new float arrays of this call
+        owned = placed.keys() | {s for s, e in lines[:i] if s not in escaping and isinstance(e, ARITHMETIC)
+                                 and not _mask(e)}  # new float arrays of this call
         operand = _reusable(expr, owned, lines[i + 1:], shape, shapes)
         if operand is not None:
             placed[symbol] = InPlace(operand)
         elif (op := _into(expr, shape, shapes)) is not None:
-            floats = sorted((s.name for s in expr.free_symbols if s != BATCH and s.name not in data))
-            placed[symbol] = Buffer(shape, tuple(floats), op)
+            placed[symbol] = Buffer(shape, _dtype(op, expr, data), op)
     return placed
+
+
+def _dtype(op, expr, data) -> tuple:
+    """(arrays, float literal): the line's dtype as NumPy's promotion gives it without a buffer,
+    np.result_type(*arrays[, 1.0]): a copy (im2col) and a maximum (max pooling) keep their
+    input's, a division (average pooling), a ReLU's np.maximum(z, 0.0) and np.tanh make integers
+    float, a product and a sum promote their operands."""
+    if isinstance(op, (_Im2col, MaxPool2d)):
+        arrays, literal = op.args[:1], False
+    elif isinstance(op, MaxPool2dGrad):
+        arrays, literal = (op.args[0], op.args[2]), False  # np.result_type(a, delta), as the helper's own
+    elif isinstance(op, (AvgPool2d, ElementwiseBase)):
+        arrays, literal = op.args[:1], True
+    else:  # a convolution, and the rest of its sum
+        arrays, literal = expr.args if expr.is_Add else op.args, False
+    names = sorted({s.name for a in arrays for s in a.free_symbols if s != BATCH and s.name not in data})
+    return tuple(names), literal
 
 
 def _into(expr, shape, shapes):

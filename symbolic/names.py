@@ -22,7 +22,8 @@ import re
 import sys
 
 READ = frozenset({"np", "VALIDATE", "float", "bool", "int", "slice", "range", "reversed"})  # globals and builtins read
-LOCALS = frozenset({"unknown", "arrays", "N", "dout", "t"})  # their own locals, besides the steps (t: a loop's step)
+LOCALS = frozenset({"unknown", "arrays", "N", "dout", "t", "work"})  # their own locals, besides the steps
+# (t: a loop's step; work: the buffers of the large intermediates, codegen.workspaces)
 TEMPORARY = re.compile(r"^t\d+$|^dL_d")  # common subexpressions, gradients
 STEPS = re.compile(r"^(z|a|delta|t|mu|var|sigma|xhat)\d+(_\d+)?$|^(L|margins)$"  # a spec's steps (z1, delta1_2, L)
                    r"|^\w*_(t|prev|next)$")  # a loop's locals: x_t, h1_prev, dL_dh1_next (and Kind.locals)

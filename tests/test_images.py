@@ -312,13 +312,12 @@ def test_generated_cnn_code_names_each_gradient_and_loops_over_no_pixel():
     body = source[source.index("def loss_and_gradients"):source.index("def _arrays")]
     # the large intermediates in buffers kept between calls (codegen.workspaces), bias and mask in place
     for line in ("t0 = _im2col(x, kernel=(3, 3), stride=(1, 1), padding=(1, 1), "  # once, for both
-                 "out=work.empty('t0', (N, 2, 3, 3, 6, 6), np.result_type(x, 1.0)))",
+                 "out=work.empty('t0', (N, 2, 3, 3, 6, 6), x.dtype))",
                  "z1 = _conv2d(t0, W1, out=work.empty('z1', (N, 3, 6, 6), np.result_type(W1, b1, t0)))",
                  "z1 += b1[:, None, None]",
-                 "a2 = _max_pool2d(a1, size=(2, 2), stride=(2, 2), out=work.empty('a2', (N, 3, 3, 3), "
-                 "np.result_type(a1, 1.0)))",
+                 "a2 = _max_pool2d(a1, size=(2, 2), stride=(2, 2), out=work.empty('a2', (N, 3, 3, 3), a1.dtype))",
                  "dL_da1 = _max_pool2d_gradient(a1, a2, dL_da2, size=(2, 2), stride=(2, 2), "
-                 "out=work.empty('dL_da1', (N, 3, 6, 6), np.result_type(a1, a2, dL_da2)))",
+                 "out=work.empty('dL_da1', (N, 3, 6, 6), np.result_type(a1, dL_da2)))",
                  "delta1 = np.multiply(dL_da1, (z1 > 0), out=dL_da1)",
                  "dL_dW1 = _conv2d_weight_gradient(t0, delta1)",
                  "dL_db1 = delta1.sum(axis=(0, 2, 3))"):

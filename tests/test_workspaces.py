@@ -2,7 +2,7 @@
 generated function live in buffers kept between calls, and that changes no value. Over every
 image case and the sequence cases whose lines have three axes: the module equals, bit for bit,
 the one generated without buffers, for every function, across calls with different batch sizes
-and dtypes, in threads at once; a result is never a buffer (a later call leaves it as it was);
+and dtypes (integer inputs, mixed float32 and float64), in threads at once; a result is never a buffer (a later call leaves it as it was);
 the dense networks (the presets) have no buffers at all."""
 
 import threading
@@ -21,9 +21,10 @@ FUNCTIONS = ("forward", "loss", "gradients", "loss_and_gradients")
 SEQUENCES = ("dense_at_every_step_squared_masked", "attention_one_head", "attention_two_heads_causal_classifier",
              "attention_four_heads_no_bias_causal")
 # the output a view of a pooling (a reshape): the pooling must not be a buffer
-FLATTENED = symprop.loads('name = "flat"\ninputs = [1, 4, 4]\n[[layers]]\nkind = "conv2d"\nfilters = 2\nkernel = 3\n'
-                          'padding = 1\nactivation = "relu"\n[[layers]]\nkind = "maxpool2d"\nsize = 2\n[[layers]]\n'
-                          'kind = "flatten"\n[loss]\nkind = "squared_error"\n')
+FLATTENED_TEXT = ('name = "flat"\ninputs = [1, 4, 4]\n[[layers]]\nkind = "conv2d"\nfilters = 2\nkernel = 3\n'
+                  'padding = 1\nactivation = "relu"\n[[layers]]\nkind = "maxpool2d"\nsize = 2\n[[layers]]\n'
+                  'kind = "flatten"\n[loss]\nkind = "squared_error"\n')
+FLATTENED = symprop.loads(FLATTENED_TEXT)
 NETWORKS = {**{f"image {case}": lambda case=case: test_images.network(case) for case in test_images.CASES},
             "image flattened pooling as the output": lambda: FLATTENED,
             **{f"sequence {case}": test_sequences.SPECS[case] for case in SEQUENCES}}
@@ -59,7 +60,7 @@ def _same(got, expected, what):
 
 def test_the_table_places_lines_in_buffers_and_the_presets_none():
     for name, make in NETWORKS.items():
-        if name.startswith("image"):  # a sequence's lines: products and loops, none placed yet
+        if name.startswith("image"):  # a sequence's: products and loops, in place at most
             assert "work.empty(" in symprop.generate(make()), name
     for preset in symprop.presets():
         assert "_Workspace" not in symprop.generate(preset), preset
@@ -119,3 +120,24 @@ def test_buffers_are_kept_between_calls_unless_told_not_to(monkeypatch):
     placed._SPARE.clear()
     _same(placed.gradients(**values), plain.gradients(**values), "without kept buffers")
     assert placed._SPARE == {}
+
+
+@pytest.mark.parametrize("inputs, parameters", [(np.int64, np.float64), (np.uint8, np.float32), (np.float32, np.float64),
+                                                (np.float64, np.float32)])
+def test_integer_and_mixed_dtypes_give_what_they_give_without_buffers(inputs, parameters, monkeypatch):
+    for case in ("conv3_pad1_relu_maxpool2", "pool_on_the_input_hinge_l2", "two_convs_avgpool_rect"):
+        network = test_images.network(case)
+        placed, plain = _pair(network, monkeypatch)
+        placed.VALIDATE = plain.VALIDATE = False  # integers as they are: NumPy's own promotion
+        values = random_values(network, 0, batch=3)
+        for name in network.differentiated:
+            values[name] = values[name].astype(parameters)
+        x = values[network.input]
+        values[network.input] = (np.abs(x) * 10).astype(inputs) if np.dtype(inputs).kind in "iu" else x.astype(inputs)
+        for function in FUNCTIONS:
+            _same(getattr(placed, function)(**values), getattr(plain, function)(**values), f"{case} {function}")
+
+
+def test_the_buffers_name_is_reserved():
+    with pytest.raises(symprop.SpecError, match="work"):
+        symprop.loads(FLATTENED_TEXT.replace('filters = 2', 'filters = 2\nweight = "work"'))
