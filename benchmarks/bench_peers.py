@@ -2,10 +2,14 @@
 
     python benchmarks/bench_peers.py [--budget SECONDS] [--md FILE] [--quick]
 
-A case is a row of CASES (a network as a spec, a batch size, the hand-written backprop of
-`bench_hand`); a peer is a row of PEERS (a name and a function that builds its gradient function
-from the case, with the peer's own library). A peer that is not installed is left out (the
-`bench` extra installs them: `pip install -e ".[bench]"`). Every implementation must agree with the
+A case is a row of CASES (a network as a spec, a preset or a file, a batch size, the hand-written
+backprop of `bench_hand`, or of bench_batchnorm and bench_cnn for the batchnorm MLP and the CNN);
+a peer is a row of PEERS (a name and a function that builds its gradient function from the case,
+with the peer's own library, or None where its builder does not write the network: n/a). The
+dense peers write row-layout dense networks with the default names; PyTorch through
+`symprop.reference` (PyTorch's own layers, tensors built from the arrays in every call) takes the
+others. A peer that is not installed is left out (the `bench` extra installs them:
+`pip install -e ".[bench]"`). Every implementation must agree with the
 hand-written one (rtol 1e-7) before it is timed. Timing: interleaved rounds, each a block of calls
 of every implementation in a fresh random order, one untimed call before each block, GC off;
 reported: the median per-call time and its ratio to the hand-written one. One BLAS thread, and
@@ -45,7 +49,23 @@ def _spec(name, inputs, layers, loss):
     return symprop.loads("\n".join(text))
 
 
-CASES = [  # name, network, N, hand-written gradients (bench_hand)
+def _preset(name):
+    return lambda: symprop.load(name)
+
+
+def _file(name):
+    return lambda: symprop.load(str(Path(__file__).resolve().parent / name))
+
+
+def _gradients_of(loss_and_gradients):
+    """The gradients of a hand-written (loss, gradients) function."""
+    def gradients(**arrays):
+        return loss_and_gradients(**arrays)[1]
+    gradients.__name__ = loss_and_gradients.__name__
+    return gradients
+
+
+CASES = [  # name, network, N (None: the spec's own values), hand-written gradients (bench_hand)
     ("2-2-1 sigmoid, MSE", lambda: _spec("p221", 2, [(2, "sigmoid"), (1, "sigmoid")], "squared_error"), 1,
      bench_hand.hand_sigmoid_mse_2_2_1),
     ("10-20-10 ReLU/softmax", lambda: _spec("p10", 10, [(20, "relu"), (10, "softmax")], "cross_entropy"), 5,
@@ -58,7 +78,19 @@ CASES = [  # name, network, N, hand-written gradients (bench_hand)
      bench_hand.hand_relu_softmax_ce),
     ("10-layer tanh, width 64, MSE", lambda: _spec("t10", 64, [(64, "tanh")] * 10, "squared_error"), 64,
      bench_hand.make_hand_tanh_mse(10)),
+    *((f"preset {name}", _preset(name), None, hand) for name, hand in bench_hand.PRESET_BACKWARD.items()),
+    ("784-256(batchnorm, relu)-10", _file("batchnorm_784_256_10.toml"), 64, None),  # hands: bench_batchnorm
+    ("CNN 3x32x32, conv 16 3x3, maxpool 2, dense 10", _file("cnn_3x32x32.toml"), 16, None),  # bench_cnn
 ]
+
+
+def _file_cases():
+    """The hand-written backward and the values of the two file cases, from their own benchmarks."""
+    import bench_batchnorm
+    import bench_cnn
+    return {"784-256(batchnorm, relu)-10": (bench_batchnorm.hand_batchnorm, bench_batchnorm.random_arrays),
+            "CNN 3x32x32, conv 16 3x3, maxpool 2, dense 10": (_gradients_of(bench_cnn.hand_cnn),
+                                                               bench_cnn.random_arrays)}
 
 
 def _values(network, n, seed=0):
@@ -75,6 +107,18 @@ def _values(network, n, seed=0):
     return values
 
 
+def _plain(network) -> bool:
+    """A network the peers' builders write (`_loss_with`): row layout, dense layers with the
+    default names W1, b1, ..., one-hot or real targets; anything else is n/a for them."""
+    names = [name for pair in _layers(network) for name in pair[:2]]
+    return (network.layout == "row" and all(layer.kind == "dense" and not layer.shared_bias for layer in network.layers)
+            and list(network.parameters) == names and network.input == "x" and network.target == "y"
+            and not network.loss.labels and network.loss.kind in ("cross_entropy", "squared_error")
+            and network.loss.reduction == "mean" and not network.loss.l2 and not network.wrt_input
+            and (network.loss.kind == "cross_entropy") == (network.layers[-1].activation == "softmax")
+            and network.loss.scale == (0.5 if network.loss.kind == "squared_error" else 1))
+
+
 def _layers(network):
     return [(f"W{i + 1}", f"b{i + 1}", layer.activation) for i, layer in enumerate(network.layers)]
 
@@ -87,7 +131,7 @@ def _loss_with(ops, network):
         a = x
         for w, b, activation in layers:
             z = ops["dot"](a, params[w]) + params[b]
-            a = z if activation == "softmax" else ops[activation](z)
+            a = z if activation in ("softmax", "identity") else ops[activation](z)
         if network.loss.kind == "cross_entropy":
             return -ops["sum"](y * ops["log_softmax"](a)) / x.shape[0]
         return 0.5 * ops["sum"]((a - y) ** 2) / (y.shape[0] * y.shape[1])  # the mean over every entry
@@ -103,7 +147,22 @@ def peer_symprop(backend, validate):
     return build
 
 
+def peer_torch_reference(network, values):
+    """PyTorch for any network (`symprop.reference`, PyTorch's own layers): its tensors built
+    from the NumPy arrays in every call, as a NumPy program calling it would. For the networks
+    the lean builder (`peer_torch`) does not write."""
+    if _plain(network):
+        return None
+    from symprop.reference import torch_loss_and_gradients
+
+    def gradients(**arrays):
+        return torch_loss_and_gradients(network, arrays)[1]
+    return gradients
+
+
 def peer_torch(network, values):
+    if not _plain(network):
+        return None
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(1)
@@ -123,6 +182,8 @@ def peer_torch(network, values):
 
 
 def peer_jax(network, values):
+    if not _plain(network):
+        return None
     import jax
     import jax.numpy as jnp
     jax.config.update("jax_enable_x64", True)
@@ -141,6 +202,8 @@ def peer_jax(network, values):
 
 
 def peer_pytensor(network, values):
+    if not _plain(network):
+        return None
     import pytensor
     import pytensor.tensor as pt
     from pytensor.tensor.special import log_softmax
@@ -161,6 +224,8 @@ def peer_pytensor(network, values):
 
 
 def peer_autograd(network, values):
+    if not _plain(network):
+        return None
     import autograd
     import autograd.numpy as anp
 
@@ -186,6 +251,7 @@ PEERS = [  # column, builder, the module it needs (None: always there)
     ("PyTensor (Numba)", peer_pytensor, "pytensor"),
     ("JAX jit", peer_jax, "jax"),
     ("PyTorch", peer_torch, "torch"),
+    ("PyTorch (symprop.reference)", peer_torch_reference, "torch"),
     ("autograd", peer_autograd, "autograd"),
 ]
 
@@ -243,20 +309,30 @@ def main(argv=None):
     peers = [(name, build) for name, build, module in PEERS if _installed(module)]
     header = ["network", "N", "hand µs"] + [f"{name} µs (×hand)" for name, _ in peers]
     rows = []
+    files = _file_cases()
     for title, make, n, hand in cases:
         network = make()
-        values = _values(network, n)
+        if title in files:
+            hand, draw = files[title]
+            values = draw(network, np.random.default_rng(0))
+        else:
+            values = {k: np.asarray(v, dtype=float) for k, v in network.values.items()} if n is None \
+                else _values(network, n)
         expected = hand(**values)
         functions = {"hand": hand}
         for name, build in peers:
             print(f"{title} N={n}: {name}", file=sys.stderr)
             f = build(network, values)
+            if f is None:  # the peer's builder does not write this network
+                continue
             _agree(f(**values), expected, f"{title}, {name}")
             functions[name] = f
         medians = _time(functions, values, budget)
         hand_time = medians["hand"]
-        rows.append([title, str(n), f"{hand_time * 1e6:,.1f}"] + [
-            f"{medians[name] * 1e6:,.1f} ({medians[name] / hand_time:.2f})" for name, _ in peers])
+        batch = str(n or (1 if network.layout == "column" else network.batch or len(values[network.input])))
+        rows.append([title, batch, f"{hand_time * 1e6:,.1f}"] + [
+            f"{medians[name] * 1e6:,.1f} ({medians[name] / hand_time:.2f})" if name in medians else "n/a"
+            for name, _ in peers])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
     import platform
     versions = [f"python {platform.python_version()}", f"numpy {np.__version__}"]

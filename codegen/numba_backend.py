@@ -76,11 +76,11 @@ class NumbaPrinter(GradientPrinter):
             text = f"np.expand_dims({text}, {axis})"
         return text
 
-    def _print_SumAxes(self, expr):  # Numba's sum takes a tuple of axes but no keepdims
+    def _print_SumAxes(self, expr):  # no keepdims in Numba, nor a tuple of axes before 0.68: one axis at a time
         a, axes, keepdims = expr.args
-        if not keepdims:
-            return expr._numpycode(self)
         axes = tuple(int(k) for k in axes)
+        if not keepdims:
+            return self._method_target(a) + "".join(f".sum(axis={k})" for k in sorted(axes, reverse=True))
         helper, kept = {(0, 2, 3): ("_sum_channels", "(1, -1, 1, 1)"),
                         (1, 2, 3): ("_sum_samples", "(-1, 1, 1, 1)")}.get(axes, (None, None))
         if helper is None:
