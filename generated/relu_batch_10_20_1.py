@@ -7,7 +7,7 @@ A 10-20-1 ReLU regression network with a linear output, on a fixed batch of 5 ro
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: f1c53cfce9b9336b47f55f9d7c690cf68532cb290ce7e7ca2e52f819c1f4fb7d
+# symprop content hash: 356e23b09a1a1e6eee54734a3cb0dde376e2e46a7382b39412d1edbe45a50179
 
 
 import numpy as np
@@ -134,17 +134,18 @@ def _labels_in_range(labels, count):
 
 
 def _finite(results):
-    """True when no result holds NaN or inf: the sum of their squares is finite (one BLAS dot
-    each, no copy). A function checks what it computed rather than its arguments: a NaN or inf
-    argument that reaches a result makes it non-finite, and the caller then runs the slow path
-    over the arguments (`_converted`), which names it. False may also mean that a finite sum
-    overflowed (entries beyond 1e154): the slow path then finds nothing and the results stand.
-    Always True when CHECK_FINITE is False."""
+    """True when no result holds NaN or inf: the sum of their squares (one BLAS dot each, no
+    copy), or of their entries for a result of a few (Python's sum of a short list is quicker than
+    a call into NumPy), is finite. A function checks what it computed rather than its arguments:
+    a NaN or inf argument that reaches a result makes it non-finite, and the caller then runs the
+    slow path over the arguments (`_converted`), which names it. False may also mean that a
+    finite sum overflowed (entries beyond 1e154): the slow path then finds nothing and the results
+    stand. Always True when CHECK_FINITE is False."""
     if not CHECK_FINITE:
         return True
     total = 0.0
-    for result in results:
-        total += float(np.vdot(result, result))  # a Python float: inf - inf is nan, no warning
+    for result in results:  # Python floats: inf - inf is nan, no warning
+        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 

@@ -7,7 +7,7 @@ A 3-4-3-1 ReLU regression network with a linear output, on one column sample X, 
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 778250410a29b122bd929b516d460c224605a17e0bf9f2777c1668a161a39897
+# symprop content hash: ed2bea678468e850d56e59ae72a04d8c5c21a95a975185a276b1b4a90208bf7a
 
 
 import numpy as np
@@ -150,17 +150,18 @@ def _labels_in_range(labels, count):
 
 
 def _finite(results):
-    """True when no result holds NaN or inf: the sum of their squares is finite (one BLAS dot
-    each, no copy). A function checks what it computed rather than its arguments: a NaN or inf
-    argument that reaches a result makes it non-finite, and the caller then runs the slow path
-    over the arguments (`_converted`), which names it. False may also mean that a finite sum
-    overflowed (entries beyond 1e154): the slow path then finds nothing and the results stand.
-    Always True when CHECK_FINITE is False."""
+    """True when no result holds NaN or inf: the sum of their squares (one BLAS dot each, no
+    copy), or of their entries for a result of a few (Python's sum of a short list is quicker than
+    a call into NumPy), is finite. A function checks what it computed rather than its arguments:
+    a NaN or inf argument that reaches a result makes it non-finite, and the caller then runs the
+    slow path over the arguments (`_converted`), which names it. False may also mean that a
+    finite sum overflowed (entries beyond 1e154): the slow path then finds nothing and the results
+    stand. Always True when CHECK_FINITE is False."""
     if not CHECK_FINITE:
         return True
     total = 0.0
-    for result in results:
-        total += float(np.vdot(result, result))  # a Python float: inf - inf is nan, no warning
+    for result in results:  # Python floats: inf - inf is nan, no warning
+        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 

@@ -7,7 +7,7 @@ A 3-4-2 ReLU/softmax classifier on one column sample, loss -sum(y * log(yhat)) (
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: b3b573cf38eef7b5b910eb22204201f615450a0569d603be9380c49c7852da60
+# symprop content hash: 589c1d17c3344580e038159d97caeee6351cd145ac83606c3cdcadd685e3cecc
 
 
 import numpy as np
@@ -134,17 +134,18 @@ def _labels_in_range(labels, count):
 
 
 def _finite(results):
-    """True when no result holds NaN or inf: the sum of their squares is finite (one BLAS dot
-    each, no copy). A function checks what it computed rather than its arguments: a NaN or inf
-    argument that reaches a result makes it non-finite, and the caller then runs the slow path
-    over the arguments (`_converted`), which names it. False may also mean that a finite sum
-    overflowed (entries beyond 1e154): the slow path then finds nothing and the results stand.
-    Always True when CHECK_FINITE is False."""
+    """True when no result holds NaN or inf: the sum of their squares (one BLAS dot each, no
+    copy), or of their entries for a result of a few (Python's sum of a short list is quicker than
+    a call into NumPy), is finite. A function checks what it computed rather than its arguments:
+    a NaN or inf argument that reaches a result makes it non-finite, and the caller then runs the
+    slow path over the arguments (`_converted`), which names it. False may also mean that a
+    finite sum overflowed (entries beyond 1e154): the slow path then finds nothing and the results
+    stand. Always True when CHECK_FINITE is False."""
     if not CHECK_FINITE:
         return True
     total = 0.0
-    for result in results:
-        total += float(np.vdot(result, result))  # a Python float: inf - inf is nan, no warning
+    for result in results:  # Python floats: inf - inf is nan, no warning
+        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 

@@ -7,7 +7,7 @@ A 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^2)
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: 47e50aff0c404499ad91c4aff8708affc252dbbbae182e6cb04577102269788b
+# symprop content hash: a69e696e92c1a3ef9554fc23df41f257e6a0270246b4f0b3b3f3acdd05ea9af0
 
 
 import numpy as np
@@ -137,17 +137,18 @@ def _labels_in_range(labels, count):
 
 
 def _finite(results):
-    """True when no result holds NaN or inf: the sum of their squares is finite (one BLAS dot
-    each, no copy). A function checks what it computed rather than its arguments: a NaN or inf
-    argument that reaches a result makes it non-finite, and the caller then runs the slow path
-    over the arguments (`_converted`), which names it. False may also mean that a finite sum
-    overflowed (entries beyond 1e154): the slow path then finds nothing and the results stand.
-    Always True when CHECK_FINITE is False."""
+    """True when no result holds NaN or inf: the sum of their squares (one BLAS dot each, no
+    copy), or of their entries for a result of a few (Python's sum of a short list is quicker than
+    a call into NumPy), is finite. A function checks what it computed rather than its arguments:
+    a NaN or inf argument that reaches a result makes it non-finite, and the caller then runs the
+    slow path over the arguments (`_converted`), which names it. False may also mean that a
+    finite sum overflowed (entries beyond 1e154): the slow path then finds nothing and the results
+    stand. Always True when CHECK_FINITE is False."""
     if not CHECK_FINITE:
         return True
     total = 0.0
-    for result in results:
-        total += float(np.vdot(result, result))  # a Python float: inf - inf is nan, no warning
+    for result in results:  # Python floats: inf - inf is nan, no warning
+        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 

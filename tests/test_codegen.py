@@ -509,3 +509,15 @@ def test_batch_of_one_weight_gradient_equals_the_batched_product(dtype):
         tol = 1e-12 if dtype == np.float64 else 1e-5  # float32: sums of three terms cancel in places
         np.testing.assert_allclose(one[name], two[name], rtol=tol, atol=tol * np.abs(two[name]).max(), err_msg=name)
     assert np.abs(one["W1"]).max() > 0
+
+
+def test_the_finite_check_sees_nan_and_inf_in_results_of_any_size():
+    from symprop.codegen import runtime
+    for size in (1, 4, 16, 17, 1000):  # up to 16 entries summed in Python, beyond by a BLAS dot
+        assert runtime._finite((np.float64(2.0), np.ones(size), -np.ones((size, 2))))
+        for bad in (np.nan, np.inf, -np.inf):
+            spoiled = np.ones((size, 1))
+            spoiled[-1, 0] = bad
+            assert not runtime._finite((np.ones(3), spoiled)), (size, bad)
+    assert not runtime._finite((np.array([np.inf, -np.inf]),))  # opposite infinities do not cancel
+    assert not runtime._finite((np.float64(np.nan),))  # a loss
