@@ -1,8 +1,8 @@
-"""Smoke tests of benchmarks/bench.py (a --quick run on one tiny preset finishes and writes its files)
-and of benchmarks/bench_batchnorm.py (a --quick run passes its agreement check and prints its tables).
+"""The benchmark harness (benchmarks/bench.py): its hand-written references are right, its
+agreement check catches a wrong gradient, and its runs print and write what they say.
 
-No timing assertions: the numbers depend on the machine. The run is a subprocess (the benchmark
-sets the BLAS thread count and imports PyTorch, which should not leak into the test session).
+No timing assertions: the numbers depend on the machine. Whole runs are subprocesses (the
+benchmark pins itself to one core and one BLAS thread, which should not leak into the session).
 """
 
 import csv
@@ -11,117 +11,122 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "bench.py"
-CSV_COLUMNS = ["section", "case", "network", "batch", "impl", "metric", "value", "unit", "note"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+sys.path.insert(0, str(BENCH.parent))
+import bench  # noqa: E402
+from peers import peer_symprop, peer_sympy  # noqa: E402
+
+
+def _run(*arguments, timeout=300):
+    result = subprocess.run([sys.executable, str(BENCH), *arguments], cwd=ROOT, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("case", bench.CASES, ids=lambda case: f"{case.name}, N={case.n}")
+def test_every_hand_written_reference_agrees_with_the_generated_gradients(case):
+    """Each hand-written backprop (benchmarks/hand.py) is checked against symprop's module to
+    1e-7 of the largest entry, as the benchmark does before timing; a reference that were wrong
+    would make every ratio in the table meaningless."""
+    network = case.network()
+    values = bench.values_of(case, network)
+    expected = case.hand(**{name: np.copy(value) for name, value in values.items()})
+    got = peer_symprop("numpy", True)(network, values)(**values)
+    assert set(got) == set(expected)
+    bench.agree(got, expected, case.name)
+    scale = max(float(np.max(np.abs(v))) for v in expected.values())
+    assert scale > 1e-6  # not a vacuous agreement of zeros
+
+
+def test_the_agreement_check_catches_a_wrong_entry():
+    case = bench.CASES[1]
+    network = case.network()
+    values = bench.values_of(case, network)
+    expected = case.hand(**values)
+    wrong = {name: np.copy(value) for name, value in expected.items()}
+    wrong["W1"][3, 4] += 1e-5 * np.max(np.abs(wrong["W2"]))
+    with pytest.raises(AssertionError, match="gradient of W1 differs"):
+        bench.agree(wrong, expected, case.name)
+
+
+def test_the_sympy_peer_is_exact_on_a_tiny_preset_and_absent_on_a_large_network():
+    small = next(case for case in bench.CASES if case.name == "preset sigmoid_mse_2_2_1")
+    network = small.network()
+    values = bench.values_of(small, network)
+    bench.agree(peer_sympy(network, values)(**values), small.hand(**values), small.name)
+    large = bench.CASES[2]
+    assert peer_sympy(large.network(), bench.values_of(large, large.network())) is None
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     files = {"csv": out / "quick.csv", "plot": out / "quick.png", "md": out / "quick.md"}
-    command = [sys.executable, str(BENCH), "--quick", "--only", "sigmoid_mse_2_2_1",
-               "--csv", str(files["csv"]), "--plot", str(files["plot"]), "--md", str(files["md"])]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    return result, files
+    stdout = _run("--quick", "--peers", "numpy,SymPy", *(f"--{kind}={path}" for kind, path in files.items()))
+    return stdout, files
 
 
-def test_quick_run_prints_every_table(quick_run):
-    result, files = quick_run
-    assert result.returncode == 0, result.stderr[-3000:]
-    stdout = result.stdout
-    for heading in ("## 1. Gradient time per call", "## 2. Derivation + generation",
-                    "## 3. Peak memory", "## 4. Goals"):
-        assert heading in stdout
-    assert "| network | N | hand µs | gen µs (×hand)" in stdout
-    assert "| sigmoid_mse_2_2_1 | 1 |" in stdout             # the one network timed
-    assert "| width | layers |" in stdout and "| depth | layers |" in stdout
-    assert "| goal | measured worst case | status |" in stdout
-    assert "784-256-10 |" not in stdout.split("## 2.")[0]    # --only kept the others out
-    assert files["md"].read_text(encoding="utf-8").startswith("# symprop benchmark")
+def test_a_quick_run_prints_the_table(quick_run):
+    stdout, files = quick_run
+    header, rule, row = stdout.splitlines()[:3]
+    assert header == ("| network | N | hand µs | symprop numpy µs (×hand) | symprop numpy noval µs (×hand) "
+                      "| SymPy elements µs (×hand) |")
+    assert row.startswith("| 2-2-1 sigmoid, MSE | 1 | ") and row.count("|") == header.count("|")
+    assert "n/a" not in row  # every one of these writes the 2-2-1 network
+    assert "command: python benchmarks/bench.py --quick" in stdout
+    assert files["md"].read_text(encoding="utf-8") == stdout.rstrip("\n") + "\n"
 
 
-def test_quick_run_writes_the_csv(quick_run):
-    result, files = quick_run
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_a_quick_run_writes_the_csv(quick_run):
+    _, files = quick_run
     with open(files["csv"], newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        assert reader.fieldnames == CSV_COLUMNS
-        rows = list(reader)
-    assert {row["section"] for row in rows} >= {"time", "generate", "memory", "goal"}
-    timed = {row["impl"] for row in rows if row["section"] == "time" and row["metric"] == "median" and row["value"]}
-    assert {"hand", "gen", "gen_noval", "loss"} <= timed
-    widths = [row for row in rows if row["section"] == "generate" and row["impl"] == "width"]
-    assert widths and all(float(row["value"]) > 0 for row in widths)
+        rows = list(csv.DictReader(handle))
+    assert [row["implementation"] for row in rows] == ["hand", "symprop numpy", "symprop numpy noval", "SymPy elements"]
+    assert all(float(row["median_us"]) > 0 for row in rows)
+    assert rows[0]["ratio_to_hand"] == "1.0000"
+    for row in rows:
+        assert float(row["ratio_to_hand"]) == pytest.approx(float(row["median_us"]) / float(rows[0]["median_us"]),
+                                                            rel=1e-3)
 
 
-def test_quick_run_writes_a_png(quick_run):
-    result, files = quick_run
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_a_quick_run_draws_the_figure(quick_run):
+    _, files = quick_run
     if importlib.util.find_spec("matplotlib") is None:
-        pytest.skip("matplotlib is not installed: the benchmark writes no figure")
+        pytest.skip("matplotlib is not installed")
     data = files["plot"].read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
 
-BATCHNORM = ROOT / "benchmarks" / "bench_batchnorm.py"
+def test_a_fresh_process_run_reports_page_faults_and_memory():
+    stdout = _run("--quick", "--fresh", "--only", "CNN", "--peers", "numpy noval")
+    row = stdout.splitlines()[2]
+    assert row.startswith("| CNN 3x32x32, conv 16 3x3, maxpool 2, dense 10 | 16 | ")
+    hand_cell, generated_cell = row.split(" | ")[2:4]
+    assert "faults, peak" in hand_cell
+    assert " kept" in generated_cell  # the module's workspaces, kept between calls
+    kept = float(generated_cell.split(" + ")[1].split()[0])
+    # float64 buffers: im2col columns (16, 27, 1024), the pooling's argument and gradient and the
+    # convolution (16, 16, 32, 32) each, the pool (16, 16, 16, 16): 1,294,336 entries, 10.4 MB
+    assert kept == pytest.approx(10.4, abs=0.1)
 
 
-def test_batchnorm_quick_run_checks_agreement_and_prints_the_table():
-    """benchmarks/bench_batchnorm.py --quick: the gradients agree before timing, the tables print."""
-    result = subprocess.run([sys.executable, str(BATCHNORM), "--quick"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    stdout = result.stdout
-    agreement = next(line for line in stdout.splitlines() if line.startswith("Agreement with the hand-written"))
-    assert agreement.endswith(": passed") and "gen " in agreement and "gen_noval " in agreement
-    assert "| implementation | best µs | median µs | × hand (best) | loops |" in stdout
-    for row in ("| hand-written NumPy (compact batchnorm formula) | ",
-                "| generated `gradients`, VALIDATE True (default) | ",
-                "| generated `gradients`, VALIDATE False | ",
-                "| PyTorch autograd, float64, 1 thread | "):
-        assert row in stdout
-    assert stdout.count("- goal generated <= 1.1x hand-written, VALIDATE") == 2
-    assert "| `dL_dW1 = _weight_gradient(x, delta1)` |" in stdout     # the line timings
-    assert "| check | µs |" in stdout and "| generated | µs | faster form | µs |" in stdout
+def test_a_depth_run_prints_derive_generate_and_check():
+    stdout = _run("--depth", "--depths", "2", "3", "--check")
+    lines = stdout.splitlines()
+    assert lines[0] == "| network | derive s | generate s | check s |"
+    assert lines[2].startswith("| 2 tanh layers | ") and lines[3].startswith("| 3 tanh layers | ")
+    assert all(float(cell) > 0 for cell in lines[3].strip("| ").split(" | ")[1:])
+    assert lines[4].startswith("| 784-512-256-10, traced NumPy | ") and lines[4].endswith(" | - |")
 
 
-CNN = ROOT / "benchmarks" / "bench_cnn.py"
-
-
-def test_cnn_quick_run_checks_agreement_and_prints_the_tables():
-    """benchmarks/bench_cnn.py --quick: the implementations agree before timing, the tables print."""
-    result = subprocess.run([sys.executable, str(CNN), "--quick"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    stdout = result.stdout
-    assert "## Agreement (loss and every gradient, normwise relative; must be <= 1e-10): passed" in stdout
-    assert "| implementation | vs hand-written | vs symprop.reference |" in stdout
-    header = ("| implementation | best µs | median µs | × torch (best) | × hand (best) | page faults / call | "
-              "peak MB / call | kept MB | loops |")
-    assert stdout.count(header) == 2                                  # malloc as started, and tuned
-    for row in ("| generated `loss_and_gradients`, VALIDATE True (default) | ",
-                "| generated `loss_and_gradients`, VALIDATE False | ",
-                "| hand-written NumPy (im2col once, pool by reshape) | ",
-                "| PyTorch autograd, float64, 1 thread | "):
-        assert stdout.count(row) == 2
-    assert "| malloc | gen / torch | gen noval / torch | gen / hand | gen noval / hand | hand / torch |" in stdout
-    assert "### Statements of the generated `loss_and_gradients`" in stdout            # the line timings
-    assert "### Statements of `hand_cnn`" in stdout and "| `columns = np.ascontiguousarray(" in stdout
-    assert "| generated | µs | faster form | µs |" in stdout and "| instead of | form | code | µs |" in stdout
-
-
-def test_peers_quick_run_checks_agreement_and_prints_the_table():
-    # every implementation installed is first checked against the hand-written gradients
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_peers.py"), "--quick"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    header, rule, row = result.stdout.splitlines()[:3]
-    assert header.startswith("| network | N | hand µs | ") and "symprop numpy µs (×hand)" in header
-    assert row.startswith("| 2-2-1 sigmoid, MSE | 1 | ")
-    assert row.count("|") == header.count("|")  # a figure for every column
-    if importlib.util.find_spec("numba"):
-        assert "symprop numba µs (×hand)" in header
+def test_a_case_name_that_matches_nothing_is_an_error():
+    result = subprocess.run([sys.executable, str(BENCH), "--only", "no such network"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no case's name contains 'no such network'" in result.stderr
