@@ -7,7 +7,7 @@ A 10-20-1 ReLU regression network with a linear output, on a fixed batch of 5 ro
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: 356e23b09a1a1e6eee54734a3cb0dde376e2e46a7382b39412d1edbe45a50179
+# symprop content hash: 7952a8a50d257c6e30ad62fcb901c70feeb6cc9324ade5b9d95d35b106bf0df6
 
 
 import numpy as np
@@ -145,7 +145,10 @@ def _finite(results):
         return True
     total = 0.0
     for result in results:  # Python floats: inf - inf is nan, no warning
-        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
+        if isinstance(result, (int, float)):  # a constant loss (scale = 0)
+            total += result
+        else:
+            total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 

@@ -7,7 +7,7 @@ A 3-4-3-1 ReLU regression network with a linear output, on one column sample X, 
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: ed2bea678468e850d56e59ae72a04d8c5c21a95a975185a276b1b4a90208bf7a
+# symprop content hash: 4e42a91e71e465a594ca475d0f5fcab1f186b4d18d7b74cd1e911738b9ab2f8d
 
 
 import numpy as np
@@ -161,7 +161,10 @@ def _finite(results):
         return True
     total = 0.0
     for result in results:  # Python floats: inf - inf is nan, no warning
-        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
+        if isinstance(result, (int, float)):  # a constant loss (scale = 0)
+            total += result
+        else:
+            total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 

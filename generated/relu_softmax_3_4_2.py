@@ -7,7 +7,7 @@ A 3-4-2 ReLU/softmax classifier on one column sample, loss -sum(y * log(yhat)) (
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: 589c1d17c3344580e038159d97caeee6351cd145ac83606c3cdcadd685e3cecc
+# symprop content hash: ff3b505e5aba7dda47b01f43a8e6057a9ab9807172e1f367180a04cb6e37abbc
 
 
 import numpy as np
@@ -145,7 +145,10 @@ def _finite(results):
         return True
     total = 0.0
     for result in results:  # Python floats: inf - inf is nan, no warning
-        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
+        if isinstance(result, (int, float)):  # a constant loss (scale = 0)
+            total += result
+        else:
+            total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 

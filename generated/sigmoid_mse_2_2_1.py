@@ -7,7 +7,7 @@ A 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^2)
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: a69e696e92c1a3ef9554fc23df41f257e6a0270246b4f0b3b3f3acdd05ea9af0
+# symprop content hash: 1a6370a2a2de12f56280221742cd3450c035d21033039a53e75c7e08b5153d8b
 
 
 import numpy as np
@@ -148,7 +148,10 @@ def _finite(results):
         return True
     total = 0.0
     for result in results:  # Python floats: inf - inf is nan, no warning
-        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
+        if isinstance(result, (int, float)):  # a constant loss (scale = 0)
+            total += result
+        else:
+            total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 

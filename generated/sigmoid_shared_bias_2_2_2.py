@@ -7,7 +7,7 @@ A 2-2-2 sigmoid network with one bias shared by all units of each layer, on one 
 
 Each line below is a step of `symprop derive sigmoid_shared_bias_2_2_2`.
 """
-# symprop content hash: ba39f8d30083eaf519bbd138cf5fb15d43f03e8eb15587458fa802cd2150ffda
+# symprop content hash: c126c747c6042696ba867c1520fb4b836b0a5310ec3fa2c8c07bc665f4a277fc
 
 
 import numpy as np
@@ -145,7 +145,10 @@ def _finite(results):
         return True
     total = 0.0
     for result in results:  # Python floats: inf - inf is nan, no warning
-        total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
+        if isinstance(result, (int, float)):  # a constant loss (scale = 0)
+            total += result
+        else:
+            total += sum(result.ravel().tolist()) if result.size <= 16 else float(np.vdot(result, result))
     return total - total == 0.0
 
 
