@@ -264,7 +264,8 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
         printer.learn(lines)
         body = [f"{INDENT}N = {network.input}.shape[0]"] if BATCH in used and network.batch is None else []
         body += [INDENT + line for line in statements(printer, lines, _cse)]
-        return numba_backend.function(name, arguments, values, body, wanted, result, doc, signature), arguments
+        return (numba_backend.function(name, arguments, values, body, wanted, result, doc, signature, printer.squares),
+                arguments)
     body = [f'{INDENT}"""{doc}"""']
     if validate:
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)"]

@@ -153,3 +153,26 @@ def test_command_line_backend(tmp_path):
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "does not support a traced function" in refused.stderr
     assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_weight_gradient_and_the_sum_of_its_squares_in_one_pass(n):
+    """A row-layout weight gradient that is a result comes with the sum of its squares (the look
+    for NaN and inf takes no second pass over it): the product of the NumPy module, the sum of
+    its squares, and an inf or a NaN in an operand shows in the sum. Batch 1 is a loop of its own."""
+    network = symprop.load("sigmoid_mse_2_2_1")
+    source = symprop.generate(network, backend="numba")
+    assert "dL_dW1, _squares_dL_dW1 = _weight_gradient_squares(x, delta1)" in source
+    module = compile_module(network, source)
+    rng = np.random.default_rng(n)
+    a, delta = rng.normal(size=(n, 5)), rng.normal(size=(n, 4))
+    out, total = module._weight_gradient_squares(a, delta)
+    np.testing.assert_allclose(out, a.T @ delta, rtol=1e-14, atol=1e-15)
+    assert total == pytest.approx(float(np.sum((a.T @ delta) ** 2)), rel=1e-13)
+    for bad in (np.inf, np.nan):
+        a[0, 2] = bad
+        assert not np.isfinite(module._weight_gradient_squares(a, delta)[1])
+    values = {**dict(network.values), "x": rng.normal(size=(n, 2)), "y": rng.normal(size=(n, 1))}
+    values["x"][0, 1] = np.nan  # found in the results, then named by the slow path
+    with pytest.raises(ValueError, match=r"array 'x' of shape \(\d, 2\) holds nan at \[0, 1\]"):
+        module.gradients(**values)
