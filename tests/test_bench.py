@@ -130,3 +130,9 @@ def test_a_case_name_that_matches_nothing_is_an_error():
     result = subprocess.run([sys.executable, str(BENCH), "--only", "no such network"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no case's name contains 'no such network'" in result.stderr
+
+
+def test_a_network_the_compiled_backend_does_not_print_is_n_a_for_it():
+    traced = next(case for case in bench.CASES if "traced" in case.name)
+    network = traced.network()
+    assert peer_symprop("numba", True)(network, bench.values_of(traced, network)) is None
