@@ -73,3 +73,17 @@ def test_a_renamed_form_keeps_the_assumptions_of_its_symbols():
     assert derivative(sp.Abs(x), x) == sp.sign(x)  # x real: d|x|/dx is sign(x)
     general = derivative(sp.Abs(y), y)  # y complex: SymPy's general form, not sign(y)
     assert general != sp.sign(y) and general == sp.diff(sp.Abs(y), y)
+
+
+@pytest.mark.parametrize("given, expected", [(None, 10000), ("500", 500)])
+def test_symprop_sets_sympys_cache_size_unless_you_did(given, expected):
+    """A deep network's derivation outgrows SymPy's default cache of 1000 entries (generate of 200
+    layers took 1.4x as long): importing symprop first sets 10000, unless SYMPY_CACHE_SIZE is set."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "SYMPY_CACHE_SIZE"} | ({"SYMPY_CACHE_SIZE": given} if given else {})
+    code = "import symprop, sympy.core.cache as cache; print(cache.SYMPY_CACHE_SIZE)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == expected
