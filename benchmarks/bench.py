@@ -300,7 +300,10 @@ def seconds(function):
 def depth(depths, check):
     """Rows [network, derive s, generate s, check s or None]: L tanh layers of 8 units (8 inputs,
     a softmax of 3, cross-entropy) and the traced NumPy MLP (its trace in each figure). One run
-    each, SymPy's caches warm from the runs before, as in a session."""
+    each, SymPy's caches warm from the runs before, as in a session, after an untimed run of each
+    kind (the first imports modules: seconds on a cold disk)."""
+    symprop.check(deep_tanh(1)) if check else symprop.generate(deep_tanh(1))
+    symprop.generate(traced_mlp())
     rows = []
     for layers in depths:
         network = deep_tanh(layers)
