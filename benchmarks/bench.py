@@ -156,10 +156,14 @@ def values_of(case, network):
 
 
 def agree(got, expected, what):
-    """Every gradient within AGREE of the hand-written ones, relative to their largest entry."""
+    """Every gradient of the hand-written ones' shape and within AGREE of them, relative to
+    their largest entry."""
     scale = max(float(np.max(np.abs(value))) for value in expected.values())
     for name, value in expected.items():
-        error = float(np.max(np.abs(np.asarray(got[name], dtype=float) - value)))
+        mine = np.asarray(got[name], dtype=float)
+        if mine.shape != np.shape(value):
+            raise AssertionError(f"{what}: the gradient of {name} has shape {mine.shape}, not {np.shape(value)}")
+        error = float(np.max(np.abs(mine - value)))
         if not error <= AGREE * scale:
             raise AssertionError(f"{what}: the gradient of {name} differs from the hand-written one by {error:.3g}")
 

@@ -195,12 +195,12 @@ def peer_sympy(network, values):
     return gradients
 
 
-PEERS = [  # column, builder, the module it needs (None: always there)
+PEERS = [  # column, builder, the module (or modules) it needs (None: always there)
     ("symprop numba", peer_symprop("numba", True), "numba"),
     ("symprop numba noval", peer_symprop("numba", False), "numba"),
     ("symprop numpy", peer_symprop("numpy", True), None),
     ("symprop numpy noval", peer_symprop("numpy", False), None),
-    ("PyTensor (Numba)", peer_pytensor, "pytensor"),
+    ("PyTensor (Numba)", peer_pytensor, ("pytensor", "numba")),
     ("JAX jit", peer_jax, "jax"),
     ("PyTorch", peer_torch, "torch"),
     ("PyTorch (symprop.reference)", peer_torch_reference, "torch"),
@@ -209,5 +209,6 @@ PEERS = [  # column, builder, the module it needs (None: always there)
 ]
 
 
-def installed(module) -> bool:
-    return module is None or importlib.util.find_spec(module) is not None
+def installed(modules) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in (() if modules is None else
+                                                                  (modules,) if isinstance(modules, str) else modules))

@@ -48,8 +48,8 @@ class NumbaPrinter(GradientPrinter):
             self.helpers.add("_weight_gradient_squares")
             self.squares[symbol.name] = f"_squares_{symbol.name}"
             a, delta = expr.args[0].args[0], expr.args[1]
-            return [f"{symbol.name}, _squares_{symbol.name} = _weight_gradient_squares({self._print(a)}, "
-                    f"{self._print(delta)})"]
+            return [f"{symbol.name}, _squares_{symbol.name} = _weight_gradient_squares({self.doprint(a)}, "
+                    f"{self.doprint(delta)})"]
         return super().assignment(symbol, expr)
 
     def learn(self, lines: list) -> None:

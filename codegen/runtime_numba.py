@@ -64,7 +64,7 @@ def _weight_gradient_squares(a, delta):
     if a.shape[0] != 1:
         out = np.dot(a.T, delta)
         return out, _sum_squares(out)
-    out = np.empty((a.shape[1], delta.shape[1]))
+    out = np.empty((a.shape[1], delta.shape[1]), dtype=delta.dtype)  # as np.dot's: float32 stays float32
     total = 0.0
     for i in range(a.shape[1]):
         ai = a[0, i]

@@ -54,6 +54,8 @@ def test_the_agreement_check_catches_a_wrong_entry():
     wrong["W1"][3, 4] += 1e-5 * np.max(np.abs(wrong["W2"]))
     with pytest.raises(AssertionError, match="gradient of W1 differs"):
         bench.agree(wrong, expected, case.name)
+    with pytest.raises(AssertionError, match=r"gradient of b1 has shape \(1, 20\), not \(20,\)"):
+        bench.agree({**expected, "b1": expected["b1"][None, :]}, expected, case.name)
 
 
 def test_the_sympy_peer_is_exact_on_a_tiny_preset_and_absent_on_a_large_network():
@@ -122,7 +124,7 @@ def test_a_depth_run_prints_derive_generate_and_check():
     lines = stdout.splitlines()
     assert lines[0] == "| network | derive s | generate s | check s |"
     assert lines[2].startswith("| 2 tanh layers | ") and lines[3].startswith("| 3 tanh layers | ")
-    assert all(float(cell) > 0 for cell in lines[3].strip("| ").split(" | ")[1:])
+    assert all(float(cell) >= 0 for cell in lines[3].strip("| ").split(" | ")[1:])  # 0.00 on a fast machine
     assert lines[4].startswith("| 784-512-256-10, traced NumPy | ") and lines[4].endswith(" | - |")
 
 

@@ -176,3 +176,17 @@ def test_a_weight_gradient_and_the_sum_of_its_squares_in_one_pass(n):
     values["x"][0, 1] = np.nan  # found in the results, then named by the slow path
     with pytest.raises(ValueError, match=r"array 'x' of shape \(\d, 2\) holds nan at \[0, 1\]"):
         module.gradients(**values)
+
+
+def test_the_weight_gradient_helper_keeps_its_operands_dtype_at_every_batch():
+    """Numba types both branches of `_weight_gradient_squares` whatever the batch: the batch-1 loop's
+    result has its operands' dtype, as np.dot's has (a float64 loop result did not compile for float32)."""
+    network = symprop.load("sigmoid_mse_2_2_1")
+    module = compile_module(network, symprop.generate(network, backend="numba"))
+    rng = np.random.default_rng(0)
+    for n in (1, 4):
+        a, delta = rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 2)).astype(np.float32)
+        out, total = module._weight_gradient_squares(a, delta)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, a.T @ delta, rtol=1e-6, atol=1e-7)
+        assert total == pytest.approx(float(np.sum((a.T @ delta).astype(np.float64) ** 2)), rel=1e-5)
