@@ -164,18 +164,21 @@ class Unsupported(UsageError):
 HELPERS = frozenset(name for name, value in vars(runtime_numba).items() if inspect.isfunction(value))
 
 
-NEEDS = {"_row_sum": ("_rows",), "_softmax": ("_rows",), "_log_softmax": ("_rows",), "_dot": ("_rows",), "_steps_outer": ("_rows",)}
+NEEDS = {"_row_sum": ("_rows",), "_softmax": ("_rows",), "_log_softmax": ("_rows",), "_dot": ("_rows",), "_steps_outer": ("_rows",),
+         "_weight_gradient_squares": ("_sum_squares",)}
 
 
 INTERNAL = frozenset({"_padded", "_windows", "_add_windows", "_window_max"})  # the NumPy image helpers' own
+
+
+SUMMING = frozenset({"_sum_squares", "_weight_gradient_squares"})  # helpers whose sums run in any order
 
 
 def helper_source(name: str) -> str:
     """A helper's source under `@numba.njit`: the compiled version where there is one."""
     if name not in HELPERS:
         raise Unsupported(f"the helper {name}")
-    summing = ("_sum_squares", "_weight_gradient_squares")
-    options = ", fastmath={'reassoc'}" if name in summing else ""  # a vectorized sum: 8x faster
+    options = ", fastmath={'reassoc'}" if name in SUMMING else ""  # a vectorized sum: 8x faster
     return f"@numba.njit(cache=CACHE{options})\n" + inspect.getsource(getattr(runtime_numba, name))
 
 
@@ -185,12 +188,12 @@ def function(name: str, arguments: tuple, values: str, body: list[str], wanted: 
     the kernel: `body` (the printed steps, indented) returning whether the results are finite
     and the results; `squares`: result name -> a name the body gives the sum of its squares."""
     results = [symbol.name for symbol in wanted]
-    squares = " + ".join(squares.get(r, f"_sum_squares({r})") for r in results)
+    total = " + ".join(squares.get(r, f"_sum_squares({r})") for r in results)
     kernel = [
         "@numba.njit(cache=CACHE)",
         f"def _{name}({', '.join(arguments)}):",
         *body,
-        f"{INDENT}_total = {squares}",
+        f"{INDENT}_total = {total}",
         f"{INDENT}return _total - _total == 0.0, {', '.join(results)}",
     ]
     public = [
@@ -207,7 +210,7 @@ def function(name: str, arguments: tuple, values: str, body: list[str], wanted: 
 
 
 def kernel_helpers(printer) -> list[str]:
-    names = (printer.helpers - INTERNAL) | {"_sum_squares"}  # _weight_gradient_squares calls it too
+    names = (printer.helpers - INTERNAL) | {"_sum_squares"}
     names |= {needed for name in names for needed in NEEDS.get(name, ())}
     return [helper_source(name) for name in sorted(names)]
 
