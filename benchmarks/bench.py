@@ -421,6 +421,8 @@ def main(argv=None):
         index, column = args.child.split(":", 1)
         print(json.dumps(child(int(index), column, args.calls)))
         return 0
+    if args.plot and not installed("matplotlib"):
+        parser.error('--plot needs matplotlib: pip install -e ".[plot]"')
     if args.depth:
         rows = depth(args.depths, args.check)
         text = markdown(["network", "derive s", "generate s", "check s"],

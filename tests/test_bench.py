@@ -67,10 +67,13 @@ def test_the_sympy_peer_is_exact_on_a_tiny_preset_and_absent_on_a_large_network(
     assert peer_sympy(large.network(), bench.values_of(large, large.network())) is None
 
 
+MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    files = {"csv": out / "quick.csv", "plot": out / "quick.png", "md": out / "quick.md"}
+    files = {"csv": out / "quick.csv", "md": out / "quick.md"} | ({"plot": out / "quick.png"} if MATPLOTLIB else {})
     stdout = _run("--quick", "--peers", "numpy,SymPy", *(f"--{kind}={path}" for kind, path in files.items()))
     return stdout, files
 
@@ -98,12 +101,15 @@ def test_a_quick_run_writes_the_csv(quick_run):
                                                             rel=1e-3)
 
 
-def test_a_quick_run_draws_the_figure(quick_run):
-    _, files = quick_run
-    if importlib.util.find_spec("matplotlib") is None:
-        pytest.skip("matplotlib is not installed")
-    data = files["plot"].read_bytes()
-    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+def test_a_quick_run_draws_the_figure_or_says_it_needs_matplotlib(quick_run, tmp_path):
+    if MATPLOTLIB:
+        data = quick_run[1]["plot"].read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+        return
+    result = subprocess.run([sys.executable, str(BENCH), "--quick", "--plot", str(tmp_path / "f.png")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--plot needs matplotlib" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "f.png").exists()
 
 
 def test_a_fresh_process_run_reports_page_faults_and_memory():
