@@ -96,7 +96,7 @@ def _generate(network: Network, out: str | None = None, backend: str = "numpy") 
         "SHAPES = {\n" + "".join(f"    {name!r}: {shape!r},\n" for name, shape in shapes.items()) + "}\n"
         f"INPUT, TARGET = {net.input!r}, {net.target!r}\n"
         f"{classes}\n{tokens}\n"
-        "VALIDATE = True  # False skips the argument checks of every function\n"
+        "VALIDATE = True  # False skips the argument checks of every function (then: float arrays of one dtype)\n"
         "CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)\n"
         + ("FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)\n" if backend == "numpy" else
            "FLOAT = np.float64  # the dtype the compiled functions take: other float arrays are converted\n"
@@ -302,4 +302,4 @@ def _data(network: Network) -> frozenset:
 
 _VALIDATION = "\n\n".join(inspect.getsource(function) for function in (
     runtime._arrays, runtime._signature, runtime._labels_in_range, runtime._finite, runtime._converted,
-    runtime._fits, runtime._expected, runtime._shape_tuple, runtime._shape))
+    runtime._labelled, runtime._fits, runtime._expected, runtime._shape_tuple, runtime._shape))

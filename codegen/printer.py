@@ -150,9 +150,21 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         from . import workspaces
         place = self.placements.get(symbol)
         name = symbol.name
+        if isinstance(place, workspaces.InPlace) and isinstance(expr, ElementwiseBase):  # a1 = np.tanh(z1, out=z1)
+            return [f"{name} = {self._placed(expr, place.operand.name)}"]
         if isinstance(place, workspaces.InPlace):
             rest = sp.Mul(*(f for f in expr.args if f != place.operand))
             return [f"{name} = np.multiply({place.operand.name}, {self.doprint(rest)}, out={place.operand.name})"]
+        if isinstance(place, workspaces.Split):  # z1 = np.dot(x, W1); z1 += b1
+            lines = [f"{name} = {self.doprint(place.first)}"]
+            if expr.is_Mul:
+                (rest,) = (arg for arg in expr.args if arg is not place.first)
+                return lines + [f"{name} *= {self.doprint(rest)}"]
+            for term in expr.as_ordered_terms():  # one by one, in the plain line's order
+                if term is not place.first:
+                    negative = term.could_extract_minus_sign()
+                    lines.append(f"{name} {'-=' if negative else '+='} {self.doprint(-term if negative else term)}")
+            return lines
         if place is None:
             return [f"{name} = {self.doprint(expr)}"]
         dims = ", ".join(self.doprint(d) for d in place.shape)
@@ -162,15 +174,18 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         buffer = f"work.empty({name!r}, ({dims}), {dtype})"
         self.need("_Workspace")
         op = place.op
-        shown = stable_forms(op.explicit()) if isinstance(op, ElementwiseBase) else code_forms(op)
-        self._placing = (shown, buffer)
-        try:
-            lines = [f"{name} = {self.doprint(op)}"]
-        finally:
-            self._placing = None
+        lines = [f"{name} = {self._placed(op, buffer)}"]
         if op is not expr:  # the rest of a sum, added in place
             lines.append(f"{name} += {self.doprint(sp.Add(*(t for t in expr.args if t is not op)))}")
         return lines
+
+    def _placed(self, op, out: str) -> str:
+        """The code of the operation `op` computing into `out` (a buffer, or an operand's memory)."""
+        self._placing = (stable_forms(op.explicit()) if isinstance(op, ElementwiseBase) else code_forms(op), out)
+        try:
+            return self.doprint(op)
+        finally:
+            self._placing = None
 
     def _out(self, expr) -> str:
         """", out=<buffer>" for the operation being placed in a buffer, else nothing."""

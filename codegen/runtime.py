@@ -85,7 +85,7 @@ def _converted(function, values, unknown):
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         count = CLASSES if name == TARGET else TOKENS if name == INPUT else None
-        labels = bool(count)  # class labels, or tokens: whole numbers from 0 to count - 1
+        labels = _labelled(name)  # class labels, or tokens: whole numbers from 0 to count - 1
         what = "class labels" if name == TARGET else "tokens"
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
@@ -107,9 +107,18 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
+    # one float dtype for all (the widest, as NumPy's promotion gives the results): the generated
+    # code computes in place, which keeps the dtype of the array it computes in
+    common = FLOAT or np.result_type(*(a for name, a in zip(names, result) if not _labelled(name)))
+    result = [a if _labelled(name) or a.dtype == common else a.astype(common) for name, a in zip(names, result)]
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
+
+
+def _labelled(name):
+    """Whether the array `name` holds whole numbers that stay integers: class labels, tokens."""
+    return bool(CLASSES if name == TARGET else TOKENS if name == INPUT else None)
 
 
 def _fits(shape, expected):

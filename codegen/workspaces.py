@@ -9,14 +9,24 @@ places it:
               computes it into the buffer and adds the rest in place
               (z1 = _conv2d(...); z1 += b1[:, None, None])
     InPlace   a product of an array of the call's own (in a buffer, or new) that no later line
-              reads, and masks or numbers (which cannot change its dtype), computed in that
-              array's memory: delta1 = np.multiply(dL_da1, (z1 > 0), out=dL_da1)
+              reads, and masks or numbers (which cannot change its dtype), or a ReLU or tanh of
+              such an array, computed in that array's memory:
+              delta1 = np.multiply(dL_da1, (z1 > 0), out=dL_da1); a1 = np.tanh(z1, out=z1)
+    Split     a sum or product with a matrix product as a term or factor (a new array of the
+              line's shape): the product first, the rest added or multiplied in place, as one
+              writes it by hand: z1 = np.dot(x, W1); z1 += b1 (one new array, not two)
 
-Placed are lines of three axes or more (images and sequences: the megabytes whose pages a fresh
-allocation faults in on every call; a dense layer's (N, units) stays a plain line, and the tiny
-networks pay nothing) whose value is neither a result nor what a result is a view of (a reshape,
-a transpose, an index): what a call returns is always its own. Functions with a loop over time
-are left as they are.
+Buffers hold lines of three axes or more (images and sequences: the megabytes whose pages a fresh
+allocation faults in on every call; a dense layer's (N, units) is a new array on each call, and
+the tiny networks keep nothing); in place and split are lines of any shape but a scalar. Placed
+lines are neither a result nor what a result is a view of (a reshape, a transpose, an index):
+what a call returns is always its own (a split line may be a result: it is a new array). Functions
+with a loop over time are left as they are.
+
+In place and split keep the dtype NumPy's promotion gives only when the arrays share one: the
+functions that are planned check their arguments (`_converted` computes float arrays of mixed
+dtypes, integers and booleans in one common dtype), and with VALIDATE = False the arguments
+must be float arrays of one dtype.
 """
 
 from __future__ import annotations
@@ -39,7 +49,8 @@ FRESH = OUT + (  # a new array, never a view of an operand (anything else may be
     arrays.Conv2dInputGrad, arrays.Conv2dWeightGrad, arrays.AvgPool2dGrad, arrays._Normalized)
 ARITHMETIC = (sp.Add, sp.Mul, sp.Pow, sp.Max, sp.Min, ElementwiseBase)  # a ufunc's new array (im2col of a 1x1
 # kernel may be a view of its input: a helper's result is not counted new unless in a buffer)
-SMALLEST_NDIM = 3
+SMALLEST_NDIM = 3  # buffers: lines of this many axes or more
+SMALLEST_IN_PLACE_NDIM = 1  # in place and split: lines of this many axes or more (not scalars)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,11 @@ class Buffer:
 @dataclass(frozen=True)
 class InPlace:
     operand: sp.Symbol
+
+
+@dataclass(frozen=True)
+class Split:
+    first: sp.Expr  # the matrix product computed first, a new array the rest is applied to
 
 
 def plan(lines: list, results, shapes: dict, data=frozenset()) -> dict:
@@ -70,15 +86,19 @@ def plan(lines: list, results, shapes: dict, data=frozenset()) -> dict:
     placed = {}
     for i, (symbol, expr) in enumerate(lines):
         shape = shapes.get(symbol)
-        if symbol in escaping or shape is None or len(shape) < SMALLEST_NDIM:
+        if shape is None or len(shape) < min(SMALLEST_NDIM, SMALLEST_IN_PLACE_NDIM):
             continue
-        owned = placed.keys() | {s for s, e in lines[:i] if s not in escaping and isinstance(e, ARITHMETIC)
-                                 and not _mask(e)}  # new float arrays of this call
-        operand = _reusable(expr, owned, lines[i + 1:], shape, shapes)
-        if operand is not None:
-            placed[symbol] = InPlace(operand)
-        elif (op := _into(expr, shape, shapes)) is not None:
+        if symbol not in escaping and len(shape) >= SMALLEST_IN_PLACE_NDIM:
+            owned = placed.keys() | {s for s, e in lines[:i] if s not in escaping and isinstance(e, ARITHMETIC)
+                                     and not _mask(e)}  # new float arrays of this call
+            operand = _reusable(expr, owned, lines[i + 1:], shape, shapes)
+            if operand is not None:
+                placed[symbol] = InPlace(operand)
+                continue
+        if symbol not in escaping and len(shape) >= SMALLEST_NDIM and (op := _into(expr, shape, shapes)) is not None:
             placed[symbol] = Buffer(shape, _dtype(op, expr, data), op)
+        elif len(shape) >= SMALLEST_IN_PLACE_NDIM and (first := _split(expr, shape, shapes, data)) is not None:
+            placed[symbol] = Split(first)
     return placed
 
 
@@ -111,10 +131,34 @@ def _into(expr, shape, shapes):
     return None
 
 
+def _split(expr, shape, shapes, data):
+    """The matrix product a sum or product `expr` is computed from (then the rest in place), of
+    the line's shape; None if there is none, or if an array of whole numbers (class labels,
+    tokens) takes part, whose dtype is not the others'. The same operations in the same order
+    as the plain line, so the same bits: a sum's first or second term (its terms are then added
+    one by one, in the order the plain line adds them: a + b = b + a exactly); one of a product
+    of two factors, neither a division."""
+    if any(s.name in data for s in expr.free_symbols):
+        return None
+    if expr.is_Add:
+        candidates = expr.as_ordered_terms()[:2]
+    elif expr.is_Mul and len(expr.args) == 2 and not any(arg.is_Pow and arg.exp.is_negative for arg in expr.args):
+        candidates = expr.args
+    else:
+        return None
+    return next((arg for arg in candidates if isinstance(arg, arrays.Matmul) and _shape(arg, shapes) == shape), None)
+
+
 def _reusable(expr, owned, later, shape, shapes):
     """The operand whose memory `expr` can be computed in: a factor of a product of it and masks
-    or numbers, of the product's shape, a float array of this call's own (`owned`: in a buffer, or
-    new) that no later line reads."""
+    or numbers, or the argument of a ReLU or tanh, of the line's shape, a float array of this
+    call's own (`owned`: in a buffer, or new) that no later line reads."""
+    if isinstance(expr, ElementwiseBase) and expr.rule.name in ELEMENTWISE and len(expr.args) == 1:
+        argument = expr.args[0]
+        if argument in owned and _shape(argument, shapes) == shape and not any(
+                argument in e.free_symbols for _, e in later):
+            return argument
+        return None
     if not expr.is_Mul:
         return None
     for factor in expr.args:

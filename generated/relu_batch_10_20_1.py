@@ -7,7 +7,7 @@ A 10-20-1 ReLU regression network with a linear output, on a fixed batch of 5 ro
 
 Each line below is a step of `symprop derive relu_batch_10_20_1`.
 """
-# symprop content hash: 7952a8a50d257c6e30ad62fcb901c70feeb6cc9324ade5b9d95d35b106bf0df6
+# symprop content hash: 499930d325a3ba80a4ca9419aaab988807326a407663533739cced1c6b820ca1
 
 
 import numpy as np
@@ -26,7 +26,7 @@ SHAPES = {
 INPUT, TARGET = 'x', 'y'
 CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
-VALIDATE = True  # False skips the argument checks of every function
+VALIDATE = True  # False skips the argument checks of every function (then: float arrays of one dtype)
 CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
 FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)
 ARGUMENTS = {
@@ -42,9 +42,11 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The network output yhat = a2, from the input and the parameters."""
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
-    z1 = np.dot(x, W1) + b1
-    a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(a1, W2) + b2
+    z1 = np.dot(x, W1)
+    z1 += b1
+    a1 = np.maximum(z1, 0.0, out=z1)
+    z2 = np.dot(a1, W2)
+    z2 += b2
     a2 = z2
     if VALIDATE and not _finite((a2,)):
         _converted('forward', (x, W1, b1, W2, b2), unknown)  # raises if an argument holds NaN or inf
@@ -55,9 +57,11 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The loss L, from the input, the target and the parameters."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
-    z1 = np.dot(x, W1) + b1
-    a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(a1, W2) + b2
+    z1 = np.dot(x, W1)
+    z1 += b1
+    a1 = np.maximum(z1, 0.0, out=z1)
+    z2 = np.dot(a1, W2)
+    z2 += b2
     a2 = z2
     L = 0.1*np.sum((a2 - y)**2)
     if VALIDATE and not _finite((L,)):
@@ -69,14 +73,17 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """dL/d(array) for every parameter, by name."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
-    z1 = np.dot(x, W1) + b1
+    z1 = np.dot(x, W1)
+    z1 += b1
     a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(a1, W2) + b2
+    z2 = np.dot(a1, W2)
+    z2 += b2
     a2 = z2
     delta2 = 0.2*(a2 - y)
     dL_dW2 = _weight_gradient(a1, delta2)
     dL_db2 = delta2.sum(axis=0)
-    delta1 = (z1 > 0)*np.dot(delta2, W2.T)
+    delta1 = np.dot(delta2, W2.T)
+    delta1 *= (z1 > 0)
     dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum(axis=0)
     if VALIDATE and not _finite((dL_dW1, dL_db1, dL_dW2, dL_db2)):
@@ -88,16 +95,19 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     """The loss and the gradients, from one forward pass."""
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
-    z1 = np.dot(x, W1) + b1
+    z1 = np.dot(x, W1)
+    z1 += b1
     a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(a1, W2) + b2
+    z2 = np.dot(a1, W2)
+    z2 += b2
     a2 = z2
     t0 = a2 - y
     L = 0.1*np.sum(t0**2)
-    delta2 = 0.2*t0
+    delta2 = np.multiply(t0, 0.2, out=t0)
     dL_dW2 = _weight_gradient(a1, delta2)
     dL_db2 = delta2.sum(axis=0)
-    delta1 = (z1 > 0)*np.dot(delta2, W2.T)
+    delta1 = np.dot(delta2, W2.T)
+    delta1 *= (z1 > 0)
     dL_dW1 = _weight_gradient(x, delta1)
     dL_db1 = delta1.sum(axis=0)
     if VALIDATE and not _finite((L, dL_dW1, dL_db1, dL_dW2, dL_db2)):
@@ -170,7 +180,7 @@ def _converted(function, values, unknown):
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         count = CLASSES if name == TARGET else TOKENS if name == INPUT else None
-        labels = bool(count)  # class labels, or tokens: whole numbers from 0 to count - 1
+        labels = _labelled(name)  # class labels, or tokens: whole numbers from 0 to count - 1
         what = "class labels" if name == TARGET else "tokens"
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
@@ -192,9 +202,18 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
+    # one float dtype for all (the widest, as NumPy's promotion gives the results): the generated
+    # code computes in place, which keeps the dtype of the array it computes in
+    common = FLOAT or np.result_type(*(a for name, a in zip(names, result) if not _labelled(name)))
+    result = [a if _labelled(name) or a.dtype == common else a.astype(common) for name, a in zip(names, result)]
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
+
+
+def _labelled(name):
+    """Whether the array `name` holds whole numbers that stay integers: class labels, tokens."""
+    return bool(CLASSES if name == TARGET else TOKENS if name == INPUT else None)
 
 
 def _fits(shape, expected):

@@ -7,7 +7,7 @@ A 3-4-3-1 ReLU regression network with a linear output, on one column sample X, 
 
 Each line below is a step of `symprop derive relu_regression_3_4_3_1`.
 """
-# symprop content hash: 4e42a91e71e465a594ca475d0f5fcab1f186b4d18d7b74cd1e911738b9ab2f8d
+# symprop content hash: 77e6a176eac7346cef478eaf83ab7184ffaddfc02a9bceec6259b02475099cbd
 
 
 import numpy as np
@@ -28,7 +28,7 @@ SHAPES = {
 INPUT, TARGET = 'X', 'y_true'
 CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
-VALIDATE = True  # False skips the argument checks of every function
+VALIDATE = True  # False skips the argument checks of every function (then: float arrays of one dtype)
 CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
 FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)
 ARGUMENTS = {
@@ -44,11 +44,14 @@ def forward(*, X=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3=None, **u
     """The network output yhat = a3, from the input and the parameters."""
     if VALIDATE:
         X, W1, B1, W2, B2, W3, B3 = _arrays('forward', (X, W1, B1, W2, B2, W3, B3), unknown)
-    z1 = np.dot(W1, X) + B1
-    a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(W2, a1) + B2
-    a2 = np.maximum(z2, 0.0)
-    z3 = np.dot(W3, a2) + B3
+    z1 = np.dot(W1, X)
+    z1 += B1
+    a1 = np.maximum(z1, 0.0, out=z1)
+    z2 = np.dot(W2, a1)
+    z2 += B2
+    a2 = np.maximum(z2, 0.0, out=z2)
+    z3 = np.dot(W3, a2)
+    z3 += B3
     a3 = z3
     if VALIDATE and not _finite((a3,)):
         _converted('forward', (X, W1, B1, W2, B2, W3, B3), unknown)  # raises if an argument holds NaN or inf
@@ -59,11 +62,14 @@ def loss(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=None, B3
     """The loss L, from the input, the target and the parameters."""
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('loss', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
-    z1 = np.dot(W1, X) + B1
-    a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(W2, a1) + B2
-    a2 = np.maximum(z2, 0.0)
-    z3 = np.dot(W3, a2) + B3
+    z1 = np.dot(W1, X)
+    z1 += B1
+    a1 = np.maximum(z1, 0.0, out=z1)
+    z2 = np.dot(W2, a1)
+    z2 += B2
+    a2 = np.maximum(z2, 0.0, out=z2)
+    z3 = np.dot(W3, a2)
+    z3 += B3
     a3 = z3
     L = 0.5*np.sum((a3 - y_true)**2)
     if VALIDATE and not _finite((L,)):
@@ -75,19 +81,24 @@ def gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=None, W3=Non
     """dL/d(array) for every parameter, by name."""
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
-    z1 = np.dot(W1, X) + B1
+    z1 = np.dot(W1, X)
+    z1 += B1
     a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(W2, a1) + B2
+    z2 = np.dot(W2, a1)
+    z2 += B2
     a2 = np.maximum(z2, 0.0)
-    z3 = np.dot(W3, a2) + B3
+    z3 = np.dot(W3, a2)
+    z3 += B3
     a3 = z3
     delta3 = a3 - y_true
     dL_dW3 = np.outer(delta3, a2)
     dL_dB3 = delta3
-    delta2 = (z2 > 0)*np.dot(W3.T, delta3)
+    delta2 = np.dot(W3.T, delta3)
+    delta2 *= (z2 > 0)
     dL_dW2 = np.outer(delta2, a1)
     dL_dB2 = delta2
-    delta1 = (z1 > 0)*np.dot(W2.T, delta2)
+    delta1 = np.dot(W2.T, delta2)
+    delta1 *= (z1 > 0)
     dL_dW1 = np.outer(delta1, X)
     dL_dB1 = delta1
     if VALIDATE and not _finite((dL_dW1, dL_dB1, dL_dW2, dL_dB2, dL_dW3, dL_dB3)):
@@ -99,21 +110,26 @@ def loss_and_gradients(*, X=None, y_true=None, W1=None, B1=None, W2=None, B2=Non
     """The loss and the gradients, from one forward pass."""
     if VALIDATE:
         X, y_true, W1, B1, W2, B2, W3, B3 = _arrays('loss_and_gradients', (X, y_true, W1, B1, W2, B2, W3, B3), unknown)
-    z1 = np.dot(W1, X) + B1
+    z1 = np.dot(W1, X)
+    z1 += B1
     a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(W2, a1) + B2
+    z2 = np.dot(W2, a1)
+    z2 += B2
     a2 = np.maximum(z2, 0.0)
-    z3 = np.dot(W3, a2) + B3
+    z3 = np.dot(W3, a2)
+    z3 += B3
     a3 = z3
     t0 = a3 - y_true
     L = 0.5*np.sum(t0**2)
     delta3 = t0
     dL_dW3 = np.outer(delta3, a2)
     dL_dB3 = delta3
-    delta2 = (z2 > 0)*np.dot(W3.T, delta3)
+    delta2 = np.dot(W3.T, delta3)
+    delta2 *= (z2 > 0)
     dL_dW2 = np.outer(delta2, a1)
     dL_dB2 = delta2
-    delta1 = (z1 > 0)*np.dot(W2.T, delta2)
+    delta1 = np.dot(W2.T, delta2)
+    delta1 *= (z1 > 0)
     dL_dW1 = np.outer(delta1, X)
     dL_dB1 = delta1
     if VALIDATE and not _finite((L, dL_dW1, dL_dB1, dL_dW2, dL_dB2, dL_dW3, dL_dB3)):
@@ -186,7 +202,7 @@ def _converted(function, values, unknown):
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         count = CLASSES if name == TARGET else TOKENS if name == INPUT else None
-        labels = bool(count)  # class labels, or tokens: whole numbers from 0 to count - 1
+        labels = _labelled(name)  # class labels, or tokens: whole numbers from 0 to count - 1
         what = "class labels" if name == TARGET else "tokens"
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
@@ -208,9 +224,18 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
+    # one float dtype for all (the widest, as NumPy's promotion gives the results): the generated
+    # code computes in place, which keeps the dtype of the array it computes in
+    common = FLOAT or np.result_type(*(a for name, a in zip(names, result) if not _labelled(name)))
+    result = [a if _labelled(name) or a.dtype == common else a.astype(common) for name, a in zip(names, result)]
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
+
+
+def _labelled(name):
+    """Whether the array `name` holds whole numbers that stay integers: class labels, tokens."""
+    return bool(CLASSES if name == TARGET else TOKENS if name == INPUT else None)
 
 
 def _fits(shape, expected):

@@ -7,7 +7,7 @@ A 3-4-2 ReLU/softmax classifier on one column sample, loss -sum(y * log(yhat)) (
 
 Each line below is a step of `symprop derive relu_softmax_3_4_2`.
 """
-# symprop content hash: ff3b505e5aba7dda47b01f43a8e6057a9ab9807172e1f367180a04cb6e37abbc
+# symprop content hash: 9a6c21b8daed97e7102a2982bf1c1b88ea4461d405670bc29118ef57249fb5fa
 
 
 import numpy as np
@@ -26,7 +26,7 @@ SHAPES = {
 INPUT, TARGET = 'x', 'y'
 CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
-VALIDATE = True  # False skips the argument checks of every function
+VALIDATE = True  # False skips the argument checks of every function (then: float arrays of one dtype)
 CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
 FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)
 ARGUMENTS = {
@@ -42,9 +42,11 @@ def forward(*, x=None, W=None, b1=None, U=None, b2=None, **unknown):
     """The network output yhat = a2, from the input and the parameters."""
     if VALIDATE:
         x, W, b1, U, b2 = _arrays('forward', (x, W, b1, U, b2), unknown)
-    z1 = np.dot(W, x) + b1
-    a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(U, a1) + b2
+    z1 = np.dot(W, x)
+    z1 += b1
+    a1 = np.maximum(z1, 0.0, out=z1)
+    z2 = np.dot(U, a1)
+    z2 += b2
     a2 = _softmax(z2)
     if VALIDATE and not _finite((a2,)):
         _converted('forward', (x, W, b1, U, b2), unknown)  # raises if an argument holds NaN or inf
@@ -55,9 +57,11 @@ def loss(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **unknown):
     """The loss L, from the input, the target and the parameters."""
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('loss', (x, y, W, b1, U, b2), unknown)
-    z1 = np.dot(W, x) + b1
-    a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(U, a1) + b2
+    z1 = np.dot(W, x)
+    z1 += b1
+    a1 = np.maximum(z1, 0.0, out=z1)
+    z2 = np.dot(U, a1)
+    z2 += b2
     L = -np.sum(y*_log_softmax(z2))
     if VALIDATE and not _finite((L,)):
         _converted('loss', (x, y, W, b1, U, b2), unknown)  # raises if an argument holds NaN or inf
@@ -68,14 +72,17 @@ def gradients(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **unknown):
     """dL/d(array) for every parameter and the input, by name."""
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('gradients', (x, y, W, b1, U, b2), unknown)
-    z1 = np.dot(W, x) + b1
+    z1 = np.dot(W, x)
+    z1 += b1
     a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(U, a1) + b2
+    z2 = np.dot(U, a1)
+    z2 += b2
     a2 = _softmax(z2)
     delta2 = a2*y.sum(axis=-1, keepdims=True) - y
     dL_dU = np.outer(delta2, a1)
     dL_db2 = delta2
-    delta1 = (z1 > 0)*np.dot(U.T, delta2)
+    delta1 = np.dot(U.T, delta2)
+    delta1 *= (z1 > 0)
     dL_dW = np.outer(delta1, x)
     dL_db1 = delta1
     dL_dx = np.dot(W.T, delta1)
@@ -88,15 +95,18 @@ def loss_and_gradients(*, x=None, y=None, W=None, b1=None, U=None, b2=None, **un
     """The loss and the gradients, from one forward pass."""
     if VALIDATE:
         x, y, W, b1, U, b2 = _arrays('loss_and_gradients', (x, y, W, b1, U, b2), unknown)
-    z1 = np.dot(W, x) + b1
+    z1 = np.dot(W, x)
+    z1 += b1
     a1 = np.maximum(z1, 0.0)
-    z2 = np.dot(U, a1) + b2
+    z2 = np.dot(U, a1)
+    z2 += b2
     a2 = _softmax(z2)
     L = -np.sum(y*_log_softmax(z2))
     delta2 = a2*y.sum(axis=-1, keepdims=True) - y
     dL_dU = np.outer(delta2, a1)
     dL_db2 = delta2
-    delta1 = (z1 > 0)*np.dot(U.T, delta2)
+    delta1 = np.dot(U.T, delta2)
+    delta1 *= (z1 > 0)
     dL_dW = np.outer(delta1, x)
     dL_db1 = delta1
     dL_dx = np.dot(W.T, delta1)
@@ -170,7 +180,7 @@ def _converted(function, values, unknown):
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         count = CLASSES if name == TARGET else TOKENS if name == INPUT else None
-        labels = bool(count)  # class labels, or tokens: whole numbers from 0 to count - 1
+        labels = _labelled(name)  # class labels, or tokens: whole numbers from 0 to count - 1
         what = "class labels" if name == TARGET else "tokens"
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
@@ -192,9 +202,18 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
+    # one float dtype for all (the widest, as NumPy's promotion gives the results): the generated
+    # code computes in place, which keeps the dtype of the array it computes in
+    common = FLOAT or np.result_type(*(a for name, a in zip(names, result) if not _labelled(name)))
+    result = [a if _labelled(name) or a.dtype == common else a.astype(common) for name, a in zip(names, result)]
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
+
+
+def _labelled(name):
+    """Whether the array `name` holds whole numbers that stay integers: class labels, tokens."""
+    return bool(CLASSES if name == TARGET else TOKENS if name == INPUT else None)
 
 
 def _fits(shape, expected):

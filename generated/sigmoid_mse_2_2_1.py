@@ -7,7 +7,7 @@ A 2-2-1 sigmoid network on one row sample, loss 0.5 * mean((yhat - y)^2)
 
 Each line below is a step of `symprop derive sigmoid_mse_2_2_1`.
 """
-# symprop content hash: 1a6370a2a2de12f56280221742cd3450c035d21033039a53e75c7e08b5153d8b
+# symprop content hash: 1634a695487cf65390539ab419be3582a9210471fc8e3df5e7ad7e2b50b89ca3
 
 
 import numpy as np
@@ -26,7 +26,7 @@ SHAPES = {
 INPUT, TARGET = 'x', 'y'
 CLASSES = None  # the target holds values, not class labels
 TOKENS = None  # the input holds values, not tokens
-VALIDATE = True  # False skips the argument checks of every function
+VALIDATE = True  # False skips the argument checks of every function (then: float arrays of one dtype)
 CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)
 FLOAT = None  # float arrays keep their dtype (float32 in, float32 out)
 ARGUMENTS = {
@@ -42,9 +42,11 @@ def forward(*, x=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     """The network output yhat = a2, from the input and the parameters."""
     if VALIDATE:
         x, W1, b1, W2, b2 = _arrays('forward', (x, W1, b1, W2, b2), unknown)
-    z1 = np.dot(x, W1) + b1
+    z1 = np.dot(x, W1)
+    z1 += b1
     a1 = _sigmoid(z1)
-    z2 = np.dot(a1, W2) + b2
+    z2 = np.dot(a1, W2)
+    z2 += b2
     a2 = _sigmoid(z2)
     if VALIDATE and not _finite((a2,)):
         _converted('forward', (x, W1, b1, W2, b2), unknown)  # raises if an argument holds NaN or inf
@@ -56,9 +58,11 @@ def loss(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
-    z1 = np.dot(x, W1) + b1
+    z1 = np.dot(x, W1)
+    z1 += b1
     a1 = _sigmoid(z1)
-    z2 = np.dot(a1, W2) + b2
+    z2 = np.dot(a1, W2)
+    z2 += b2
     a2 = _sigmoid(z2)
     L = 0.5*np.sum((a2 - y)**2)/N
     if VALIDATE and not _finite((L,)):
@@ -71,9 +75,11 @@ def gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **unknown):
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
-    z1 = np.dot(x, W1) + b1
+    z1 = np.dot(x, W1)
+    z1 += b1
     a1 = _sigmoid(z1)
-    z2 = np.dot(a1, W2) + b2
+    z2 = np.dot(a1, W2)
+    z2 += b2
     a2 = _sigmoid(z2)
     delta2 = a2*(1 - a2)*(a2 - y)/N
     dL_dW2 = _weight_gradient(a1, delta2)
@@ -91,9 +97,11 @@ def loss_and_gradients(*, x=None, y=None, W1=None, b1=None, W2=None, b2=None, **
     if VALIDATE:
         x, y, W1, b1, W2, b2 = _arrays('loss_and_gradients', (x, y, W1, b1, W2, b2), unknown)
     N = x.shape[0]
-    z1 = np.dot(x, W1) + b1
+    z1 = np.dot(x, W1)
+    z1 += b1
     a1 = _sigmoid(z1)
-    z2 = np.dot(a1, W2) + b2
+    z2 = np.dot(a1, W2)
+    z2 += b2
     a2 = _sigmoid(z2)
     t0 = a2 - y
     L = 0.5*np.sum(t0**2)/N
@@ -173,7 +181,7 @@ def _converted(function, values, unknown):
         if array.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} has dtype {array.dtype}, expected real numbers")
         count = CLASSES if name == TARGET else TOKENS if name == INPUT else None
-        labels = bool(count)  # class labels, or tokens: whole numbers from 0 to count - 1
+        labels = _labelled(name)  # class labels, or tokens: whole numbers from 0 to count - 1
         what = "class labels" if name == TARGET else "tokens"
         if labels and array.dtype.kind not in "iu":
             raise ValueError(f"array {name!r} holds {what}: expected integers of shape "
@@ -195,9 +203,18 @@ def _converted(function, values, unknown):
             raise ValueError(f"array {name!r} of shape {_shape(array.shape)} holds {array[tuple(where)]}"
                              f"{' at ' + str(list(map(int, where))) if array.ndim else ''}, expected finite numbers")
         result.append(array)
+    # one float dtype for all (the widest, as NumPy's promotion gives the results): the generated
+    # code computes in place, which keeps the dtype of the array it computes in
+    common = FLOAT or np.result_type(*(a for name, a in zip(names, result) if not _labelled(name)))
+    result = [a if _labelled(name) or a.dtype == common else a.astype(common) for name, a in zip(names, result)]
     if len(_EXPECTED) < 64:
         _EXPECTED[(function, result[0].shape[:1])] = _signature(result)
     return result
+
+
+def _labelled(name):
+    """Whether the array `name` holds whole numbers that stay integers: class labels, tokens."""
+    return bool(CLASSES if name == TARGET else TOKENS if name == INPUT else None)
 
 
 def _fits(shape, expected):

@@ -3,13 +3,18 @@ generated function live in buffers kept between calls, and that changes no value
 image case and the sequence cases whose lines have three axes: the module equals, bit for bit,
 the one generated without buffers, for every function, across calls with different batch sizes
 and dtypes (integer inputs, mixed float32 and float64), in threads at once; a result is never a buffer (a later call leaves it as it was);
-the dense networks (the presets) have no buffers at all."""
+the dense networks (the presets) have no buffers at all, and are computed in place (a matrix
+product first, the bias, mask or derivative applied into it) with the same values, bit for bit,
+over random networks of every activation, loss, layout and dense layer kind."""
 
 import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import networks
 import symprop
 import test_images
 import test_sequences
@@ -30,11 +35,12 @@ NETWORKS = {**{f"image {case}": lambda case=case: test_images.network(case) for 
             **{f"sequence {case}": test_sequences.SPECS[case] for case in SEQUENCES}}
 
 
-def _pair(network, monkeypatch):
-    """The module, and the same generated with no line placed in a buffer."""
+def _pair(network, monkeypatch=None):
+    """The module, and the same generated with no line placed in a buffer or computed in place."""
     placed = compile_module(network)
-    with monkeypatch.context() as patch:
+    with (monkeypatch or pytest.MonkeyPatch()).context() as patch:
         patch.setattr(workspaces, "SMALLEST_NDIM", 99)
+        patch.setattr(workspaces, "SMALLEST_IN_PLACE_NDIM", 99)
         plain = compile_module(network)
     return placed, plain
 
@@ -141,3 +147,35 @@ def test_integer_and_mixed_dtypes_give_what_they_give_without_buffers(inputs, pa
 def test_the_buffers_name_is_reserved():
     with pytest.raises(symprop.SpecError, match="work"):
         symprop.loads(FLATTENED_TEXT.replace('filters = 2', 'filters = 2\nweight = "work"'))
+
+
+TANH = networks.mlp(3, (4, "tanh"), (2, "tanh"), loss="squared_error")
+
+
+def test_a_dense_layer_is_computed_as_one_writes_it_by_hand():
+    code = symprop.generate(TANH)
+    for lines in (["z1 = np.dot(x, W1)", "z1 += b1", "a1 = np.tanh(z1, out=z1)"],  # the forward: one array
+                  ["delta1 = np.dot(delta2, W2.T)", "delta1 *= 1 - a1**2"]):  # the backward: two, not four
+        assert "\n    ".join(lines) in code, lines
+    assert "_Workspace" not in code  # in place, no buffer kept between calls
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=networks.specs(kinds=True), seed=st.integers(0, 2**16), single=st.booleans())
+def test_dense_networks_in_place_give_the_same_bits(text, seed, single):
+    network = symprop.loads(text)
+    placed, plain = _pair(network)
+    values = _values(network, seed, network.batch or 3, np.float32 if single else np.float64)
+    for function in FUNCTIONS:
+        _same(getattr(placed, function)(**values), getattr(plain, function)(**values), f"{function}\n{text}")
+
+
+def test_mixed_float_dtypes_are_computed_in_the_widest():
+    # in place keeps the dtype of the array computed in: the check makes the arrays share the widest
+    module = compile_module(TANH)
+    values = random_values(TANH, 0, batch=5)
+    mixed = {name: value if name == "b1" else value.astype(np.float32) for name, value in values.items()}
+    widest = {name: value.astype(np.float64) for name, value in mixed.items()}
+    for function in FUNCTIONS:
+        _same(getattr(module, function)(**mixed), getattr(module, function)(**widest), function)
+    assert module.gradients(**mixed)["W1"].dtype == np.float64  # b1 is float64: so is everything
