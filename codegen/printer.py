@@ -160,7 +160,10 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
             if expr.is_Mul:
                 (rest,) = (arg for arg in expr.args if arg is not place.first)
                 return lines + [f"{name} *= {self.doprint(rest)}"]
-            for term in expr.as_ordered_terms():  # one by one, in the plain line's order
+            terms = self._as_ordered_terms(expr)  # added one by one, in the plain line's order
+            if place.first not in terms[:2]:  # the plan orders terms as the printer does: not expected
+                return [f"{name} = {self.doprint(expr)}"]  # (a + b) + c is (b + a) + c bit for bit, not a + (b + c)
+            for term in terms:
                 if term is not place.first:
                     negative = term.could_extract_minus_sign()
                     lines.append(f"{name} {'-=' if negative else '+='} {self.doprint(-term if negative else term)}")

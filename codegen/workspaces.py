@@ -9,7 +9,7 @@ places it:
               computes it into the buffer and adds the rest in place
               (z1 = _conv2d(...); z1 += b1[:, None, None])
     InPlace   a product of an array of the call's own (in a buffer, or new) that no later line
-              reads, and masks or numbers (which cannot change its dtype), or a ReLU or tanh of
+              reads, and one mask or number (which cannot change its dtype), or a ReLU or tanh of
               such an array, computed in that array's memory:
               delta1 = np.multiply(dL_da1, (z1 > 0), out=dL_da1); a1 = np.tanh(z1, out=z1)
     Split     a sum or product with a matrix product as a term or factor (a new array of the
@@ -38,7 +38,8 @@ import sympy as sp
 from ..symbolic import arrays
 from ..symbolic.arrays import BATCH, AvgPool2d, MaxPool2d, MaxPool2dGrad, broadcast, shape_of
 from ..symbolic.rules import ElementwiseBase
-from .printer import _ConvColumns, _Im2col, _WeightColumns
+from ..symbolic.notation import array_order
+from .printer import GradientPrinter, _ConvColumns, _Im2col, _WeightColumns
 
 OUT = (_Im2col, _ConvColumns, MaxPool2d, MaxPool2dGrad, AvgPool2d)  # operations that take `out`
 ELEMENTWISE = ("relu", "tanh")  # activations whose ufunc (np.maximum, np.tanh) takes `out`
@@ -89,8 +90,8 @@ def plan(lines: list, results, shapes: dict, data=frozenset()) -> dict:
         if shape is None or len(shape) < min(SMALLEST_NDIM, SMALLEST_IN_PLACE_NDIM):
             continue
         if symbol not in escaping and len(shape) >= SMALLEST_IN_PLACE_NDIM:
-            owned = placed.keys() | {s for s, e in lines[:i] if s not in escaping and isinstance(e, ARITHMETIC)
-                                     and not _mask(e)}  # new float arrays of this call
+            owned = {s for s in placed if s not in escaping} | {  # new float arrays of this call, not returned
+                s for s, e in lines[:i] if s not in escaping and isinstance(e, ARITHMETIC) and not _mask(e)}
             operand = _reusable(expr, owned, lines[i + 1:], shape, shapes)
             if operand is not None:
                 placed[symbol] = InPlace(operand)
@@ -141,7 +142,7 @@ def _split(expr, shape, shapes, data):
     if any(s.name in data for s in expr.free_symbols):
         return None
     if expr.is_Add:
-        candidates = expr.as_ordered_terms()[:2]
+        candidates = array_order(expr.as_ordered_terms(), GradientPrinter.products)[:2]
     elif expr.is_Mul and len(expr.args) == 2 and not any(arg.is_Pow and arg.exp.is_negative for arg in expr.args):
         candidates = expr.args
     else:
@@ -150,8 +151,8 @@ def _split(expr, shape, shapes, data):
 
 
 def _reusable(expr, owned, later, shape, shapes):
-    """The operand whose memory `expr` can be computed in: a factor of a product of it and masks
-    or numbers, or the argument of a ReLU or tanh, of the line's shape, a float array of this
+    """The operand whose memory `expr` can be computed in: a factor of a product of it and a mask
+    or a number, or the argument of a ReLU or tanh, of the line's shape, a float array of this
     call's own (`owned`: in a buffer, or new) that no later line reads."""
     if isinstance(expr, ElementwiseBase) and expr.rule.name in ELEMENTWISE and len(expr.args) == 1:
         argument = expr.args[0]
@@ -159,12 +160,12 @@ def _reusable(expr, owned, later, shape, shapes):
                 argument in e.free_symbols for _, e in later):
             return argument
         return None
-    if not expr.is_Mul:
-        return None
+    if not expr.is_Mul or len(expr.args) != 2:  # one multiplication, the same bits either way round
+        return None  # ((2/3)*t0)*mask is not t0*((2/3)*mask) in float32: a float64 mask times t0
     for factor in expr.args:
-        others = [f for f in expr.args if f is not factor]
+        (other,) = (f for f in expr.args if f is not factor)
         if (factor in owned and _shape(factor, shapes) == shape
-                and all(f.is_Number or f.is_Relational or _mask(f) for f in others)
+                and (other.is_Number or other.is_Relational or _mask(other))
                 and not any(factor in e.free_symbols for _, e in later)):
             return factor
     return None

@@ -43,9 +43,14 @@ class ArrayOrder:
         return super()._print_Add(expr, order=order)
 
     def _as_ordered_terms(self, expr, order=None):
-        terms = super()._as_ordered_terms(expr, order=order)
-        return sorted(terms, key=lambda term: (not term.has(*self.products), not _array_product(term),
-                                               term.could_extract_minus_sign() and not term.is_Number))
+        return array_order(super()._as_ordered_terms(expr, order=order), self.products)
+
+
+def array_order(terms, products) -> list:
+    """The terms of a sum in the order the printers add them: `products` (x @ W1) first, then
+    products of named arrays, the negative terms last; otherwise SymPy's order (stable)."""
+    return sorted(terms, key=lambda term: (not term.has(*products), not _array_product(term),
+                                           term.could_extract_minus_sign() and not term.is_Number))
 
 
 def _power_of_ten(number) -> str | None:

@@ -160,7 +160,7 @@ def test_a_dense_layer_is_computed_as_one_writes_it_by_hand():
     assert "_Workspace" not in code  # in place, no buffer kept between calls
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(text=networks.specs(kinds=True), seed=st.integers(0, 2**16), single=st.booleans())
 def test_dense_networks_in_place_give_the_same_bits(text, seed, single):
     network = symprop.loads(text)
@@ -168,6 +168,33 @@ def test_dense_networks_in_place_give_the_same_bits(text, seed, single):
     values = _values(network, seed, network.batch or 3, np.float32 if single else np.float64)
     for function in FUNCTIONS:
         _same(getattr(placed, function)(**values), getattr(plain, function)(**values), f"{function}\n{text}")
+
+
+TIED_L2 = """name = "tied"
+inputs = 1
+[[layers]]
+units = 2
+activation = "identity"
+[[layers]]
+units = 1
+activation = "sigmoid"
+weight = "W1"
+transpose_weight = true
+[loss]
+kind = "binary_cross_entropy"
+l2 = 0.1
+"""
+
+
+def test_a_sum_of_three_terms_is_accumulated_in_the_plain_lines_order():
+    # dL_dW1 = W1's two weight gradients + 0.2*W1: the printer adds the products first, and so must
+    # the accumulation (it once added 0.2*W1 second, and the last bit differed for half the seeds)
+    network = symprop.loads(TIED_L2)
+    assert "dL_dW1 += _weight_gradient(x, delta1)\n    dL_dW1 += 0.2*W1\n" in symprop.generate(network)
+    placed, plain = _pair(network)
+    for seed in range(20):
+        values = random_values(network, seed, batch=3)
+        _same(placed.gradients(**values), plain.gradients(**values), f"seed {seed}")
 
 
 def test_mixed_float_dtypes_are_computed_in_the_widest():
