@@ -469,15 +469,19 @@ class BroadcastTo(ArrayFunction):
 
     def _sympystr(self, printer):  # a gradient smaller than its array, repeated over it
         a, *shape = self.args
-        return f"broadcast({printer._print(a)}, {tuple(int(d) for d in shape)})"
+        return f"broadcast({printer._print(a)}, {self._dims(printer, shape)})"
+
+    @staticmethod
+    def _dims(printer, shape) -> str:
+        """The shape as a tuple in code, (N, 3) with the batch size N."""
+        return "(" + ", ".join(printer._print(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
     def _latex(self, printer):  # broadcasting is implicit in the notation
         return printer._print(self.args[0])
 
     def _numpycode(self, printer):  # a gradient smaller than its array: a new float array of its shape
         a, *shape = self.args
-        dims = "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-        return f"(np.broadcast_to({printer._print(a)}, {dims}) + 0.0)"  # + 0.0: floats, float32 kept
+        return f"(np.broadcast_to({printer._print(a)}, {self._dims(printer, shape)}) + 0.0)"  # + 0.0: floats, float32 kept
 
 class ZerosLike(ArrayFunction):
     """A gradient that is 0 in every entry, of the shape of its array: proved so by the

@@ -188,7 +188,9 @@ def _through(grad, forward: dict) -> str:
             return f"dL/d{source} (identity)"
         return f"{source} = {TextPrinter().doprint(step.expr)}"
 
-    names = list(dict.fromkeys(one(source) for source in grad.sources))
+    names = list(dict.fromkeys(one(source) for source in grad.sources if source != ()))
+    if not names:  # nothing reaches it: a loss that is 0 (scale = 0)
+        return "zero: the loss does not depend on it"
     if len(names) > 1:
         words = "the sum over its uses: " + ", ".join(names)
     else:

@@ -213,13 +213,23 @@ def test_a_check_that_would_not_fit_in_memory_is_refused_before_allocating(tmp_p
         assert "would need about" in err and "GiB of memory available" in err
 
 
-def test_scale_zero_simply_works(tmp_path):
-    network = symprop.loads(spec(loss="scale = 0"))
+@pytest.mark.parametrize("changes", [{}, {"top": "wrt_input = true"}, {"top": "batch = 4\nwrt_input = true"},
+                                     {"layer": "shared_bias = true"}, {"top": 'layout = "column"\nwrt_input = true'}])
+def test_scale_zero_simply_works(changes, tmp_path):
+    # with wrt_input, dL/dx is zeros of the input's shape, N included (once a TypeError); a shared
+    # bias that nothing reaches is explained as zero (once an IndexError in the derivation's words)
+    text = spec(loss="scale = 0", **changes)
+    network = symprop.loads(text)
     module = module_of(symprop.generate(network))
     values = _values(network)
     assert module["loss"](**values) == 0.0
-    assert all(not np.any(g) for g in module["gradients"](**values).values())
-    assert run(tmp_path, "check", "net.toml", text=spec(loss="scale = 0"))[0] == 0
+    gradients = module["gradients"](**values)
+    assert gradients.keys() == set(network.differentiated)
+    for name, gradient in gradients.items():
+        assert np.shape(gradient) == np.shape(values[name]) and not np.any(gradient), name
+    assert "does not depend on it" in symprop.derive(network).text() or "shared_bias" not in text
+    assert "through ," not in symprop.derive(network).text()
+    assert run(tmp_path, "check", "net.toml", text=text)[0] == 0
 
 
 # ---------------------------------------------------------------------------------------------
