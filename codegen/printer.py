@@ -295,6 +295,8 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.args
+        if base.is_Number and exponent.is_Number and not exponent.is_Integer:  # sqrt(2): a Python float,
+            return repr(float(expr))  # correctly rounded (a NumPy float64 scalar would make float32 arrays float64)
         if exponent.is_Integer and exponent < 0:  # 1/(1 + np.exp(-z)), not (...)**(-1.0)
             power = base if exponent == -1 else sp.Pow(base, -exponent, evaluate=False)
             return "1/" + self.parenthesize(power, PRECEDENCE["Mul"], strict=True)

@@ -378,10 +378,13 @@ def test_random_sequence_specs_equal_pytorch(text, seed):
     assert_random_spec_equals_pytorch(text, seed)
 
 
-@pytest.mark.parametrize("name", ["initial_state_and_input", "lstm_last_classifier", "rnn_language_model_masked"])
+@pytest.mark.parametrize("name", ["initial_state_and_input", "lstm_last_classifier", "rnn_language_model_masked",
+                                  "attention_two_heads_causal_classifier", "attention_four_heads_no_bias_causal",
+                                  "attention_after_embedding_then_lstm"])
 def test_float32_arrays_stay_float32_through_a_loop(name):
     # as through a dense layer: the loop's values over the steps and its zero states take the
-    # arrays' dtype (they were float64 buffers: float32 in, float64 out)
+    # arrays' dtype (they were float64 buffers: float32 in, float64 out); attention's 1/sqrt(d) is
+    # a Python float (np.sqrt(2), a NumPy float64 scalar, made everything float64)
     net = SPECS[name]()
     module = compile_module(net)
     values = random_values(net, seed=0, batch=3)
