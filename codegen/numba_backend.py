@@ -146,10 +146,8 @@ class NumbaPrinter(GradientPrinter):
         self.helpers.add("_index_add")
         return expr._numpycode(self)
 
-    def _print_Piecewise(self, expr):  # no np.result_type in Numba: the module computes in float64
-        text = super()._print_Piecewise(expr)
-        suffix = ".astype(np.result_type(" + self._print(expr.args[0].cond.lhs) + ", 1.0))"
-        return text[:-len(suffix)] if text.endswith(suffix) else text
+    def in_dtype_of(self, text, array):  # no np.result_type in Numba: the module computes in float64
+        return text
 
 
 class Unsupported(UsageError):

@@ -14,7 +14,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ..symbolic.arrays import ArrayFunction, Conv2d, Conv2dWeightGrad, Matmul
+from ..symbolic.arrays import BATCH, ArrayFunction, Conv2d, Conv2dWeightGrad, Matmul
 from ..symbolic.notation import ArrayOrder
 from ..symbolic.rules import ElementwiseBase
 from . import runtime
@@ -130,6 +130,12 @@ def stable_forms(expr: sp.Expr) -> sp.Expr:
                         lambda e: _Sigmoid(-_one_plus_exp(e.base)))
 
 
+def _step(expr) -> bool:
+    """A 0/1 mask of an array, [z > 0], printed as its condition: a boolean array."""
+    return (isinstance(expr, sp.Piecewise) and len(expr.args) == 2 and expr.args[0][0] == 1
+            and expr.args[1][0] == 0 and expr.args[0][1].is_Relational and expr.args[0][1].lhs.is_Symbol)
+
+
 class GradientPrinter(ArrayOrder, NumPyPrinter):
     """Prints array expressions as the lines of careful hand-written NumPy backprop."""
 
@@ -168,6 +174,8 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
                     negative = term.could_extract_minus_sign()
                     lines.append(f"{name} {'-=' if negative else '+='} {self.doprint(-term if negative else term)}")
             return lines
+        if place is None and _step(expr):  # a mask of its own line (used twice) is summed or divided:
+            return [f"{name} = {self.in_dtype_of(self.doprint(expr), expr.args[0][1].lhs)}"]  # as floats
         if place is None:
             return [f"{name} = {self.doprint(expr)}"]
         dims = ", ".join(self.doprint(d) for d in place.shape)
@@ -281,6 +289,19 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         rhs = "0" if expr.rhs == 0 else self._print(expr.rhs)
         return f"({self._print(expr.lhs)} {expr.rel_op} {rhs})"
 
+    def _print_Mul(self, expr):
+        text = super()._print_Mul(expr)
+        masks = [f for f in expr.args if _step(f)]
+        if masks and all(not f.free_symbols - {BATCH} for f in expr.args if f not in masks):
+            # a mask and numbers only, (margins > 0)/N: a boolean array divided is float64 whatever
+            # the arrays are; in the dtype of the array the mask is of (float32 stays float32)
+            return self.in_dtype_of(f"({text})", masks[0].args[0][1].lhs)
+        return text
+
+    def in_dtype_of(self, text: str, array) -> str:
+        """`text`, a float64 array of numbers and a mask, in the float dtype of `array`."""
+        return f"{text}.astype(np.result_type({self._print(array)}, 1.0))"
+
     def _print_Piecewise(self, expr):
         if len(expr.args) != 2 or expr.args[1].cond is not sp.true:
             raise NotImplementedError(f"cannot print {expr}")
@@ -289,8 +310,7 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
             return self._print(cond)
         text = f"np.where({self._print(cond)}, {self._print(then)}, {self._print(otherwise)})"
         if then.is_Number and otherwise.is_Number and cond.lhs.is_Symbol:
-            # in the array's float dtype: float32 stays float32, integers become float64
-            return f"{text}.astype(np.result_type({self._print(cond.lhs)}, 1.0))"
+            return self.in_dtype_of(text, cond.lhs)  # float32 stays float32, integers become float64
         return text
 
     def _print_Pow(self, expr, rational=False):

@@ -217,6 +217,22 @@ def test_generated_module_equals_pytorch_autograd(case):
     assert active >= 2, case  # no vacuous case
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_float32_in_float32_out(case):
+    # every kind and loss keeps float32 (the hinge's (margins > 0)/N, a boolean array divided,
+    # was float64 and made every gradient float64), close to the float64 module
+    net = network(case)
+    module = compile_module(net)
+    values = random_values(net, 0, batch=3)
+    single = {k: v.astype(np.float32) if np.asarray(v).dtype.kind == "f" else v for k, v in values.items()}
+    assert module.forward(**{k: single[k] for k in module.ARGUMENTS["forward"]}).dtype == np.float32
+    loss, exact = module.loss_and_gradients(**values)
+    for name, gradient in module.gradients(**single).items():
+        assert gradient.dtype == np.float32, name
+        # float32 rounding (6e-8 relative) through a few layers: 1e-4 of the loss's scale
+        assert normwise_error(gradient, exact[name], loss) < 1e-4, (name, gradient, exact[name])
+
+
 # ---------------------------------------------------------------------------------------------
 # (b) the element-level oracle
 
