@@ -105,7 +105,7 @@ def _find(steps, shapes, dtypes, keep):
             if count < 2:
                 continue
             length = _length(steps[start:stop], shapes)
-            if length is None or length > count:
+            if length is None or length < 2 or length > count:  # a loop of one step is no loop
                 continue
             rolled = _Blocks(steps, start, period, length, shapes, dtypes).rolled(keep)
             if rolled is not None:
