@@ -130,10 +130,10 @@ def stable_forms(expr: sp.Expr) -> sp.Expr:
                         lambda e: _Sigmoid(-_one_plus_exp(e.base)))
 
 
-def _step(expr) -> bool:
-    """A 0/1 mask of an array, [z > 0], printed as its condition: a boolean array."""
-    return (isinstance(expr, sp.Piecewise) and len(expr.args) == 2 and expr.args[0][0] == 1
-            and expr.args[1][0] == 0 and expr.args[0][1].is_Relational and expr.args[0][1].lhs.is_Symbol)
+def _stepped(expr):
+    """The array z of a 0/1 step [z > 0] (`_is_step`), None for anything else."""
+    cond = expr.args[0].cond if _is_step(expr) else None
+    return cond.lhs if cond is not None and cond.is_Relational and cond.lhs.is_Symbol else None
 
 
 class GradientPrinter(ArrayOrder, NumPyPrinter):
@@ -174,8 +174,8 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
                     negative = term.could_extract_minus_sign()
                     lines.append(f"{name} {'-=' if negative else '+='} {self.doprint(-term if negative else term)}")
             return lines
-        if place is None and _step(expr):  # a mask of its own line (used twice) is summed or divided:
-            return [f"{name} = {self.in_dtype_of(self.doprint(expr), expr.args[0][1].lhs)}"]  # as floats
+        if place is None and _stepped(expr) is not None:  # a mask on a line of its own (used twice) is
+            return [f"{name} = {self.in_dtype_of(self.doprint(expr), _stepped(expr))}"]  # summed: as floats
         if place is None:
             return [f"{name} = {self.doprint(expr)}"]
         dims = ", ".join(self.doprint(d) for d in place.shape)
@@ -291,11 +291,11 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
 
     def _print_Mul(self, expr):
         text = super()._print_Mul(expr)
-        masks = [f for f in expr.args if _step(f)]
+        masks = [f for f in expr.args if _stepped(f) is not None]
         if masks and all(not f.free_symbols - {BATCH} for f in expr.args if f not in masks):
             # a mask and numbers only, (margins > 0)/N: a boolean array divided is float64 whatever
             # the arrays are; in the dtype of the array the mask is of (float32 stays float32)
-            return self.in_dtype_of(f"({text})", masks[0].args[0][1].lhs)
+            return self.in_dtype_of(f"({text})", _stepped(masks[0]))
         return text
 
     def in_dtype_of(self, text: str, array) -> str:

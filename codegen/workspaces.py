@@ -39,7 +39,7 @@ from ..symbolic import arrays
 from ..symbolic.arrays import BATCH, AvgPool2d, MaxPool2d, MaxPool2dGrad, broadcast, shape_of
 from ..symbolic.rules import ElementwiseBase
 from ..symbolic.notation import array_order
-from .printer import GradientPrinter, _ConvColumns, _Im2col, _WeightColumns
+from .printer import GradientPrinter, _ConvColumns, _Im2col, _is_step, _WeightColumns
 
 OUT = (_Im2col, _ConvColumns, MaxPool2d, MaxPool2dGrad, AvgPool2d)  # operations that take `out`
 ELEMENTWISE = ("relu", "tanh")  # activations whose ufunc (np.maximum, np.tanh) takes `out`
@@ -91,7 +91,7 @@ def plan(lines: list, results, shapes: dict, data=frozenset()) -> dict:
             continue
         if symbol not in escaping and len(shape) >= SMALLEST_IN_PLACE_NDIM:
             owned = {s for s in placed if s not in escaping} | {  # new float arrays of this call, not returned
-                s for s, e in lines[:i] if s not in escaping and isinstance(e, ARITHMETIC) and not _mask(e)}
+                s for s, e in lines[:i] if s not in escaping and isinstance(e, ARITHMETIC) and not _is_step(e)}
             operand = _reusable(expr, owned, lines[i + 1:], shape, shapes)
             if operand is not None:
                 placed[symbol] = InPlace(operand)
@@ -165,15 +165,10 @@ def _reusable(expr, owned, later, shape, shapes):
     for factor in expr.args:
         (other,) = (f for f in expr.args if f is not factor)
         if (factor in owned and _shape(factor, shapes) == shape
-                and (other.is_Number or other.is_Relational or _mask(other))
+                and (other.is_Number or other.is_Relational or _is_step(other))
                 and not any(factor in e.free_symbols for _, e in later)):
             return factor
     return None
-
-
-def _mask(expr) -> bool:
-    """A 0/1 step (relu'(z) = [z > 0]), printed as its condition: a boolean array."""
-    return isinstance(expr, sp.Piecewise) and len(expr.args) == 2 and expr.args[0][0] == 1 and expr.args[1][0] == 0
 
 
 def _escaping(lines, results) -> set:
