@@ -2,7 +2,8 @@
 
 A generated function is a list of lines `name = expression`. A line whose expression is a
 `Scan` becomes the forward loop: one time step's equations, printed once, inside
-`for t in range(T)`, the values the reverse loop reads kept in arrays (N, T, ...). The
+`for t in range(T)`, the values the reverse loop reads kept, one array per step, in a list
+(`i1.append(i1_t)`, read back as `i1[t]`; the Numba backend keeps arrays (N, T, ...)). The
 gradients of one scan's arguments (`ScanGrad`, one per argument, all from the same upstream
 gradient) become one reverse loop, `for t in reversed(range(T))`, before the first line that uses
 any of them: the step's gradient equations printed once, a parameter's gradient summed over the
@@ -108,19 +109,34 @@ def _shape(printer, loop: Loop, symbol, stacked: bool) -> str:
     return f"({seq}.shape[0], " + ", ".join(str(int(d)) for d in dims) + f"), dtype={dtype}"
 
 
+def _is_value(loop: Loop, step: str) -> bool:
+    """Whether the step's values over all steps are the scan's value (all of the output's steps,
+    an array (N, T, ...)); the other steps the reverse loop reads are kept as the printer keeps
+    them (`printer.kept`: a list of the steps' arrays in NumPy)."""
+    return not loop.last and step == loop.output
+
+
+def _kept_at(printer, loop: Loop, step: str, offset: str = "") -> str:
+    """A kept step's value at step t (plus `offset`), as code."""
+    name = loop.stacked(step)
+    return printer.at_time(name, offset) if _is_value(loop, step) else printer.kept_at(name, offset)
+
+
 def _forward(printer, symbol, scan: Scan, kept: set, cse) -> list[str]:
     loop = scan.loop
     arguments = dict(zip(loop.arguments, scan.args))
     stored = [s.symbol for s in loop.body.steps if s.symbol in kept or (
         not loop.last and s.name == loop.output)]
-    out = [f"{loop.stacked(s.name)} = np.empty({_shape(printer, loop, s, True)})" for s in stored]
+    out = [f"{loop.stacked(s.name)} = np.empty({_shape(printer, loop, s, True)})" if _is_value(loop, s.name)
+           else printer.kept(loop.stacked(s.name), _shape(printer, loop, s, True)) for s in stored]
     for prev, new, init in loop.carried:
         start = printer.doprint(arguments[init]) if init else f"np.zeros({_shape(printer, loop, sp.Symbol(prev), False)})"
         out.append(f"{prev} = {start}")
     out.append(f"for t in range({loop.length}):")
     body = [f"{inner} = {printer.at_time(printer.doprint(arguments[outer]))}" for inner, outer in loop.sequences]
     body += [f"{s.name} = {printer.doprint(e)}" for s, e in cse([step for step in loop.body.steps])]
-    body += [f"{loop.stacked(s.name)}[:, t] = {s.name}" for s in stored]
+    body += [f"{loop.stacked(s.name)}[:, t] = {s.name}" if _is_value(loop, s.name)
+             else printer.keep(loop.stacked(s.name), s.name) for s in stored]
     body += [f"{prev} = {new}" for prev, new, _ in loop.carried]
     out += [INDENT + line for line in body]
     if loop.last:
@@ -155,10 +171,10 @@ def _backward(printer, key, parts: dict, cse) -> list[str]:
     for prev, new, init in loop.carried:
         if sp.Symbol(prev) in used:
             start = printer.doprint(arguments[init]) if init else f"np.zeros({_shape(printer, loop, sp.Symbol(prev), False)})"
-            body.append(f"{prev} = {printer.at_time(loop.stacked(new), ' - 1')} if t else {start}")
+            body.append(f"{prev} = {_kept_at(printer, loop, new, ' - 1')} if t else {start}")
     for step in loop.body.steps:
         if step.symbol in used:
-            body.append(f"{step.name} = {printer.at_time(loop.stacked(step.name))}")
+            body.append(f"{step.name} = {_kept_at(printer, loop, step.name)}")
     if not loop.last and sp.Symbol(f"dL_d{loop.name}_t") in used:
         body.append(f"dL_d{loop.name}_t = {printer.at_time(g.name)}")
     targets = {grads[name]: (parts[name], "+=") for name in loop.parameters if name in parts}

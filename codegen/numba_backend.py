@@ -123,6 +123,18 @@ class NumbaPrinter(GradientPrinter):
         return f"range({length} - 1, -1, -1)"
 
     @staticmethod
+    def kept(name: str, shape: str) -> str:  # arrays (N, T, ...), not lists, in Numba
+        return f"{name} = np.empty({shape})"
+
+    @staticmethod
+    def keep(name: str, value: str) -> str:
+        return f"{name}[:, t] = {value}"
+
+    @classmethod
+    def kept_at(cls, name: str, offset: str = "") -> str:
+        return cls.at_time(name, offset)
+
+    @staticmethod
     def float_dtype(arrays: list) -> str:  # the module computes in float64
         return "np.float64"
 

@@ -234,6 +234,25 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         """The steps of a reverse loop, T - 1 down to 0."""
         return f"reversed(range({length}))"
 
+    # A step's values the reverse loop reads: a list of the step's own arrays, as one writes BPTT by
+    # hand (cs231n's cache): nothing copied, and each step's array contiguous when read back.
+
+    @staticmethod
+    def kept(name: str, shape: str) -> str:
+        """The statement before the forward loop that starts the values of a step over all steps
+        (`shape`: their shape and dtype as code, for a backend that keeps them in an array)."""
+        return f"{name} = []"
+
+    @staticmethod
+    def keep(name: str, value: str) -> str:
+        """The statement in the forward loop that keeps `value`, the step's array at t."""
+        return f"{name}.append({value})"
+
+    @staticmethod
+    def kept_at(name: str, offset: str = "") -> str:
+        """A kept step's array at step t (plus `offset`, " - 1")."""
+        return f"{name}[t{offset}]"
+
     @staticmethod
     def float_dtype(arrays: list) -> str:
         """The dtype of a loop's buffers from the float arrays that feed it: theirs (float32 in,

@@ -210,6 +210,20 @@ def test_the_generated_code_is_one_loop_each_way_whatever_the_length():
     assert len(derivations[3].splitlines()) == len(derivations[40].splitlines())
 
 
+def test_the_forward_loop_keeps_each_steps_array_in_a_list_not_a_copy():
+    # as a hand-written BPTT keeps its cache: i1.append(i1_t), read back as i1[t] (contiguous),
+    # where the values were copied into (N, T, H) arrays and read back as strided slices; the
+    # scan's own value (every step of h, the layer's output) is still one (N, T, H) array
+    source = symprop.generate(SPECS["lstm_last_classifier"]())
+    gradients = source.split("def gradients(")[1].split("\ndef ")[0]
+    for gate in ("i1", "f1", "o1", "g1", "c1"):
+        assert f"    {gate} = []\n" in gradients and f"{gate}.append({gate}_t)" in gradients, gate
+        assert f"{gate}_t = {gate}[t]\n" in gradients, gate
+    assert "[:, t] =" not in gradients and "c1_prev = c1[t - 1] if t else" in gradients
+    sequence = symprop.generate(spec("seq", [4, 3], rnn(3), dense(2)))
+    assert "a1[:, t] = h1_t" in sequence and "h1_prev = a1[:, t - 1] if t" in sequence
+
+
 def test_a_language_model_reverse_loop_equals_the_oracle():
     net = spec("tiny", [3], embedding(3, 2), rnn(2), dense(3, activation="softmax"), loss=CLASSIFY + '\nmask = "m"')
     assert assert_oracle_agrees(net, batch=2, sample=4) > 0
