@@ -21,6 +21,7 @@ from ..symbolic.program import needed_steps
 from ..symbolic.spec import Network, as_network
 
 from . import numba_backend, runtime, workspaces
+from .fused import fused
 from .loops import statements
 from .printer import GradientPrinter, code_forms, helper_source
 
@@ -254,7 +255,7 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
               doc: str, result: str, validate: bool = True, positional: bool = False,
               backend: str = "numpy") -> str:
     steps = needed_steps(derivation.steps, wanted)
-    lines = _cse(steps)
+    lines = fused(_cse(steps), wanted)
     used = set().union(*(expr.free_symbols for _, expr in lines)) if lines else set()
     network = derivation.network
     arguments = tuple(a for a in arguments if sp.Symbol(a) in used or a == network.input)

@@ -310,15 +310,16 @@ def test_cnn_document_compiles_with_index_notation(tmp_path):
 def test_generated_cnn_code_names_each_gradient_and_loops_over_no_pixel():
     source = symprop.generate(network("conv3_pad1_relu_maxpool2"))
     body = source[source.index("def loss_and_gradients"):source.index("def _arrays")]
-    # the large intermediates in buffers kept between calls (codegen.workspaces), bias and mask in place
+    # the large intermediates in buffers kept between calls (codegen.workspaces), bias and ReLU in
+    # place, the ReLU's mask on the pooled gradient (codegen.fused)
     for line in ("t0 = _im2col(x, kernel=(3, 3), stride=(1, 1), padding=(1, 1), "  # once, for both
                  "out=work.empty('t0', (N, 2, 3, 3, 6, 6), x.dtype))",
                  "z1 = _conv2d(t0, W1, out=work.empty('z1', (N, 3, 6, 6), np.result_type(W1, b1, t0)))",
                  "z1 += b1[:, None, None]",
+                 "a1 = np.maximum(z1, 0.0, out=z1)",
                  "a2 = _max_pool2d(a1, size=(2, 2), stride=(2, 2), out=work.empty('a2', (N, 3, 3, 3), a1.dtype))",
-                 "dL_da1 = _max_pool2d_gradient(a1, a2, dL_da2, size=(2, 2), stride=(2, 2), "
-                 "out=work.empty('dL_da1', (N, 3, 6, 6), np.result_type(a1, dL_da2)))",
-                 "delta1 = np.multiply(dL_da1, (z1 > 0), out=dL_da1)",
+                 "delta1 = _max_pool2d_gradient(a1, a2, dL_da2*(a2 > 0), size=(2, 2), stride=(2, 2), "
+                 "out=work.empty('delta1', (N, 3, 6, 6), np.result_type(a1, a2, dL_da2)))",
                  "dL_dW1 = _conv2d_weight_gradient(t0, delta1)",
                  "dL_db1 = delta1.sum(axis=(0, 2, 3))"):
         assert "    " + line + "\n" in body, line
