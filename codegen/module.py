@@ -23,6 +23,7 @@ from ..symbolic.spec import Network, as_network
 from . import numba_backend, runtime, workspaces
 from .fused import fused
 from .loops import statements
+from .pooled import pooled
 from .printer import GradientPrinter, code_forms, helper_source
 
 INDENT = "    "
@@ -233,9 +234,10 @@ def steps_source(network: Network) -> str:
     derivation = symbolic.derive(network)
     names = (network.input, network.target) + network.given + network.parameters
     result = "{" + ", ".join(f'"{s.name}": {s.name}' for s in derivation.steps) + "}"
-    source, _ = _function(GradientPrinter(layout=network.layout), derivation, "steps", names, [s.symbol for s in derivation.steps],
+    printer = GradientPrinter(layout=network.layout)
+    source, _ = _function(printer, derivation, "steps", names, [s.symbol for s in derivation.steps],
                           "Every named step of the derivation.", result, validate=False)
-    return source
+    return source + _helpers(printer)
 
 
 def loss_source(network: Network) -> tuple[str, tuple]:
@@ -246,9 +248,18 @@ def loss_source(network: Network) -> tuple[str, tuple]:
     loss itself)."""
     derivation = symbolic.derive(network)
     names = (network.input, network.target) + network.given + network.parameters
-    return _function(GradientPrinter(layout=network.layout), derivation, "_loss_positional", names,
-                     [derivation.loss], "The loss, its arrays by position.", f"float({derivation.loss.name})",
-                     validate=False, positional=True)
+    printer = GradientPrinter(layout=network.layout)
+    source, order = _function(printer, derivation, "_loss_positional", names, [derivation.loss],
+                              "The loss, its arrays by position.", f"float({derivation.loss.name})",
+                              validate=False, positional=True)
+    return source + _helpers(printer), order
+
+
+def _helpers(printer) -> str:
+    """The helpers a function appended to a generated module uses: those the module's own
+    functions need may differ (its steps are all results, so no convolution of `steps` is in
+    pooling order, `codegen.pooled`). Defined again, the same functions."""
+    return "".join("\n\n" + helper_source(name) for name in sorted(printer.helpers))
 
 
 def _function(printer, derivation: Derivation, name: str, arguments: tuple, wanted: list,
@@ -267,6 +278,7 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
         body += [INDENT + line for line in statements(printer, lines, _cse)]
         return (numba_backend.function(name, arguments, values, body, wanted, result, doc, signature, printer.squares),
                 arguments)
+    lines = pooled(lines, wanted, _shapes(derivation))  # the NumPy code only (Numba loops over pixels)
     body = [f'{INDENT}"""{doc}"""']
     if validate:
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _arrays({name!r}, ({values}), unknown)"]

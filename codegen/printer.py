@@ -51,6 +51,19 @@ class _Im2col(sp.Function):
     computed once, shared by a convolution (`_conv2d`) and its weight gradient."""
 
 
+class _PooledIm2col(_Im2col):
+    """`_im2col(x, kernel, stride, padding, pooled=(h, w))`: the columns in the order of the max
+    pooling that tiles the convolution (`codegen.pooled`)."""
+
+
+class _PooledMax(sp.Function):
+    """`_max_pool2d_pooled(a, shape)`: the max pooling of a convolution computed in pooling order."""
+
+
+class _PooledMaxGrad(sp.Function):
+    """`_max_pool2d_pooled_gradient(a, largest, delta)`: its gradient, in pooling order."""
+
+
 class _ConvColumns(sp.Function):
     """A convolution from the columns of its input: `_conv2d(columns, W)`."""
 
@@ -290,6 +303,23 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         settings = ", ".join(f"{name}={tuple(int(d) for d in value)!r}"
                              for name, value in zip(("kernel", "stride", "padding"), (kernel, stride, padding)))
         return f"_im2col({self._print(x)}, {settings}{self._out(expr)})"
+
+    def _print__PooledIm2col(self, expr):
+        x, kernel, stride, padding, pooled = expr.args
+        self.need("_im2col")
+        settings = ", ".join(f"{name}={tuple(int(d) for d in value)!r}" for name, value in
+                             zip(("kernel", "stride", "padding", "pooled"), (kernel, stride, padding, pooled)))
+        return f"_im2col({self._print(x)}, {settings}{self._out(expr)})"
+
+    def _print__PooledMax(self, expr):
+        a, shape = expr.args
+        self.need("_max_pool2d_pooled")
+        return f"_max_pool2d_pooled({self._print(a)}, shape={tuple(int(d) for d in shape)!r}{self._out(expr)})"
+
+    def _print__PooledMaxGrad(self, expr):
+        self.need("_max_pool2d_pooled_gradient")
+        arrays = ", ".join(self._print(arg) for arg in expr.args)
+        return f"_max_pool2d_pooled_gradient({arrays}{self._out(expr)})"
 
     def _print__ConvColumns(self, expr):
         self.helpers.add("_conv2d")

@@ -275,19 +275,61 @@ def _padded(x, padding):
     return out
 
 
-def _im2col(x, kernel, stride, padding, out=None):
+def _im2col(x, kernel, stride, padding, pooled=None, out=None):
     """im2col: the windows of the padded x, copied to columns[n, c, p, q, i, j] = xp[n, c, i*sh + p, j*sw + q].
 
     Shape (N, C, kh, kw, H', W'), C-contiguous: for each sample, a (C*kh*kw, H'*W') matrix whose
     column (i, j) holds the window (i, j), so that a convolution is one matrix product per sample.
     The forward pass and the weight gradient share it (`_conv2d`, `_conv2d_weight_gradient`).
-    `out`: a C-contiguous array of that shape to write the columns into (a workspace).
+
+    pooled=(h, w): the columns in the order of the h x w max pooling that tiles the convolution's
+    output (H' and W' multiples of h and w): shape (N, C, kh, kw, h*w, H'/h * W'/w), the column of
+    output pixel (h*i + s, w*j + t) at [..., s*w + t, i*(W'/w) + j]. The convolution is then
+    computed in that order too: entry (s, t) of every pooling window is one contiguous block
+    (`_max_pool2d_pooled`). `out`: a C-contiguous array of the shape to write the columns into.
     """
-    windows = _windows(_padded(x, padding), kernel, stride).transpose(0, 1, 4, 5, 2, 3)  # a view
+    windows = _windows(_padded(x, padding), kernel, stride)  # a view (N, C, H', W', kh, kw)
+    n, channels, out_h, out_w, kh, kw = windows.shape
+    if pooled is None:
+        windows = windows.transpose(0, 1, 4, 5, 2, 3)  # (N, C, kh, kw, H', W')
+    else:
+        h, w = pooled
+        windows = windows.reshape(n, channels, out_h // h, h, out_w // w, w, kh, kw).transpose(0, 1, 6, 7, 3, 5, 2, 4)
     if out is None:
-        return np.ascontiguousarray(windows)  # the copy: (N, C, kh, kw, H', W')
-    np.copyto(out, windows)
-    return out
+        out = np.empty(windows.shape, dtype=x.dtype)
+    np.copyto(out.reshape(windows.shape), windows)  # the copy
+    return out if pooled is None else out.reshape(n, channels, kh, kw, h * w, -1)
+
+
+def _max_pool2d_pooled(a, shape, out=None):
+    """Max pooling of a convolution computed in pooling order (`_im2col(..., pooled=(h, w))`):
+    a (N, C, h*w, H'*W') holds entry k = s*w + t of every window (i, j) at [:, :, k, i*W' + j];
+    out[n, c, i, j] = max over k, shape (N, C, H', W') = (N, C) + shape. h*w - 1 maxima of
+    contiguous blocks; NaN wins, as in PyTorch. `out`: an array of that shape to write into.
+    """
+    n, channels, k, _ = a.shape  # k >= 2
+    flat = np.maximum(a[:, :, 0], a[:, :, 1], out=None if out is None else out.reshape(n, channels, -1))
+    for i in range(2, k):
+        np.maximum(flat, a[:, :, i], out=flat)
+    return flat.reshape((n, channels) + tuple(shape))
+
+
+def _max_pool2d_pooled_gradient(a, largest, delta, out=None):
+    """dL/da (N, C, h*w, H'*W') of largest = `_max_pool2d_pooled(a, ...)` from delta = dL/dlargest
+    (N, C, H', W'), in a's pooling order: each window's delta goes to its FIRST maximum in
+    row-major order (as `_max_pool2d_gradient`), the other entries get 0. `out`: a C-contiguous
+    array of a's shape and the result's dtype to write into (a workspace).
+    """
+    n, channels, k, pixels = a.shape
+    largest, delta = largest.reshape(n, channels, pixels), delta.reshape(n, channels, pixels)
+    gradient = np.empty(a.shape, dtype=np.result_type(a, delta)) if out is None else out
+    unclaimed = np.ones(largest.shape, dtype=bool)  # the windows whose maximum is not found yet
+    for i in range(k):  # row-major (s, t), so the first maximum claims its window
+        first = a[:, :, i] == largest
+        first &= unclaimed
+        unclaimed ^= first
+        np.multiply(delta, first, out=gradient[:, :, i])
+    return gradient
 
 
 def _conv2d(columns, W, out=None):
@@ -492,6 +534,8 @@ NEEDS = {  # conv/pool helper -> every other runtime function it calls, directly
     "_window_max": (),
     "_max_pool2d": ("_window_max", "_windows"),
     "_max_pool2d_gradient": ("_windows",),
+    "_max_pool2d_pooled": (),
+    "_max_pool2d_pooled_gradient": (),
     "_avg_pool2d": ("_windows",),
     "_avg_pool2d_gradient": ("_add_windows", "_windows"),
 }

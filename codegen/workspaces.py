@@ -39,9 +39,10 @@ from ..symbolic import arrays
 from ..symbolic.arrays import BATCH, AvgPool2d, MaxPool2d, MaxPool2dGrad, broadcast, shape_of
 from ..symbolic.rules import ElementwiseBase
 from ..symbolic.notation import array_order
-from .printer import GradientPrinter, _ConvColumns, _Im2col, _is_step, _WeightColumns
+from .printer import (GradientPrinter, _ConvColumns, _Im2col, _is_step, _PooledIm2col, _PooledMax, _PooledMaxGrad,
+                      _WeightColumns)
 
-OUT = (_Im2col, _ConvColumns, MaxPool2d, MaxPool2dGrad, AvgPool2d)  # operations that take `out`
+OUT = (_Im2col, _ConvColumns, MaxPool2d, MaxPool2dGrad, AvgPool2d, _PooledMax, _PooledMaxGrad)  # operations that take `out`
 ELEMENTWISE = ("relu", "tanh")  # activations whose ufunc (np.maximum, np.tanh) takes `out`
 FRESH = OUT + (  # a new array, never a view of an operand (anything else may be one: a reshape)
     sp.Add, sp.Mul, sp.Pow, sp.Max, sp.Min, sp.Piecewise, sp.core.relational.Relational, ElementwiseBase,
@@ -108,9 +109,9 @@ def _dtype(op, expr, data) -> tuple:
     np.result_type(*arrays[, 1.0]): a copy (im2col) and a maximum (max pooling) keep their
     input's, a division (average pooling), a ReLU's np.maximum(z, 0.0) and np.tanh make integers
     float, a product and a sum promote their operands."""
-    if isinstance(op, (_Im2col, MaxPool2d)):
+    if isinstance(op, (_Im2col, MaxPool2d, _PooledMax)):
         arrays, literal = op.args[:1], False
-    elif isinstance(op, MaxPool2dGrad):
+    elif isinstance(op, (MaxPool2dGrad, _PooledMaxGrad)):
         arrays, literal = (op.args[0], op.args[2]), False  # np.result_type(a, delta), as the helper's own
     elif isinstance(op, (AvgPool2d, ElementwiseBase)):
         arrays, literal = op.args[:1], True
@@ -190,6 +191,14 @@ def _shape(expr, shapes):
     """The shape of a line's expression, the code forms (`_Im2col`, `_ConvColumns`) included;
     None where no rule gives it."""
     try:
+        if isinstance(expr, _PooledIm2col):  # (N, C, kh, kw, h*w, H'/h * W'/w)
+            n, channels, kh, kw, out_h, out_w = _shape(_Im2col(*expr.args[:4]), shapes)
+            h, w = (int(d) for d in expr.args[4])
+            return (n, channels, kh, kw, h * w, (out_h // h) * (out_w // w))
+        if isinstance(expr, _PooledMax):
+            return _shape(expr.args[0], shapes)[:2] + tuple(int(d) for d in expr.args[1])
+        if isinstance(expr, _PooledMaxGrad):
+            return _shape(expr.args[0], shapes)
         if isinstance(expr, _Im2col):
             x, kernel, stride, padding = expr.args
             n, channels, height, width = shapes[x] if x in shapes else _shape(x, shapes)

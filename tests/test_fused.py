@@ -22,6 +22,13 @@ from symprop.symbolic.rules import Relu
 FUNCTIONS = ("gradients", "loss_and_gradients")
 
 
+@pytest.fixture(autouse=True)
+def _image_layout(monkeypatch):
+    """The rule on its own: no convolution computed in pooling order (`codegen.pooled`, whose
+    values differ from the image layout's by rounding; tests/test_pooled.py)."""
+    monkeypatch.setattr(module, "pooled", lambda lines, results, shapes: lines)
+
+
 def _text(activation, pool, *, bias=True, then="softmax"):
     return (f'name = "pooled"\ninputs = [2, 6, 6]\n[[layers]]\nkind = "conv2d"\nfilters = 3\nkernel = 3\n'
             f'padding = 1\nactivation = "{activation}"\n{"" if bias else "bias = false"}\n[[layers]]\n'
@@ -114,6 +121,7 @@ def test_a_pooling_gradient_read_elsewhere_or_returned_is_left_alone():
 def test_random_image_networks_give_the_same_bits(text, seed, single):
     network = symprop.loads(text)
     with pytest.MonkeyPatch().context() as patch:
+        patch.setattr(module, "pooled", lambda lines, results, shapes: lines)
         fused = compile_module(network)
         patch.setattr(module, "fused", lambda lines, results: lines)
         plain = compile_module(network)

@@ -311,15 +311,16 @@ def test_generated_cnn_code_names_each_gradient_and_loops_over_no_pixel():
     source = symprop.generate(network("conv3_pad1_relu_maxpool2"))
     body = source[source.index("def loss_and_gradients"):source.index("def _arrays")]
     # the large intermediates in buffers kept between calls (codegen.workspaces), bias and ReLU in
-    # place, the ReLU's mask on the pooled gradient (codegen.fused)
-    for line in ("t0 = _im2col(x, kernel=(3, 3), stride=(1, 1), padding=(1, 1), "  # once, for both
-                 "out=work.empty('t0', (N, 2, 3, 3, 6, 6), x.dtype))",
-                 "z1 = _conv2d(t0, W1, out=work.empty('z1', (N, 3, 6, 6), np.result_type(W1, b1, t0)))",
+    # place, the ReLU's mask on the pooled gradient (codegen.fused), the convolution in the order of
+    # the pooling that tiles it (codegen.pooled): (N, F, 2*2, 3*3)
+    for line in ("t0 = _im2col(x, kernel=(3, 3), stride=(1, 1), padding=(1, 1), pooled=(2, 2), "  # once, for both
+                 "out=work.empty('t0', (N, 2, 3, 3, 4, 9), x.dtype))",
+                 "z1 = _conv2d(t0, W1, out=work.empty('z1', (N, 3, 4, 9), np.result_type(W1, b1, t0)))",
                  "z1 += b1[:, None, None]",
                  "a1 = np.maximum(z1, 0.0, out=z1)",
-                 "a2 = _max_pool2d(a1, size=(2, 2), stride=(2, 2), out=work.empty('a2', (N, 3, 3, 3), a1.dtype))",
-                 "delta1 = _max_pool2d_gradient(a1, a2, dL_da2*(a2 > 0), size=(2, 2), stride=(2, 2), "
-                 "out=work.empty('delta1', (N, 3, 6, 6), np.result_type(a1, a2, dL_da2)))",
+                 "a2 = _max_pool2d_pooled(a1, shape=(3, 3), out=work.empty('a2', (N, 3, 3, 3), a1.dtype))",
+                 "delta1 = _max_pool2d_pooled_gradient(a1, a2, dL_da2*(a2 > 0), "
+                 "out=work.empty('delta1', (N, 3, 4, 9), np.result_type(a1, a2, dL_da2)))",
                  "dL_dW1 = _conv2d_weight_gradient(t0, delta1)",
                  "dL_db1 = delta1.sum(axis=(0, 2, 3))"):
         assert "    " + line + "\n" in body, line
