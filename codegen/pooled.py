@@ -12,24 +12,26 @@ gradient read and write contiguous blocks rather than every other entry.
     dL_db1 = delta1.sum(axis=(0, 2, 3))
 
 It applies to a convolution whose output, and everything computed from it elementwise, is read
-only by elementwise lines, one max pooling whose windows tile it exactly (stride = size, the
-output's height and width multiples of it), that pooling's gradient, the weight gradient and the
-bias gradient, and is neither a result nor what a result is a view of; its columns are read by
-the convolution and the weight gradient only. Anything else (the input's gradient through the
-convolution, a batch normalization, a pooling that overlaps or leaves rows over) keeps the
-image layout. The values are the same up to rounding: the weight and bias gradients sum the
-pixels in another order.
+only by elementwise lines, one max pooling whose windows tile it exactly (stride = size, not 1x1,
+the output's height and width multiples of it), that pooling's gradient, and the weight and bias
+gradients (as they are, or within a sum: an L2 term), and is neither a result nor what a result
+is a view of; its columns are read by the convolution and the weight gradient only. Anything
+else (the input's gradient through the convolution, a batch normalization, a pooling that
+overlaps or leaves rows over) keeps the image layout. The values are the same up to rounding:
+the weight and bias gradients sum the pixels in another order, and the matrix product may round
+an entry differently at another column.
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
-from ..symbolic.arrays import MaxPool2d, MaxPool2dGrad, PerChannel, SumAxes
+from ..symbolic.arrays import BATCH, MaxPool2d, MaxPool2dGrad, PerChannel, SumAxes
 from ..symbolic.rules import ElementwiseBase
 from .printer import _ConvColumns, _Im2col, _PooledIm2col, _PooledMax, _PooledMaxGrad, _WeightColumns
 from .workspaces import _escaping, _shape
 
+SUMMED = sp.Dummy("summed")  # a sum over the pixels of an array in pooling order (`_reduced`)
 ELEMENTWISE = (sp.Add, sp.Mul, sp.Pow, sp.Max, sp.Min, sp.Piecewise, sp.functions.elementary.piecewise.ExprCondPair,
                sp.core.relational.Relational, ElementwiseBase)
 
@@ -70,11 +72,10 @@ def _reordered(lines, i, columns, results, shapes):
     image = set([conv])  # the arrays in pooling order
     pool, changed = None, {}
     for symbol, expr in lines[i + 1:]:
-        reads = expr.free_symbols & image
-        if columns.is_Symbol and columns in expr.free_symbols:
-            if not (isinstance(expr, _WeightColumns) and expr.args[0] == columns and expr.args[1] in image):
-                return None  # the columns read by something else
-        if not reads:
+        expr = _reduced(expr, columns, image)  # dL_dW1 = 0.2*W1 + _conv2d_weight_gradient(t0, delta1): not read here
+        if columns in expr.free_symbols:
+            return None  # the columns read by something else
+        if not expr.free_symbols & image:
             continue
         if isinstance(expr, MaxPool2d) and expr.args[0] in image and pool is None:
             a, size, stride = expr.args
@@ -88,12 +89,6 @@ def _reordered(lines, i, columns, results, shapes):
                 and not expr.args[2].free_symbols & image:
             image.add(symbol)
             changed[symbol] = _PooledMaxGrad(*expr.args[:3])
-        elif isinstance(expr, _WeightColumns) and columns.is_Symbol and expr.args == (columns, expr.args[1]) \
-                and expr.args[1] in image:
-            pass
-        elif isinstance(expr, SumAxes) and expr.args[0] in image and tuple(expr.args[1]) == (0, 2, 3) \
-                and not expr.args[2]:
-            pass
         elif _elementwise(expr, image, shapes):
             image.add(symbol)
         else:
@@ -108,12 +103,24 @@ def _reordered(lines, i, columns, results, shapes):
     return [(s, changed.get(s, e)) for s, e in lines]
 
 
+def _reduced(expr, columns, image):
+    """`expr` with the weight and bias gradients of arrays in pooling order (sums over the pixels,
+    in whatever order they are) replaced by a placeholder: what remains is what reads the layout."""
+    def summed(e):
+        if isinstance(e, _WeightColumns):
+            return columns.is_Symbol and e.args[0] == columns and e.args[1] in image
+        if isinstance(e, SumAxes):
+            return e.args[0] in image and tuple(e.args[1]) == (0, 2, 3) and not e.args[2]
+        return False
+    return expr.replace(summed, lambda e: SUMMED)
+
+
 def _elementwise(expr, image, shapes) -> bool:
     """Whether `expr` is computed entry by entry from arrays in pooling order and numbers (a
     scalar array, a per-channel vector broadcast over the pixels)."""
     for e in sp.preorder_traversal(expr):
         if e.is_Symbol:
-            if e not in image and shapes.get(e, ()) != ():
+            if e not in image and e != BATCH and shapes.get(e) != ():  # an array, or of a shape not known
                 return False
         elif not (e.is_Number or isinstance(e, ELEMENTWISE) or e in (sp.true, sp.false)):
             return False

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import networks
 import symprop
+import test_pooled
 import sympy as sp
 from symprop.check import random_values
 from symprop.codegen import module
@@ -117,7 +118,8 @@ def test_a_pooling_gradient_read_elsewhere_or_returned_is_left_alone():
 
 
 @settings(max_examples=40, deadline=None)
-@given(text=networks.images(), seed=st.integers(0, 2**16), single=st.booleans())
+@given(text=st.one_of(networks.images(), test_pooled.pooled_images()), seed=st.integers(0, 2**16),
+       single=st.booleans())
 def test_random_image_networks_give_the_same_bits(text, seed, single):
     network = symprop.loads(text)
     with pytest.MonkeyPatch().context() as patch:

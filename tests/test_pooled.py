@@ -39,6 +39,7 @@ CASES = {
     "identity, 2x3 windows": (_text(_conv("identity"), 'kind = "maxpool2d"\nsize = [2, 3]'), 1),
     "two blocks: the second's input gradient reads its delta": (
         _text(_conv(), MAX2, _conv("relu"), 'kind = "maxpool2d"\nsize = 3', image=(1, 6, 6)), 1),
+    "an L2 term in the weight gradient": (_text(_conv(), MAX2).replace('"cross_entropy"', '"cross_entropy"\nl2 = 0.2'), 1),
     "the input's gradient": (_text(_conv(), MAX2, wrt_input=True), 0),
     "overlapping windows": (_text(_conv(), 'kind = "maxpool2d"\nsize = 2\nstride = 1'), 0),
     "rows left over": (_text(_conv(padding=0), MAX2, image=(2, 7, 7)), 0),
@@ -105,8 +106,59 @@ def test_symprop_check_of_a_convolution_in_pooling_order():
     assert report.ok, report
 
 
+@st.composite
+def pooled_images(draw) -> str:
+    """A random convolutional network whose convolutions a max pooling tiles exactly (any kernel,
+    stride, padding, activation, bias), with dropout or a normalization around them, the input's
+    gradient or not, any loss, with or without L2: the networks the rewrite is for, and its edges."""
+    shape = [draw(st.integers(1, 3)), draw(st.integers(2, 8)), draw(st.integers(2, 8))]
+    lines = ['name = "random_pooled"', f"inputs = {shape}", f"wrt_input = {str(draw(st.booleans())).lower()}"]
+    for _ in range(draw(st.integers(1, 2))):
+        kernel = [draw(st.integers(1, min(3, shape[1] + 2))), draw(st.integers(1, min(3, shape[2] + 2)))]
+        padding = [draw(st.integers(0, 1)) if kernel[0] <= shape[1] else 1,
+                   draw(st.integers(0, 1)) if kernel[1] <= shape[2] else 1]
+        stride = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+        out = [(shape[1 + i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in (0, 1)]
+        shape = [draw(st.integers(1, 3))] + out
+        lines += ["", "[[layers]]", 'kind = "conv2d"', f"filters = {shape[0]}", f"kernel = {kernel}",
+                  f"stride = {stride}", f"padding = {padding}", f'activation = "{draw(st.sampled_from(networks.HIDDEN))}"']
+        if draw(st.booleans()):
+            lines.append("bias = false")
+        if draw(st.integers(0, 5)) == 0:
+            lines += ["", "[[layers]]", 'kind = "dropout"', "p = 0.5"]
+        sizes = [(h, w) for h in range(1, out[0] + 1) for w in range(1, out[1] + 1)
+                 if out[0] % h == 0 and out[1] % w == 0 and (h, w) != (1, 1)]
+        if sizes:
+            h, w = draw(st.sampled_from(sizes))
+            lines += ["", "[[layers]]", 'kind = "maxpool2d"', f"size = [{h}, {w}]"]
+            shape = [shape[0], out[0] // h, out[1] // w]
+        after = draw(st.sampled_from(["", "", "", "dropout", "batchnorm"]))
+        if after == "dropout":
+            lines += ["", "[[layers]]", 'kind = "dropout"', "p = 0.5"]
+        elif after == "batchnorm":
+            lines += ["", "[[layers]]", 'kind = "batchnorm"', f'activation = "{draw(st.sampled_from(networks.HIDDEN))}"']
+    lines += ["", "[[layers]]", 'kind = "flatten"']
+    loss = draw(st.sampled_from(["squared_error", "cross_entropy", "multiclass_hinge"]))
+    last = "softmax" if loss == "cross_entropy" else "identity"
+    lines += ["", "[[layers]]", f"units = {draw(st.integers(2, 3))}", f'activation = "{last}"', "", "[loss]",
+              f'kind = "{loss}"', f"l2 = {draw(st.sampled_from([0.0, 0.1]))}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_random_networks_are_mostly_reordered():
+    # the property test below is about the rewrite: most of its networks must get it
+    reordered = []
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+    @given(text=pooled_images())
+    def count(text):
+        reordered.append("pooled=(" in symprop.generate(symprop.loads(text)).split("\ndef _arrays(")[0])
+    count()
+    assert len(reordered) == 60 and sum(reordered) >= 20, sum(reordered)
+
+
 @settings(max_examples=40, deadline=None)
-@given(text=networks.images(), seed=st.integers(0, 2**16), single=st.booleans())
+@given(text=st.one_of(pooled_images(), networks.images()), seed=st.integers(0, 2**16), single=st.booleans())
 def test_random_image_networks_equal_the_image_layout(text, seed, single):
     network = symprop.loads(text)
     with pytest.MonkeyPatch().context() as patch:
@@ -114,5 +166,6 @@ def test_random_image_networks_equal_the_image_layout(text, seed, single):
     values = random_values(network, seed, batch=2) if network.batch is None else random_values(network, seed)
     dtype = np.float32 if single else np.float64
     values = {k: v.astype(dtype) if np.asarray(v).dtype.kind == "f" else v for k, v in values.items()}
-    for function in ("gradients", "loss_and_gradients"):
-        _close(getattr(reordered, function)(**values), getattr(image, function)(**values), function)
+    for function in FUNCTIONS:
+        arguments = {k: values[k] for k in reordered.ARGUMENTS[function]}
+        _close(getattr(reordered, function)(**arguments), getattr(image, function)(**arguments), function)
