@@ -68,6 +68,7 @@ def _same(network, fused, plain, values):
         for key in expected:  # the same operations on the same values: the same bits
             assert got[key].dtype == expected[key].dtype, key
             np.testing.assert_array_equal(got[key], expected[key], err_msg=f"{function} {key}")
+            assert got[key].tobytes() == expected[key].tobytes(), f"{function} {key}: -0.0 against 0.0"
 
 
 def _values(network, seed, dtype, whole):
