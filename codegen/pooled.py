@@ -29,7 +29,7 @@ import sympy as sp
 from ..symbolic.arrays import BATCH, MaxPool2d, MaxPool2dGrad, PerChannel, SumAxes
 from ..symbolic.rules import ElementwiseBase
 from .printer import _ConvColumns, _Im2col, _PooledIm2col, _PooledMax, _PooledMaxGrad, _WeightColumns
-from .workspaces import _escaping, _shape
+from .workspaces import _escaping, line_shapes
 
 SUMMED = sp.Dummy("summed")  # a sum over the pixels of an array in pooling order (`_reduced`)
 ELEMENTWISE = (sp.Add, sp.Mul, sp.Pow, sp.Max, sp.Min, sp.Piecewise, sp.functions.elementary.piecewise.ExprCondPair,
@@ -40,11 +40,7 @@ def pooled(lines: list, results, shapes: dict) -> list:
     """`lines` ((symbol, expression) pairs in order) with every convolution that qualifies (above)
     computed in pooling order; `results`: the symbols the function returns; `shapes`: the arrays'
     shapes by symbol."""
-    shapes = dict(shapes)
-    for symbol, expr in lines:
-        shape = _shape(expr, shapes)
-        if shape is not None:
-            shapes[symbol] = shape
+    shapes = line_shapes(lines, shapes)
     for i, (symbol, expr) in enumerate(lines):
         columns = _columns(expr)
         if columns is not None:
@@ -93,7 +89,8 @@ def _reordered(lines, i, columns, results, shapes):
             image.add(symbol)
         else:
             return None
-    if pool is None or image & _escaping(lines, results) or columns.is_Symbol and columns in _escaping(lines, results):
+    escaping = _escaping(lines, results)
+    if pool is None or image & escaping or columns in escaping:  # (an _Im2col expression is never a result)
         return None
     reordered = _PooledIm2col(*im2col.args, sp.Tuple(*pool[2]))
     if columns.is_Symbol:

@@ -79,11 +79,7 @@ def plan(lines: list, results, shapes: dict, data=frozenset()) -> dict:
     from ..symbolic.scan import Scan, ScanGrad
     if any(isinstance(expr, Scan) or expr.has(ScanGrad) for _, expr in lines):
         return {}
-    shapes = dict(shapes)
-    for symbol, expr in lines:
-        shape = _shape(expr, shapes)
-        if shape is not None:
-            shapes[symbol] = shape
+    shapes = line_shapes(lines, shapes)
     escaping = _escaping(lines, results)
     placed = {}
     for i, (symbol, expr) in enumerate(lines):
@@ -170,6 +166,17 @@ def _reusable(expr, owned, later, shape, shapes):
                 and not any(factor in e.free_symbols for _, e in later)):
             return factor
     return None
+
+
+def line_shapes(lines: list, shapes: dict) -> dict:
+    """`shapes` with those of the lines as the code computes them (the code forms, a convolution
+    in pooling order, included), where a rule gives one."""
+    shapes = dict(shapes)
+    for symbol, expr in lines:
+        shape = _shape(expr, shapes)
+        if shape is not None:
+            shapes[symbol] = shape
+    return shapes
 
 
 def _escaping(lines, results) -> set:
