@@ -272,6 +272,7 @@ def _function(printer, derivation: Derivation, name: str, arguments: tuple, want
     arguments = tuple(a for a in arguments if sp.Symbol(a) in used or a == network.input)
     values = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
     signature = ", ".join(f"{a}=None" for a in arguments)
+    printer.floats = tuple(a for a in arguments if a not in _data(network))  # labels and tokens are not
     if backend == "numba":  # the steps compiled in a kernel, the checks in Python around it
         printer.learn(lines)
         body = [f"{INDENT}N = {network.input}.shape[0]"] if BATCH in used and network.batch is None else []

@@ -160,6 +160,7 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         self.layout = layout  # in the row layout, A.T @ delta is a weight gradient
         self.placements: dict = {}  # symbol -> where its line computes into (`codegen.workspaces`)
         self._placing = None  # (the operation printed with out=, the buffer's code)
+        self.floats: tuple[str, ...] = ()  # the float arguments of the function printed (its writer sets them)
 
     # -- a line, and its buffer (codegen.workspaces) ---------------------------------------------
 
@@ -273,6 +274,11 @@ class GradientPrinter(ArrayOrder, NumPyPrinter):
         if len(arrays) > 1:
             return f"np.result_type({', '.join(arrays)})"
         return f"np.result_type({arrays[0]}, 1.0)" if arrays else "float"
+
+    def arguments_dtype(self) -> str:
+        """The float dtype of the function's arguments as code: that of an array of numbers it
+        computes (a constant gradient), as NumPy's promotion gives it for the arrays' own values."""
+        return self.float_dtype(list(self.floats))
 
     # -- whole-array operations ----------------------------------------------------------------
 

@@ -24,7 +24,8 @@ def generate_program(program: Program, again: str = "") -> str:
     printer = GradientPrinter(layout="row")
     names = program.inputs
     forward_names = tuple(n for n in names if n != "dout")
-    returns = "{" + ", ".join(f'"{w}": {_gradient(derivation, w)}' for w in program.wrt) + "}"
+    dtype = GradientPrinter.float_dtype(list(_floats(program, names)))
+    returns = "{" + ", ".join(f'"{w}": {_gradient(derivation, w, dtype)}' for w in program.wrt) + "}"
     output = program.output.name
     functions = [_function(printer, derivation, "forward", forward_names, [program.output],
                            "The function's value, from its arrays.",
@@ -60,13 +61,20 @@ def generate_program(program: Program, again: str = "") -> str:
     return source.replace(HASH_PREFIX + HASH_BLANK, HASH_PREFIX + content_hash(source), 1)
 
 
-def _gradient(derivation: ProgramDerivation, name: str) -> str:
+def _floats(program: Program, arguments) -> tuple:
+    """The float arrays among `arguments` (the upstream gradient dout among them), not the data."""
+    data = {a.name for a in program.arrays if not a.dtype.startswith("float")}
+    return tuple(a for a in arguments if a not in data)
+
+
+def _gradient(derivation: ProgramDerivation, name: str, dtype: str) -> str:
+    """The gradient of `name` as `gradients` returns it; `dtype`: the code of its arrays' float dtype."""
     symbol = derivation.gradients[name]
     if symbol is None:  # the value does not depend on it
-        return f"np.zeros(SHAPES[{name!r}])"
+        return f"np.zeros(SHAPES[{name!r}], dtype={dtype})"
     shape = next(s.shape for s in derivation.steps if s.symbol == symbol)
     if shape == ():
-        return f"np.asarray({symbol.name}, dtype=float)"
+        return f"np.asarray({symbol.name}, dtype=np.result_type({symbol.name}, 1.0))"
     # floats always (a mask, a one-hot or an integer range is not), float32 kept; no copy of a float array
     return f"np.asarray({symbol.name}, dtype=np.result_type({symbol.name}, 1.0))"
 
@@ -88,6 +96,7 @@ def _function(printer, derivation: ProgramDerivation, name: str, arguments: tupl
     values = ", ".join(arguments) + ("," if len(arguments) == 1 else "")
     signature = "".join(f"{a}=None, " for a in arguments)
     body = [f'{INDENT}"""{doc}"""']
+    printer.floats = _floats(derivation.program, arguments)
     if arguments:
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _program_arrays({name!r}, ({values}), unknown)"]
     body += [INDENT + line for line in statements(printer, lines, _cse)]

@@ -499,7 +499,7 @@ def _max_gradient(a, g, axis, keepdims):
     if not keepdims:
         g = np.expand_dims(g, axis)
     mask = a == a.max(axis=axis, keepdims=True)
-    return mask * (g / mask.sum(axis=axis, keepdims=True))
+    return mask * (g / mask.sum(axis=axis, keepdims=True, dtype=np.result_type(a, g)))  # float32 kept
 
 
 def _program_arrays(function, values, unknown):

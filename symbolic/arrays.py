@@ -469,6 +469,8 @@ class BroadcastTo(ArrayFunction):
 
     def _sympystr(self, printer):  # a gradient smaller than its array, repeated over it
         a, *shape = self.args
+        if not shape:  # a scalar's: the number itself
+            return printer._print(a)
         return f"broadcast({printer._print(a)}, {self._dims(printer, shape)})"
 
     @staticmethod
@@ -481,6 +483,9 @@ class BroadcastTo(ArrayFunction):
 
     def _numpycode(self, printer):  # a gradient smaller than its array: a new float array of its shape
         a, *shape = self.args
+        if a.free_symbols <= {BATCH}:  # a number (0 for an unused array, 3 from sum(3 * b)): in the
+            # dtype of the function's float arrays (a number alone would make float32 gradients float64)
+            return f"np.full({self._dims(printer, shape)}, {printer._print(a)}, dtype={printer.arguments_dtype()})"
         return f"(np.broadcast_to({printer._print(a)}, {self._dims(printer, shape)}) + 0.0)"  # + 0.0: floats, float32 kept
 
 class ZerosLike(ArrayFunction):

@@ -789,8 +789,8 @@ class AsFloat(Op):
     def _latex(self, printer):
         return printer._print(self.args[0])
 
-    def _numpycode(self, printer):
-        return f"{printer._method_target(self.args[0])}.astype(float)"
+    def _numpycode(self, printer):  # in the float arrays' dtype: a float32 computation stays float32
+        return f"{printer._method_target(self.args[0])}.astype({printer.arguments_dtype()})"
 
 
 class Absolute(sp.Function):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .arrays import ArrayFunction, BroadcastTo, RowSum, SumAxes, SumRows, Total, broadcast, shape_of
+from .arrays import BATCH, ArrayFunction, BroadcastTo, RowSum, SumAxes, SumRows, Total, broadcast, shape_of
 from .renamed import by_shape
 
 _derivative = by_shape(sp.diff)  # tanh(z1), tanh(z2), ...: differentiated once
@@ -121,7 +121,8 @@ def _gradient(of, symbol, pulls, shapes) -> Gradient:
     """The gradient from its pulls; their sum made as large as `of` (BroadcastTo) where it is smaller."""
     sources, terms = [source for source, _ in pulls], [term for _, term in pulls]
     want, have = shapes[of], shape_of(sp.Add(*terms), shapes)
-    if len(have) < len(want) or _smaller(have, want):
+    number = not want and sp.Add(*terms).free_symbols <= {BATCH}  # a scalar's gradient that is a number:
+    if len(have) < len(want) or _smaller(have, want) or number:  # an array of the arrays' dtype, as any other
         sources, terms = [tuple(sources)], [BroadcastTo(sp.Add(*terms), *want)]
     return Gradient(of, symbol, terms, sources, [s for s in sources if isinstance(s, Composite)])
 

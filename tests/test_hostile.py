@@ -232,6 +232,23 @@ def test_scale_zero_simply_works(changes, tmp_path):
     assert run(tmp_path, "check", "net.toml", text=text)[0] == 0
 
 
+@pytest.mark.parametrize("changes", [{}, {"top": "wrt_input = true"}, {"layer": "shared_bias = true"},
+                                     {"top": 'layout = "column"'}])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scale_zero_gradients_keep_the_arrays_dtype(changes, dtype):
+    # the data term gone, a bias's gradient is a number (0) made an array: once float64 zeros
+    # beside float32 weight gradients (np.broadcast_to(0.0, shape) + 0.0); the L2 term stays 2 l2 W
+    network = symprop.loads(spec(loss="scale = 0\nl2 = 0.25", **changes))
+    module = module_of(symprop.generate(network))
+    values = {k: v.astype(dtype) for k, v in _values(network).items()}
+    loss, gradients = module["loss_and_gradients"](**values)
+    for gradients in (gradients, module["gradients"](**values)):
+        for name, gradient in gradients.items():
+            assert np.asarray(gradient).dtype == dtype, (name, np.asarray(gradient).dtype)
+            expected = 0.5 * values[name] if name.startswith("W") else np.zeros(np.shape(values[name]))
+            np.testing.assert_array_equal(gradient, expected.astype(dtype), err_msg=name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Files: regular files of at most 16 MiB
 

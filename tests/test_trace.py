@@ -73,6 +73,41 @@ def test_traced_gradients_equal_central_differences(case, seed):
         assert _normwise(got[name], expected[name]) < 1e-6, name
 
 
+def _single(value):
+    """`value` with its float arrays (inside a parameter dict too) in float32."""
+    if isinstance(value, dict):
+        return {key: _single(v) for key, v in value.items()}
+    value = np.asarray(value)
+    return value.astype(np.float32) if value.dtype.kind == "f" else value
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_float32_arrays_give_float32_gradients(case):
+    # where the learner's own function computes in float32, so do its gradients (a mask as
+    # .astype(float), a constant gradient np.broadcast_to(1, ...) + 0.0 and the count of the
+    # maxima in a max's gradient were float64 and made them float64), close to the float64 ones
+    fn, make = CASES[case]
+    arrays = make(np.random.default_rng(0))
+    single = {key: _single(value) for key, value in arrays.items()}
+    with np.errstate(all="ignore"):
+        value = np.asarray(_value(fn, single))
+    module = _module(symprop.trace(fn, **single))
+    program = symprop.trace(fn, **arrays)
+    exact = _module(program)
+    flat, flat64 = _flat(single), _flat(arrays)
+    given = {a.name: flat[a.name] for a in program.arrays if a.role != "upstream"}
+    given64 = {a.name: flat64[a.name] for a in program.arrays if a.role != "upstream"}
+    if not program.scalar:
+        dout = np.random.default_rng(1).normal(size=value.shape)
+        given["dout"], given64["dout"] = dout.astype(np.float32), dout
+    gradients, expected = module["gradients"](**given), exact["gradients"](**given64)
+    for name, gradient in gradients.items():
+        if value.dtype == np.float32:  # (a float64 one-hot or buffer of the learner's makes it float64)
+            assert gradient.dtype == np.float32, (name, gradient.dtype)
+        # float32 rounding (6e-8 relative) through a few operations: 1e-4 of the gradient's scale
+        assert _normwise(gradient, expected[name]) < 1e-4, (name, _normwise(gradient, expected[name]))
+
+
 def test_the_learners_names_are_the_steps_names():
     fn, make = CASES["bessel_batchnorm"]
     program = symprop.trace(fn, **make(np.random.default_rng(0)))
