@@ -40,19 +40,24 @@ def _elementwise(tracer, make, *inputs, data=False):
     return tracer.new(make(*exprs), shape, dtype, data=data)
 
 
-def _maximum(a, b):
-    """max(a, b) as b + relu(a - b): relu(z) itself for max(z, 0); its derivative is the mask
-    a > b, 0 at a tie (relu'(0) = 0, as PyTorch's relu)."""
-    if a.is_Number and not b.is_Number:
-        a, b = b, a
-    return rules.Relu(a) if b == 0 else b + rules.Relu(a - b)
+def maximum(tracer, a, b):
+    """np.maximum: relu(a) against 0, PyTorch's relu (relu'(0) = 0); else the larger value itself,
+    where(a > b, a, b), its derivative 1 for a where a > b, for b elsewhere (a tie: b's, as the
+    relu's). Not b + relu(a - b): adding and taking back a bound far from the values loses them."""
+    a, b = (b, a) if _number(a) and not _number(b) else (a, b)
+    if _number(b) and float(b) == 0:
+        return _elementwise(tracer, rules.Relu, a)
+    return where(tracer, np.greater(a, b), a, b)
 
 
-def _minimum(a, b):
-    """min(a, b) = a - relu(a - b)."""
-    if a.is_Number and not b.is_Number:
-        a, b = b, a
-    return a - rules.Relu(a - b)
+def minimum(tracer, a, b):
+    """np.minimum: where(a > b, b, a), the smaller value itself (a tie: a's)."""
+    a, b = (b, a) if _number(a) and not _number(b) else (a, b)
+    return where(tracer, np.greater(a, b), b, a)
+
+
+def _number(v) -> bool:
+    return not isinstance(v, (Traced, np.ndarray)) or isinstance(v, np.ndarray) and v.ndim == 0
 
 
 _FLOAT_RESULT = set()
@@ -96,8 +101,8 @@ UFUNCS = {
     "sin": _ufunc(sp.sin, float_result=True),
     "cos": _ufunc(sp.cos, float_result=True),
     "absolute": _ufunc(ops.Absolute),
-    "maximum": _ufunc(_maximum),
-    "minimum": _ufunc(_minimum),
+    "maximum": maximum,
+    "minimum": minimum,
     "greater": _ufunc(sp.StrictGreaterThan, data=True),
     "greater_equal": _ufunc(sp.GreaterThan, data=True),
     "less": _ufunc(sp.StrictLessThan, data=True),
@@ -280,11 +285,13 @@ def where(tracer, condition, x=None, y=None):
 
 
 def clip(tracer, a, a_min=None, a_max=None, out=None, **kwargs):
+    """np.clip: the value itself between the bounds, a bound outside them; its derivative 1 from
+    a_min to a_max, both included (PyTorch's clamp)."""
     result = _as_traced(tracer, a)
     if a_min is not None:
-        result = np.maximum(result, a_min)
+        result = where(tracer, np.greater_equal(result, a_min), result, a_min)
     if a_max is not None:
-        result = np.minimum(result, a_max)
+        result = where(tracer, np.less_equal(result, a_max), result, a_max)
     return _out(out, result)
 
 

@@ -113,16 +113,17 @@ def sweep(forward: list, loss: sp.Symbol, wanted: tuple, shapes: dict, name, com
         for array in used_first_at.get(i, ()):
             g = name(array)
             shapes[g] = shapes[array]
-            out.append(_gradient(array, g, pulls[array], shapes))
+            out.append(_gradient(array, g, pulls[array], shapes, array=True))
     return out
 
 
-def _gradient(of, symbol, pulls, shapes) -> Gradient:
-    """The gradient from its pulls; their sum made as large as `of` (BroadcastTo) where it is smaller."""
+def _gradient(of, symbol, pulls, shapes, array=False) -> Gradient:
+    """The gradient from its pulls; their sum made as large as `of` (BroadcastTo) where it is smaller,
+    and an array's (`array`: one of the function's) where it is a number (an array of their dtype)."""
     sources, terms = [source for source, _ in pulls], [term for _, term in pulls]
     want, have = shapes[of], shape_of(sp.Add(*terms), shapes)
-    number = not want and sp.Add(*terms).free_symbols <= {BATCH}  # a scalar's gradient that is a number:
-    if len(have) < len(want) or _smaller(have, want) or number:  # an array of the arrays' dtype, as any other
+    number = array and not want and sp.Add(*terms).free_symbols <= {BATCH}
+    if len(have) < len(want) or _smaller(have, want) or number:
         sources, terms = [tuple(sources)], [BroadcastTo(sp.Add(*terms), *want)]
     return Gradient(of, symbol, terms, sources, [s for s in sources if isinstance(s, Composite)])
 

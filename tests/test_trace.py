@@ -108,6 +108,65 @@ def test_float32_arrays_give_float32_gradients(case):
         assert _normwise(gradient, expected[name]) < 1e-4, (name, _normwise(gradient, expected[name]))
 
 
+def clip_far(x):
+    return np.sum(np.clip(x, -1e4, 1e4) ** 2)  # bounds far from the values (a guard before exp)
+
+
+def maximum_far(x):
+    return np.sum(np.maximum(x, -1e8) ** 2)
+
+
+def minimum_far(x):
+    return np.sum(np.minimum(1e8, x) ** 2)
+
+
+@pytest.mark.parametrize("fn", [clip_far, maximum_far, minimum_far])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_bound_far_from_the_values_leaves_them_exact(fn, dtype):
+    # clip and maximum were c + relu(x - c): adding and taking back 1e4 lost x ~ 1e-3 in float32
+    # (dx came out [0, 0, 0.00195] for 2x = [0.00025, -0.00026, 0.00128]); the value is x itself
+    x = (np.random.default_rng(0).normal(size=(2, 3)) * (1e-3 if dtype == np.float32 else 1e-6)).astype(dtype)
+    module = _module(symprop.trace(fn, x=x))
+    np.testing.assert_array_equal(module["gradients"](x=x)["x"], 2 * x)
+    assert module["loss"](x=x) == pytest.approx(float(fn(x)), rel=1e-6)
+
+
+def clip_guarded_sigmoid(z):
+    return 1 / (1 + np.exp(-np.clip(z, -500, 500)))
+
+
+def test_the_clip_guard_of_a_sigmoid_computes_what_numpy_computes():
+    z = (np.random.default_rng(0).normal(size=(2, 3)) * 0.01).astype(np.float32)
+    module = _module(symprop.trace(clip_guarded_sigmoid, z=z))
+    np.testing.assert_allclose(module["forward"](z=z), clip_guarded_sigmoid(z), rtol=1e-6)
+    dout = np.ones((2, 3), np.float32)
+    s = clip_guarded_sigmoid(z.astype(np.float64))
+    np.testing.assert_allclose(module["gradients"](z=z, dout=dout)["z"], s * (1 - s), rtol=1e-5)
+
+
+def clip_sum(x):
+    return np.sum(np.clip(x, -1.0, 2.0))
+
+
+def maximum_sum(x):
+    return np.sum(np.maximum(x, 0.5))
+
+
+def minimum_sum(x):
+    return np.sum(np.minimum(x, 0.5))
+
+
+@pytest.mark.parametrize("fn, expected", [
+    (clip_sum, [0, 1, 1, 1, 0]),  # PyTorch's clamp: 1 from a_min to a_max, both included
+    (maximum_sum, [0, 0, 0, 1, 1]),  # a tie goes to the other operand, as relu'(0) = 0
+    (minimum_sum, [1, 1, 1, 0, 0]),
+])
+def test_the_derivative_at_a_bound(fn, expected):
+    x = np.array([-2.0, -1.0, 0.5, 2.0, 3.0])
+    module = _module(symprop.trace(fn, x=x))
+    np.testing.assert_array_equal(module["gradients"](x=x)["x"], expected)
+
+
 def test_the_learners_names_are_the_steps_names():
     fn, make = CASES["bessel_batchnorm"]
     program = symprop.trace(fn, **make(np.random.default_rng(0)))
