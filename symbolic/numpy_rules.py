@@ -262,7 +262,11 @@ def reshape(tracer, a, shape, order="C", **kwargs):
     shape = np.broadcast_to(np.empty(()), a.shape).reshape(shape).shape  # NumPy's rules, -1 included
     if shape == a.shape:
         return a
-    return tracer.new(ops.Reshape(a.expr, *shape), shape, a.dtype, data=a.data).viewing(a, a.layout().reshape(shape))
+    result = tracer.new(ops.Reshape(a.expr, *shape), shape, a.dtype, data=a.data)
+    layout = a.layout()
+    positions = layout.reshape(shape)  # NumPy's reshape of the positions: a view where the array's is
+    # one, a copy where its memory is not in that order (a transposed array): then a new array
+    return result.viewing(a, positions) if np.may_share_memory(positions, layout) else result
 
 
 def astype(tracer, a, dtype, **kwargs):

@@ -284,10 +284,11 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
     def copy(self, order="C"):
         return Traced(self.tracer, self.fresh().expr, self.shape, self.dtype)
 
-    def flatten(self, order="C"):
-        return _rules.reshape(self.tracer, self, (-1,))
+    def flatten(self, order="C"):  # always a copy
+        return _rules.reshape(self.tracer, self, (-1,), order=order).copy()
 
-    ravel = flatten
+    def ravel(self, order="C"):  # a view where it can be
+        return _rules.reshape(self.tracer, self, (-1,), order=order)
 
     def squeeze(self, axis=None):
         return _rules._squeeze(self.tracer, self, axis)
