@@ -51,10 +51,15 @@ def generate_program(program: Program, again: str = "") -> str:
         f"PARAMETERS = {tuple(program.wrt)!r}\n"
         "SHAPES = {\n" + "".join(f"    {n!r}: {s!r},\n" for n, s in shapes.items()) + "}\n"
         "KINDS = {\n" + "".join(f"    {n!r}: {k!r},\n" for n, k in kinds.items()) + "}  # f: floats, d: data\n"
+        "RANGES = {" + ", ".join(f"{n!r}: {b}" for n, b in program.bounds.items()) + "}  # data that indexes: "
+        "from -length to length - 1 of the axis\n"
         "VALIDATE = True  # False skips the argument checks of every function\n"
+        "CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)\n"
         "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n",
         *(source for source, _ in functions),
         inspect.getsource(runtime._program_arrays),
+        inspect.getsource(runtime._finite),
+        inspect.getsource(runtime._program_nonfinite),
         *(helper_source(name) for name in sorted(printer.helpers)),
     ]
     source = "\n\n".join(part.rstrip("\n") + "\n" for part in parts).replace("\n\n\n\n", "\n\n\n")
@@ -100,5 +105,9 @@ def _function(printer, derivation: ProgramDerivation, name: str, arguments: tupl
     if arguments:
         body += [f"{INDENT}if VALIDATE:", f"{INDENT * 2}{values} = _program_arrays({name!r}, ({values}), unknown)"]
     body += [INDENT + line for line in statements(printer, lines, _cse)]
+    if arguments:  # NaN or inf looked for in what was computed; then the argument that holds it named
+        results = ", ".join(symbol.name for symbol in wanted) + ("," if len(wanted) == 1 else "")
+        body += [f"{INDENT}if VALIDATE and not _finite(({results})):",
+                 f"{INDENT * 2}_program_nonfinite({name!r}, ({values}))"]
     body.append(f"{INDENT}return {result}")
     return f"def {name}(*, {signature}**unknown):\n" + "\n".join(body) + "\n", arguments

@@ -519,8 +519,21 @@ def _program_arrays(function, values, unknown):
             raise ValueError(f"{name} holds {array.dtype}, expected floating-point numbers")
         if KINDS[name] != "f" and array.dtype.kind not in "iub":
             raise ValueError(f"{name} holds {array.dtype}, expected whole numbers (data)")
+        if name in RANGES and array.size and not -RANGES[name] <= array.min() <= array.max() < RANGES[name]:
+            raise ValueError(f"{name} holds {array.min()} to {array.max()}: as an index into an axis of "
+                             f"{RANGES[name]} entries it must lie from {-RANGES[name]} to {RANGES[name] - 1}")
         out.append(array.astype(np.float64) if KINDS[name] == "f" and array.dtype.kind != "f" else array)
     return out
+
+
+def _program_nonfinite(function, values):
+    """A traced module's results hold NaN or inf: ValueError naming the first argument that holds
+    one, if any (else the results stand: the function overflowed on finite arrays)."""
+    for name, array in zip(ARGUMENTS[function], values):
+        bad = ~np.isfinite(array) if KINDS[name] == "f" else None
+        if bad is not None and bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name} holds {array[index]} at {index}: expected finite numbers")
 
 
 NEEDS = {  # conv/pool helper -> every other runtime function it calls, directly or not

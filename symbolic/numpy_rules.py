@@ -288,9 +288,12 @@ def where(tracer, condition, x=None, y=None):
     return tracer.new(ops.Where(c.expr, a.expr, b.expr), shape, np.result_type(a.dtype, b.dtype))
 
 
-def clip(tracer, a, a_min=None, a_max=None, out=None, **kwargs):
+def clip(tracer, a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):
     """np.clip: the value itself between the bounds, a bound outside them; its derivative 1 from
-    a_min to a_max, both included (PyTorch's clamp)."""
+    a_min to a_max, both included (PyTorch's clamp). `min` and `max`: NumPy 2.1's other names."""
+    if a_min is not None and min is not None or a_max is not None and max is not None:
+        _fail("np.clip with both a_min and min (or a_max and max)", "give each bound once")
+    a_min, a_max = (a_min if a_min is not None else min), (a_max if a_max is not None else max)
     result = _as_traced(tracer, a)
     if a_min is not None:
         result = where(tracer, np.greater_equal(result, a_min), result, a_min)
@@ -409,6 +412,9 @@ def _index(tracer, shape, key) -> tuple[tuple, list]:
                 _fail("an index that is a float array", "index with integers (labels, np.arange)")
             if k.dtype.kind == "b":
                 _fail("a boolean mask as an index", "multiply by the mask, or use np.where, instead")
+            labels = k.expr.args[0] if isinstance(k.expr, ops.GetItem) else k.expr  # y, or y[:, t]
+            if labels.is_Symbol:  # its entries must index this axis: -size to size - 1
+                tracer.bounds[labels] = min(tracer.bounds.get(labels, size), size)
             out.append(k.expr)
             arrays.append(k.shape)
         elif isinstance(k, (list, np.ndarray)):

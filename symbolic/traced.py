@@ -87,6 +87,7 @@ class Tracer:
         self.poisons: dict = {}  # symbol -> the TraceError message, raised if the value uses it
         self.count = 0
         self.taken: set[str] = set()
+        self.bounds: dict = {}  # a data array (its symbol) used as an index -> the shortest axis it indexes
 
     def poison(self, shape, dtype, operation: str, advice: str) -> Traced:
         """An array the trace cannot compute (a random draw, an argmax): an error only if it reaches
@@ -98,6 +99,9 @@ class Tracer:
 
     def new(self, expr, shape, dtype, data=False) -> Traced:
         shape = tuple(int(d) for d in shape)
+        if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):  # x / 0.0, x / (x - x), log(0 * x), a mean over 0 entries
+            _fail("a division by zero (or the log of 0)", "the value is infinite or undefined for every input; "
+                  "with a mean over the batch, the arrays may hold no samples")
         if expr.is_Symbol or expr.is_Number or isinstance(expr, (ops.Arange, ops.Eye, ops.IntArray)):
             return Traced(self, expr, shape, dtype)  # nothing computed: no step
         self.count += 1
@@ -299,8 +303,8 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
                   "the README lists")
         raise AttributeError(f"'Traced' object has no attribute {name!r}")
 
-    def clip(self, a_min=None, a_max=None):
-        return _rules.clip(self.tracer, self, a_min, a_max)
+    def clip(self, a_min=None, a_max=None, out=None, *, min=None, max=None):  # NumPy 2.1's min= and max= too
+        return _rules.clip(self.tracer, self, a_min, a_max, out=out, min=min, max=max)
 
     def argmax(self, axis=None, out=None, keepdims=False):
         shape = () if axis is None else _rules._reduced_shape(self.shape, _rules._axes(axis, self.ndim), keepdims)

@@ -313,7 +313,9 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
                 "float64 from them (a float32 difference quotient keeps only about 3 digits)")
     values64 = {k: (np.asarray(v, dtype=np.float64) if np.asarray(v).dtype.kind == "f" else np.asarray(v))
                 for k, v in values.items()}
-    loss, generated = module.loss_and_gradients(**values64)  # validates every array once
+    with np.errstate(all="ignore"):  # a NaN or an overflow: said in one line below
+        loss, generated = module.loss_and_gradients(**values64)  # validates every array once
+    require_finite(loss, generated)
     steps = module.steps(**values64)
     module.VALIDATE = False  # our own module from here on, called thousands of times with these arrays
 
@@ -324,6 +326,20 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     if torch:
         _check_torch(report, values64, loss, generated)
     return report
+
+
+def require_finite(loss: float, generated: dict) -> None:
+    """CheckError when the loss or a gradient is NaN or inf at the values: nothing can be compared
+    there (finite differences of inf are not a gradient)."""
+    if not math.isfinite(loss):
+        raise CheckError(f"the loss is {loss} at these values: no gradient can be checked there; give "
+                         "values where the function is finite (a log of a negative number, an overflow?)")
+    for name, gradient in generated.items():
+        bad = ~np.isfinite(gradient)
+        if np.any(bad):
+            index = tuple(int(i) for i in np.argwhere(bad)[0]) if np.ndim(gradient) else ()
+            raise CheckError(f"the gradient of {name} is {np.asarray(gradient)[index]} at {index} at these values: "
+                             "nothing can be checked there; give values where the function is finite")
 
 
 def backward_order(network: Network) -> list[str]:

@@ -16,7 +16,7 @@ import types
 import numpy as np
 
 from .check import (RTOL, BackwardFailed, CheckError, Report, agreement, call_backward, compare, compare_backward,
-                    name_map)
+                    name_map, require_finite)
 from .codegen.program_module import generate_program
 from .numerical import finite_differences, largest, sample_entries
 from .symbolic.program import Program, derive_program
@@ -79,9 +79,11 @@ def check_program(program: Program, against=None, values: dict | None = None, se
     if seed:
         report.notes.append(f"random values (seed {seed}) for the floating-point arrays; data arrays as given")
     floats = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
-    generated = module.gradients(**floats)
-    value = module.forward(**{k: v for k, v in floats.items() if k != "dout"})
-    loss = float(value) if program.scalar else float(np.sum(value * floats["dout"]))
+    with np.errstate(all="ignore"):  # a NaN or an overflow: said in one line below
+        generated = module.gradients(**floats)
+        value = module.forward(**{k: v for k, v in floats.items() if k != "dout"})
+        loss = float(value) if program.scalar else float(np.sum(value * floats["dout"]))
+    require_finite(loss, generated)
     if numerical:
         _numerical(report, program, module, floats, generated, loss, entries, seed)
     if against is not None:

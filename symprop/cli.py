@@ -8,13 +8,17 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import shlex
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from . import symbolic
 from .symbolic.names import module_name_problem
@@ -191,21 +195,48 @@ def _load(net: str, args):
         raise UsageError(f"{net}: a traced function needs its example arrays: --values FILE.npz")
     arrays = load_npz(args.values, "--values")
     wrt = [name.strip() for name in args.wrt.split(",")] if args.wrt else None
-    with time_limit(args.timeout, f"{net}: importing and tracing {net.rpartition(':')[2]}"):
+    with time_limit(args.timeout, f"{net}: importing and tracing {net.rpartition(':')[2]}"), \
+            contextlib.redirect_stdout(sys.stderr):  # what the user's code prints: never into the output
         function = _import_function(net, label=net)
+        try:
+            _fits(function, arrays)
+        except TypeError as error:  # the arrays do not fit the function's parameters
+            raise UsageError(f"{net}: {error} (the .npz names the arrays by the function's parameters)") from None
         try:
             program = symbolic.trace(function, wrt=wrt, **arrays)
         except TraceError:
             raise
-        except TypeError as error:  # the arrays do not fit the function's parameters
-            raise UsageError(f"{net}: {error} (the .npz names the arrays by the function's parameters)") from None
         except (KeyboardInterrupt, TimeLimit):
             raise
         except BaseException as error:  # the user's code raised, or called sys.exit: their file and line
             raise UsageError(f"{net}: {describe(error, function.__name__, function)}") from None
+    _check_values(program, arrays, f"--values {args.values}")
     origin = shlex.join([net, "--values", str(args.values)] + (["--wrt", args.wrt] if args.wrt else []))
     object.__setattr__(program, "origin", origin)
     return program
+
+
+def _check_values(program, arrays: dict, where: str) -> None:
+    """UsageError for example arrays the program cannot be checked with: NaN or inf in a float
+    array, data that indexes (labels, tokens) outside the axis it indexes."""
+    for name, array in arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            raise UsageError(f"{where}: the array {name!r} holds {array[index]} at {index}: expected finite numbers")
+        length = program.bounds.get(name)
+        if length is not None and array.size and not -length <= array.min() <= array.max() < length:
+            raise UsageError(f"{where}: the array {name!r} holds {array.min()} to {array.max()}: it indexes an "
+                             f"axis of {length} entries (labels from 0 to {length - 1})")
+
+
+def _fits(function, arrays: dict) -> None:
+    """TypeError if the function cannot take the arrays by name (a parameter without a default left
+    out, or a name it does not have); one whose signature cannot be read is called as it is."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return
+    signature.bind(**arrays)
 
 
 def _list(args) -> int:

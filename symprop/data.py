@@ -35,6 +35,9 @@ def load_npz(path, option: str) -> dict:
         raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez): "
                          f"{type(error).__name__}: {error}".split("\n")[0]) from None
     for name, array in arrays.items():
+        if not isinstance(array, np.ndarray):  # a member that is not a .npy file: NumPy hands its bytes
+            raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez): its member "
+                             f"{name!r} is not a .npy array")
         if array.dtype.kind not in "biuf":
             raise UsageError(f"{where}: the array {name!r} holds {_KINDS.get(array.dtype.kind, 'non-numeric')} "
                              f"values ({array.dtype}): expected real numbers (float, int or bool)")

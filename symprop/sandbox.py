@@ -151,8 +151,8 @@ def time_limit(seconds: float, what: str):
     except ValueError:  # not the main thread
         yield
         return
-    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)  # inside: a limit of microseconds may expire at once
         yield
     except TimeLimit:
         raise UsageError(f"{what} took longer than {seconds:g} s (--timeout); stopped") from None

@@ -312,6 +312,27 @@ def test_a_generated_module_refuses_a_wrong_array_by_name():
         module["loss"](x=arrays["x"], y=arrays["y"], z=1)
 
 
+@pytest.mark.parametrize("function", ["loss", "gradients", "loss_and_gradients", "forward"])
+def test_a_generated_module_names_a_nan_argument_and_a_label_out_of_range(function):
+    # as a spec's module does (section 3): once a silent nan, and NumPy's IndexError from inside
+    fn, make = CASES["softmax_loss"]
+    arrays = make(np.random.default_rng(0))
+    module = _module(symprop.trace(fn, **arrays))
+    assert module["RANGES"] == {"y": arrays["x"].shape[1]}
+    x = arrays["x"].copy()
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^x holds nan at \(2, 1\): expected finite numbers$"):
+        module[function](**{k: v for k, v in dict(arrays, x=x).items() if k in module["ARGUMENTS"][function]})
+    y = arrays["y"].copy()
+    y[0] = 4
+    if "y" in module["ARGUMENTS"][function]:
+        with pytest.raises(ValueError, match=r"^y holds \d+ to 4: as an index into an axis of 4 entries it must "
+                                             r"lie from -4 to 3$"):
+            module[function](**dict(arrays, y=y))
+    module["VALIDATE"] = False  # the checks off: NumPy's own behaviour, nan through
+    assert np.isnan(module["loss"](x=x, y=arrays["y"]))
+
+
 # ---------------------------------------------------------------------------------------------
 # Refusals: a TraceError naming the user's file, line and operation; never a wrong program
 

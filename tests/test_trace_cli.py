@@ -95,3 +95,86 @@ def test_an_error_in_the_users_code_names_their_file_and_line(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"symprop: {tmp_path / 'flow.py'}:5: control flow on a traced array")
     assert result.stderr.endswith(" (in: if x.sum() > 0:)\n")
+
+
+USER_CODE = '''import numpy as np
+
+print("imported")  # goes to standard error, never into the output
+
+
+def softmax_loss(x, y):
+    print("tracing", x.shape)
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -np.sum(log_probs[np.arange(x.shape[0]), y]) / x.shape[0]
+
+
+def log_of(x, y):
+    return np.sum(np.log(x))
+
+
+def divided_by_zero(x, y):
+    return np.sum(x / 0.0)
+
+
+def torch_habit(x, y):
+    return np.sum(x, axis=0, keepdim=True).sum()
+
+
+def flattened_in_fortran_order(x, y):
+    return np.sum(x.flatten("F") * np.arange(x.size))
+'''
+
+
+def _user_files(tmp_path, **changes):
+    (tmp_path / "model.py").write_text(USER_CODE)
+    rng = np.random.default_rng(0)
+    arrays = dict(x=rng.normal(size=(4, 3)), y=np.array([0, 2, 1, 2])) | changes
+    np.savez(tmp_path / "v.npz", **arrays)
+
+
+@pytest.mark.parametrize("function, changes, message", [
+    ("softmax_loss", dict(y=np.array([0, 5, 1, 2])), "--values v.npz: the array 'y' holds 0 to 5: it indexes an "
+     "axis of 3 entries (labels from 0 to 2)"),
+    ("softmax_loss", dict(x=np.array([[0.0, np.nan, 1.0]] * 4)), "the array 'x' holds nan at (0, 1)"),
+    ("softmax_loss", dict(x=np.full((4, 3), np.inf)), "the array 'x' holds inf at (0, 0)"),
+    ("log_of", {}, "the loss is nan at these values: no gradient can be checked there"),
+    ("divided_by_zero", {}, "a division by zero (or the log of 0)"),
+    ("softmax_loss", dict(x=np.zeros((0, 3)), y=np.zeros(0, int)), "a division by zero"),
+    ("torch_habit", {}, "torch_habit raised TypeError: sum() got an unexpected keyword argument 'keepdim' (at "),
+    ("softmax_loss", dict(z=np.ones(3)), "got an unexpected keyword argument 'z' (the .npz names the arrays"),
+    ("flattened_in_fortran_order", {}, "reshape with order='F': only C order is traced"),
+])
+def test_a_learners_mistake_is_one_line_and_exit_2(tmp_path, function, changes, message):
+    # each was a traceback, a silent "all gradients agree" or a wrong program before
+    _user_files(tmp_path, **changes)
+    result = run("check", f"model.py:{function}", "--values", "v.npz", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert message in last and last.startswith("symprop: "), result.stderr
+    assert result.stdout == ""
+
+
+def test_what_the_users_code_prints_stays_out_of_the_json(tmp_path):
+    _user_files(tmp_path)
+    result = run("check", "model.py:softmax_loss", "--values", "v.npz", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"]
+    assert "imported" in result.stderr and "tracing (4, 3)" in result.stderr
+
+
+def test_a_corrupt_member_of_an_npz_is_one_line(tmp_path):
+    import zipfile
+    _user_files(tmp_path)
+    with zipfile.ZipFile(tmp_path / "v.npz", "w") as archive:
+        archive.writestr("x.npy", b"not an npy")
+    result = run("derive", "model.py:softmax_loss", "--values", "v.npz", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "not an .npz archive of arrays (written by numpy.savez): its member 'x' is not a .npy array" in result.stderr
+
+
+def test_a_timeout_of_microseconds_is_one_line(tmp_path):
+    _user_files(tmp_path)
+    result = run("derive", "model.py:softmax_loss", "--values", "v.npz", "--timeout", "1e-6", cwd=tmp_path)
+    assert result.returncode == 2 and "took longer than 1e-06 s (--timeout)" in result.stderr
+    assert "Traceback" not in result.stderr
