@@ -59,9 +59,14 @@ def _image_call(printer, op, name: str, *settings: str, skip=None) -> str:
     return f"{name}({', '.join(words)})"
 
 
+_LETTERS = "ncijklmpqrs"  # an image batch's n, c, i, j (sample, channel, row, column), then more axes
+
+
 def _axis_letters(axes) -> str:
     """The axes of an image batch by their index letters: (0, 2, 3) is nij (sample, row, column)."""
-    return "".join("ncij"[int(k)] for k in axes)
+    if any(int(k) >= len(_LETTERS) for k in axes):
+        return "_".join(str(int(k)) for k in axes)
+    return "".join(_LETTERS[int(k)] for k in axes)
 
 
 class ArrayFunction(sp.Function):
@@ -546,7 +551,7 @@ class SumAxes(ArrayFunction):
 
     def _latex(self, printer):
         a, axes, keepdims = self.args
-        return (r"\sum_{" + ",".join("ncij"[int(k)] for k in axes) + "} "
+        return (r"\sum_{" + ",".join(_axis_letters((k,)) for k in axes) + "} "
                 + printer.parenthesize(a, PRECEDENCE["Mul"], strict=False))
 
     def _numpycode(self, printer):
