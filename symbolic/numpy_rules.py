@@ -324,19 +324,23 @@ def stack(tracer, arrays, axis=0, out=None, **kwargs):
 
 def zeros_like(tracer, a, dtype=None, **kwargs):
     a = _as_traced(tracer, a)
-    return _full(tracer, a.shape, 0, dtype or a.dtype)
+    return _full(tracer, a.shape, 0, dtype or a.dtype, like=dtype is None)
 
 
 def ones_like(tracer, a, dtype=None, **kwargs):
     a = _as_traced(tracer, a)
-    return _full(tracer, a.shape, 1, dtype or a.dtype)
+    return _full(tracer, a.shape, 1, dtype or a.dtype, like=dtype is None)
 
 
-def _full(tracer, shape, value, dtype=None):
+def _full(tracer, shape, value, dtype=None, like=False):
+    """An array of one value; a float one `like` an array (np.zeros_like(h0)), or of a float dtype
+    other than NumPy's default (np.zeros(shape, dtype=x.dtype)), in the dtype of the arrays the
+    module is called with: float32 in, float32 zeros (a float32 trace's too)."""
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(int(d) for d in shape)
     dtype = np.dtype(dtype or np.float64)
     value = sp.Float(float(value)) if dtype.kind == "f" else _constant(value)  # a float fill: 0.0, not 0
-    return tracer.new(ops.Full(value, *shape), shape, dtype, data=dtype.kind != "f")
+    full = ops.FullLike if dtype.kind == "f" and (like or dtype != np.float64) else ops.Full
+    return tracer.new(full(value, *shape), shape, dtype, data=dtype.kind != "f")
 
 
 FUNCTIONS = {
@@ -583,12 +587,13 @@ class Namespace(types.ModuleType):
 
     def zeros_like(self, a, dtype=None, **kwargs):
         return _full(self._tracer, np.shape(a) if not isinstance(a, Traced) else a.shape, 0,
-                     dtype or _dtype_of(a))
+                     dtype or _dtype_of(a), like=dtype is None)
 
     empty_like = zeros_like
 
     def ones_like(self, a, dtype=None, **kwargs):
-        return _full(self._tracer, np.shape(a) if not isinstance(a, Traced) else a.shape, 1, dtype or _dtype_of(a))
+        return _full(self._tracer, np.shape(a) if not isinstance(a, Traced) else a.shape, 1, dtype or _dtype_of(a),
+                     like=dtype is None)
 
     def arange(self, *args, **kwargs):
         values = np.arange(*args, **kwargs)

@@ -172,6 +172,21 @@ class Full(Op):
         return f"np.full({dims}, {printer._print(value)}{whole})"
 
 
+class FullLike(Full):
+    """An array of one float value in the dtype of the arrays computed with (np.zeros_like(h0),
+    np.zeros(shape, dtype=x.dtype)): float32 arrays in, float32 zeros."""
+
+    def _numpycode(self, printer):
+        value, *shape = self.args
+        dims = "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        dtype = printer.arguments_dtype()
+        if value == 0:
+            return f"np.zeros({dims}, dtype={dtype})"
+        if value == 1:
+            return f"np.ones({dims}, dtype={dtype})"
+        return f"np.full({dims}, {printer._print(value)}, dtype={dtype})"
+
+
 def _index_value(component, env_value):
     """An index component as NumPy takes it, given the value of an array component."""
     if isinstance(component, (Slice, NewAxis)):
@@ -828,4 +843,4 @@ class Absolute(sp.Function):
 # constants) or are a gradient themselves (MaxAxesGrad, proved by MaxAxes' samples).
 TRACED = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute, Lookup)
 OPERATIONS = arrays.OPERATIONS + TRACED  # every registered operation: one test loop over all of them
-VALUES_ONLY = (Arange, IntArray, Eye, Full, MaxAxesGrad, LogicalNot, AsFloat)
+VALUES_ONLY = (Arange, IntArray, Eye, Full, FullLike, MaxAxesGrad, LogicalNot, AsFloat)

@@ -108,6 +108,37 @@ def test_float32_arrays_give_float32_gradients(case):
         assert _normwise(gradient, expected[name]) < 1e-4, (name, _normwise(gradient, expected[name]))
 
 
+def zeros_like_plus(x):
+    return np.sum((np.zeros_like(x) + x) ** 2)
+
+
+def ones_like_times(x):
+    return np.sum(np.ones_like(x) * x ** 2)
+
+
+def zeros_of_its_dtype(x):
+    h = np.zeros((x.shape[0], 3), dtype=x.dtype)
+    for t in range(x.shape[1]):
+        h = np.tanh(h + x[:, t:t + 1])
+    return np.sum(h ** 2)
+
+
+@pytest.mark.parametrize("fn, traced, called", [
+    (fn, traced, called) for fn in (zeros_like_plus, ones_like_times, zeros_of_its_dtype)
+    for traced, called in ((np.float32, np.float32), (np.float64, np.float32), (np.float32, np.float64))
+    if not (fn is zeros_of_its_dtype and traced == np.float64)])  # traced in float64, dtype=x.dtype is
+# np.zeros(shape, dtype=np.float64) to the trace: NumPy's default, which stays float64
+def test_zeros_like_an_array_take_the_dtype_of_the_arrays(fn, traced, called):
+    # np.zeros_like(x) and np.zeros(shape, dtype=x.dtype) were float64 zeros in the module: a
+    # float32 LSTM with c = np.zeros_like(h0) gave a float64 forward and float64 gradients
+    x = np.random.default_rng(0).normal(size=(2, 4))
+    module = _module(symprop.trace(fn, x=x.astype(traced)))
+    value, gradients = module["loss_and_gradients"](x=x.astype(called))
+    assert gradients["x"].dtype == called
+    exact = symprop.numerical_gradients(fn, {"x": x}, "x")["x"]
+    assert _normwise(gradients["x"], exact) < (1e-4 if called == np.float32 else 1e-8)
+
+
 def clip_far(x):
     return np.sum(np.clip(x, -1e4, 1e4) ** 2)  # bounds far from the values (a guard before exp)
 
