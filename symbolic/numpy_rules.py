@@ -275,6 +275,10 @@ def astype(tracer, a, dtype, **kwargs):
     if a.dtype.kind == "f" and dtype.kind in _DATA_KINDS:
         _fail(f".astype({dtype.name}) of a float array", "a float made whole is not differentiable; compute the "
               "integers from data (labels, masks) instead")
+    if a.dtype.kind == "f" and dtype.kind == "f" and dtype != a.dtype:  # computed on in that precision
+        if dtype.itemsize not in (4, 8):
+            _fail(f".astype({dtype.name})", "float32 and float64 are traced")
+        return tracer.new(ops.Cast(a.expr, sp.Integer(8 * dtype.itemsize)), a.shape, dtype)
     return Traced(tracer, a.expr, a.shape, dtype)
 
 

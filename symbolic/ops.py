@@ -838,9 +838,43 @@ class Absolute(sp.Function):
         return f"np.abs({printer._print(self.args[0])})"
 
 
+class Cast(sp.Function):
+    """u.astype(float32 or float64), a float array made another float dtype: the same numbers,
+    computed on in that precision; its derivative is 1. `bits`: 32 or 64."""
+
+    nargs = 2
+    is_real = True
+
+    @classmethod
+    def eval(cls, u, bits):
+        if u.is_Number:
+            return u
+        return None
+
+    @staticmethod
+    def samples():
+        a = sp.Symbol("a")
+        return [(Cast(a, 64) * a, {"a": (3, 2)}, {})]
+
+    def fdiff(self, argindex=1):
+        if argindex != 1:
+            raise TypeError("a dtype is not differentiated")
+        return sp.S.One
+
+    def _sympystr(self, printer):
+        return f"float{self.args[1]}({printer._print(self.args[0])})"
+
+    def _latex(self, printer):
+        return printer._print(self.args[0])
+
+    def _numpycode(self, printer):
+        return f"{printer._method_target(self.args[0])}.astype(np.float{self.args[1]})"
+
+
 # The registered operations: each differentiable one has `samples()`, (expression, float arrays' shapes,
 # data arrays' values) triples that one test loop differentiates; the others only give values (data,
 # constants) or are a gradient themselves (MaxAxesGrad, proved by MaxAxes' samples).
-TRACED = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute, Lookup)
+TRACED = (GetItem, IndexAdd, SetItem, Reshape, Permute, KeepDims, MaxAxes, Where, Concatenate, Stack, Absolute, Lookup,
+          Cast)
 OPERATIONS = arrays.OPERATIONS + TRACED  # every registered operation: one test loop over all of them
 VALUES_ONLY = (Arange, IntArray, Eye, Full, FullLike, MaxAxesGrad, LogicalNot, AsFloat)

@@ -139,6 +139,25 @@ def test_zeros_like_an_array_take_the_dtype_of_the_arrays(fn, traced, called):
     assert _normwise(gradients["x"], exact) < (1e-4 if called == np.float32 else 1e-8)
 
 
+def computed_in_float64(x, W):
+    z = (x @ W).astype(np.float64)  # the loss in double precision, from float32 arrays
+    return np.sum(np.tanh(z) ** 2 + 1e-9)
+
+
+def test_astype_float64_computes_on_in_float64():
+    # .astype(np.float64) was dropped: the module computed in float32 where NumPy computes float64
+    rng = np.random.default_rng(0)
+    x, W = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(4, 2)).astype(np.float32)
+    module = _module(symprop.trace(computed_in_float64, x=x, W=W))
+    assert module["loss"](x=x, W=W) == computed_in_float64(x, W)  # the same operations, the same dtypes
+    gradients = module["gradients"](x=x, W=W)
+    t = np.tanh((x @ W).astype(np.float64))
+    dz = 2 * t * (1 - t ** 2)
+    np.testing.assert_allclose(gradients["W"], x.T.astype(np.float64) @ dz, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gradients["x"], dz @ W.T.astype(np.float64), rtol=1e-6, atol=1e-7)
+    assert gradients["x"].dtype == gradients["W"].dtype == np.float64
+
+
 def clip_far(x):
     return np.sum(np.clip(x, -1e4, 1e4) ** 2)  # bounds far from the values (a guard before exp)
 
