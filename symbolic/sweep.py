@@ -152,7 +152,7 @@ def _pull(expr, g, shapes, active) -> list[tuple[sp.Symbol, sp.Expr]]:
     # Elementwise: the array operations inside held as dummies while SymPy differentiates.
     held = {}
     for op in _outermost_operations(expr):
-        held[op] = sp.Dummy(type(op).__name__)
+        held[op] = sp.Dummy(type(op).__name__, real=True)  # real: d|u|/du is sign(u), not in re and im
     flat = expr.xreplace(held)
     back = {dummy: op for op, dummy in held.items()}
     held_shapes = {dummy: shape_of(op, shapes) for dummy, op in back.items()}  # not a copy of all the shapes

@@ -779,6 +779,8 @@ REVIEWED = {
                           dict(a=_r(3), b=_r(3, seed=1))),
     "squeeze, expand_dims, outer": (lambda x: np.sum(np.squeeze(x) ** 2) + np.sum(np.outer(x[0, 0], x[1, 0]))
                                     + np.sum(np.expand_dims(x, 0) ** 3), dict(x=_r(2, 1, 3))),
+    "sqrt of an inline row squared": (lambda x: np.sum(np.sqrt(x[0] * x[0])) + np.sum((x[:, :2] ** 2) ** 0.5),
+                                      dict(x=_r(2, 3))),
     "a sum over axis 4 of five": (lambda x: np.sum(np.sum(x, axis=4) ** 2), dict(x=_r(2, 2, 2, 2, 3))),
     "group norm": (lambda x: np.sum(np.tanh((lambda g: (g - g.mean(axis=(2, 3, 4), keepdims=True))
                                              / np.sqrt(g.var(axis=(2, 3, 4), keepdims=True) + 1e-5))(
