@@ -179,6 +179,8 @@ def _through(grad, forward: dict) -> str:
             return f"the {source.name} rule through {source.output} (the sums of a - mean vanish)"
         if isinstance(source, tuple):
             return " and ".join(one(s) for s in source) + ", broadcast"
+        if source is None:  # a wanted step the loss does not use
+            return "nothing: the loss does not depend on it"
         step = forward[source]
         if step.stage == "loss":
             return step.notes.get("words", "the loss L")  # a loop's step: what reaches it from the outside

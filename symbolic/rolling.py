@@ -337,7 +337,8 @@ class _Blocks:
             init = start[self.previous[j]]
             if self.shapes.get(init) != self.shapes[self.step(0, j).symbol]:
                 return None
-            zeros = init in defined and isinstance(defined[init].expr, Full) and defined[init].expr.args[0].is_zero
+            zeros = (init not in keep and init in defined and isinstance(defined[init].expr, Full)  # a zero state
+                     and defined[init].expr.args[0].is_zero)  # made in the loop, unless asked for by name
             initial[j] = None if zeros and sequences and self.shapes[init][0] == self.shapes[
                 next(iter(sequences))][0] else init
         inside = set(self.current) | set(self.previous) | set(sequences.values())

@@ -406,3 +406,32 @@ def test_traced_cs231n_lstm_step_forward_gives_the_published_next_h():
                            [0.49223563, 0.55611431, 0.61507696, 0.66844003, 0.7159181],
                            [0.56735664, 0.66310127, 0.74419266, 0.80889665, 0.858299]])
     assert np.max(np.abs(next_h - expected)) < 1e-8  # published to 8 decimals
+
+
+def _zero_state_rnn(x, Wx, Wh):
+    h0 = np.zeros((x.shape[0], Wh.shape[0]))
+    h = h0
+    for t in range(x.shape[1]):
+        h = np.tanh(x[:, t] @ Wx + h @ Wh)
+    return np.sum(h ** 2)
+
+
+def _given_state_rnn(x, Wx, Wh, h0):
+    h = h0
+    for t in range(x.shape[1]):
+        h = np.tanh(x[:, t] @ Wx + h @ Wh)
+    return np.sum(h ** 2)
+
+
+@pytest.mark.parametrize("T", [3, 8])
+def test_the_gradient_of_a_zero_initial_state_asked_for_by_name(T):
+    # the loop made its zero state itself and dropped h0 (a KeyError in generate); asked for by
+    # name, the zeros stay a state of the loop and dL/dh0 is the gradient of a given h0 at zero
+    rng = np.random.default_rng(0)
+    arrays = dict(x=_n(rng, 2, T, 3), Wx=_n(rng, 3, 4), Wh=_n(rng, 4, 4) / 2)
+    program = symprop.trace(_zero_state_rnn, wrt=["h0", "Wh"], **arrays)
+    assert _loops(program) == 1
+    gradients = _module(program)["gradients"](**arrays)
+    expected = symprop.numerical_gradients(_given_state_rnn, dict(arrays, h0=np.zeros((2, 4))), ["h0", "Wh"])
+    for name in ("h0", "Wh"):
+        assert _normwise(gradients[name], expected[name]) < 1e-8, name
