@@ -196,7 +196,7 @@ def _load(net: str, args):
     arrays = load_npz(args.values, "--values")
     wrt = [name.strip() for name in args.wrt.split(",")] if args.wrt else None
     with time_limit(args.timeout, f"{net}: importing and tracing {net.rpartition(':')[2]}"), \
-            contextlib.redirect_stdout(sys.stderr):  # what the user's code prints: never into the output
+            contextlib.redirect_stdout(sys.stderr), _exit_raises():  # what it prints: never into the output
         function = _import_function(net, label=net)
         try:
             _fits(function, arrays)
@@ -227,6 +227,19 @@ def _check_values(program, arrays: dict, where: str) -> None:
         if length is not None and array.size and not -length <= array.min() <= array.max() < length:
             raise UsageError(f"{where}: the array {name!r} holds {array.min()} to {array.max()}: it indexes an "
                              f"axis of {length} entries (labels from 0 to {length - 1})")
+
+
+@contextlib.contextmanager
+def _exit_raises():
+    """os._exit in the user's code (imported and traced in this process) raises SystemExit, which
+    is reported with their file and line, rather than ending symprop with its status and no word."""
+    def _exit(status):
+        raise SystemExit(f"os._exit({status})")
+    real, os._exit = os._exit, _exit
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 def _fits(function, arrays: dict) -> None:

@@ -123,6 +123,11 @@ def torch_habit(x, y):
 
 def flattened_in_fortran_order(x, y):
     return np.sum(x.flatten("F") * np.arange(x.size))
+
+
+def exits(x, y):
+    import os
+    os._exit(0)
 '''
 
 
@@ -144,6 +149,7 @@ def _user_files(tmp_path, **changes):
     ("torch_habit", {}, "torch_habit raised TypeError: sum() got an unexpected keyword argument 'keepdim' (at "),
     ("softmax_loss", dict(z=np.ones(3)), "got an unexpected keyword argument 'z' (the .npz names the arrays"),
     ("flattened_in_fortran_order", {}, "reshape with order='F': only C order is traced"),
+    ("exits", {}, "exits raised SystemExit: os._exit(0) (at "),  # exit status 0 and no word before
 ])
 def test_a_learners_mistake_is_one_line_and_exit_2(tmp_path, function, changes, message):
     # each was a traceback, a silent "all gradients agree" or a wrong program before
