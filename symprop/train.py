@@ -371,7 +371,8 @@ def register(commands) -> None:
     p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
     p.add_argument("--steps", type=int, help="number of updates (default 100; with --data, 10 epochs)")
     p.add_argument("--freeze", metavar="NAME,...", default="", help="parameters held fixed, comma-separated")
-    p.add_argument("--every", type=int, metavar="K", help="print the loss every K steps (default: about 10 lines)")
+    p.add_argument("--every", type=int, metavar="K", help="print the loss every K steps (default: about 10 lines; "
+                   "with --data: each epoch, or the first epoch's end past each K steps)")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="write the loss curve (needs matplotlib)")
     p.add_argument("--save", type=Path, metavar="FILE.npz", help="write every final array by name (np.savez)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random values the spec lacks (default 0)")
@@ -418,7 +419,7 @@ def run(args) -> int:
         batch = min(args.batch_size or size, size)
         epochs = 10 if args.steps is None and args.epochs is None else args.epochs
         steps = epochs * -(-size // batch) if epochs is not None else args.steps
-        every = None
+        every = args.every or 1  # a line at each epoch's end, or at the first past each K steps
         print(f"training {network.name} on {args.data}: {size} samples, minibatches of {batch} (shuffle seed "
               f"{args.shuffle_seed}), {steps} step(s), lr {args.lr:g}, frozen: {', '.join(frozen) or 'none'}; "
               f"parameters from {_source(network, args.seed, given=set(data))}")
@@ -426,13 +427,18 @@ def run(args) -> int:
     bar = _ProgressBar(steps) if sys.stdout.isatty() and steps >= 1000 else None
     history = None
 
+    printed = [-1]  # the step of the last line printed
+
     def report(step, loss, arrays):
-        if data is not None:  # called after each epoch
-            epoch = step / -(-len(data[network.input]) // batch)
-            score = accuracy(network, history_outputs(arrays), data[network.target])
-            if bar is not None:
-                bar.clear()
-            print(f"{epoch:>8.4g} {step:>8}  " + (f"{loss:<16.10g}{score:.4f}" if score is not None else f"{loss:.10g}"))
+        if data is not None:  # called after each epoch: a line once `every` steps have passed since the last
+            if step in (0, steps) or step // every > printed[0] // every:
+                printed[0] = step
+                epoch = round(step / -(-len(data[network.input]) // batch), 4)  # 2.5, 100001: never 1e+05
+                score = accuracy(network, history_outputs(arrays), data[network.target])
+                if bar is not None:
+                    bar.clear()
+                print(f"{epoch:>8.10g} {step:>8}  "
+                      + (f"{loss:<16.10g}{score:.4f}" if score is not None else f"{loss:.10g}"))
         elif step % every == 0 or step == steps:
             if bar is not None:
                 bar.clear()

@@ -683,3 +683,25 @@ def test_a_regression_network_on_data_has_no_accuracy(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split() == ["epoch", "step", "loss"] and all(line == line.rstrip() for line in lines)
     assert float(lines[-1].split(": ")[1]) < 1e-6  # a linear model learns an exact linear map
+
+
+def test_every_thins_the_epochs_lines_and_epochs_print_whole(tmp_path):
+    # --every was ignored with --data (a line per epoch: 100,001 lines), and epoch 100000 printed
+    # as 1e+05, the same as 100001
+    spec = tmp_path / "clf.toml"
+    spec.write_text(CLASSIFIER)
+    x, y = three_sectors()
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    result = subprocess.run([sys.executable, "-m", "symprop", "train", "clf.toml", "--data", "data.npz",
+                             "--steps", "2001", "--every", "500", "--lr", "0.1"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    table = [line.split()[:2] for line in result.stdout.splitlines()[2:-1]]
+    assert table == [["0", "0"], ["500", "500"], ["1000", "1000"], ["1500", "1500"], ["2000", "2000"],
+                     ["2001", "2001"]]
+    result = subprocess.run([sys.executable, "-m", "symprop", "train", "clf.toml", "--data", "data.npz",
+                             "--batch-size", "50", "--steps", "7", "--every", "4", "--lr", "0.1"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    table = [line.split()[:2] for line in result.stdout.splitlines()[2:-1]]
+    # 120 samples: 3 minibatches an epoch (50, 50, 20), epochs ending at steps 3 and 6 (past 4), then step 7
+    assert table == [["0", "0"], ["2", "6"], ["2.3333", "7"]]
