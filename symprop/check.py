@@ -32,6 +32,7 @@ from .sandbox import Failed
 RTOL = 1e-6  # float64 against finite differences
 RTOL_TORCH = 1e-10  # float64 against float64 autograd
 RTOL_FLOAT32 = 1e-5  # a float32 backward pass: about 7 digits, less what it loses on the way
+RTOL_FLOAT16 = 1e-2  # a float16 one: about 3 digits, less the same
 KINK_MARGIN = 1e-3  # random values: every pre-activation at least this far from a kink
 ALL_ENTRIES_UP_TO = 1000  # arrays this large are differenced in full by default
 SAMPLE = 100  # beyond: a seeded sample of this many entries
@@ -503,9 +504,10 @@ def compare_backward(report, label, their_loss, theirs, names, generated, loss, 
     regularized = names if regularized is None else regularized
     low = sorted(k for k, v in theirs.items() if getattr(v, "dtype", None) in (np.float32, np.float16))
     if low:
-        rtol = max(rtol, RTOL_FLOAT32)
+        lowest = min((theirs[k].dtype for k in low), key=lambda d: d.itemsize)  # float16 before float32
+        rtol = max(rtol, RTOL_FLOAT16 if lowest == np.float16 else RTOL_FLOAT32)
         report.notes.append(
-            f"note: {label} returned {theirs[low[0]].dtype} arrays ({', '.join(low)}): compared at float32 "
+            f"note: {label} returned {lowest} arrays ({', '.join(low)}): compared at {lowest} "
             f"precision (rtol {rtol:g}); symprop's numerical gradients are float64 whatever the inputs")
     extra = [k for k in theirs if k not in names]
     rows = []

@@ -222,6 +222,23 @@ def test_float32_backward_of_seed_002_passes_with_a_note():
     assert 1e-8 < error < 1e-5
 
 
+def test_a_float16_backward_is_compared_at_float16_precision():
+    # a right float16 backward (about 3 digits) was compared at float32's 1e-5 and called WRONG;
+    # a float16 gradient that is off by 5% is still WRONG
+    def half(**arrays):
+        return {k: v.astype(np.float16) for k, v in seed002_float32(**arrays).items()}
+
+    def half_off(**arrays):
+        out = half(**arrays)
+        out["W"] = (out["W"].astype(np.float64) * 1.05).astype(np.float16)
+        return out
+    report = check(SEED002, half)
+    assert report.ok, report.format()
+    assert any("returned float16 arrays" in note and "rtol 0.01" in note for note in report.notes)
+    wrong = check(SEED002, half_off)
+    assert not wrong.ok and wrong.first_wrong == "W"
+
+
 def test_float32_inputs_get_a_note_and_float64_differences():
     values = {k: v.astype(np.float32) for k, v in SEED002.values.items()}
     report = check(SEED002, values=values)
