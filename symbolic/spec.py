@@ -226,7 +226,7 @@ def read_file(path) -> bytes:
 def _read(path: Path) -> str:
     """The text of a spec file; raises `SpecError` naming the file when it cannot be read."""
     try:
-        return read_file(path).decode("utf-8")
+        return read_file(path).decode("utf-8-sig")  # a byte-order mark (Windows editors) is no TOML error
     except NotReadable as error:
         reason = str(error)
     except IsADirectoryError:

@@ -132,6 +132,14 @@ def trace(fn, *, wrt=None, **arrays) -> Program:
     (default: every floating-point array); a name may be an intermediate (a local variable)."""
     if not callable(fn):
         raise TypeError(f"trace takes a function, not {type(fn).__name__}")
+    if wrt is not None:
+        wrt = [wrt] if isinstance(wrt, str) else list(wrt)  # wrt="x": the one name, not its letters
+        if not wrt:
+            raise TraceError("wrt is empty: name at least one array to differentiate (or leave it out: every "
+                             "floating-point array)")
+        twice = sorted({w for w in wrt if wrt.count(w) > 1})
+        if twice:
+            raise TraceError(f"wrt names {', '.join(map(repr, twice))} twice")
     tracer = Tracer()
     inputs, call, constants = [], {}, {}
     taken = set()

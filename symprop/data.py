@@ -21,8 +21,16 @@ def load_npz(path, option: str) -> dict:
     """The arrays of an .npz file by name; UsageError naming `option` and the file if it cannot be read."""
     where = f"{option} {path}"
     try:
-        with np.load(io.BytesIO(read_file(path)), allow_pickle=False) as archive:
+        content = read_file(path)
+        if content[:6] == b"\x93NUMPY":
+            raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez): a .npy file, "
+                             "which holds one array without a name")
+        if content[:4] != b"PK\x03\x04" and content:  # NumPy would try to unpickle anything else
+            raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez)")
+        with np.load(io.BytesIO(content), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
+    except UsageError:
+        raise
     except NotReadable as error:
         raise UsageError(f"{where}: {error}") from None
     except FileNotFoundError:

@@ -232,6 +232,13 @@ def test_scale_zero_simply_works(changes, tmp_path):
     assert run(tmp_path, "check", "net.toml", text=text)[0] == 0
 
 
+def test_a_spec_saved_with_a_byte_order_mark_loads(tmp_path):
+    # Windows editors save UTF-8 with a BOM: "invalid TOML: Invalid statement (at line 1, column 1)" before
+    (tmp_path / "net.toml").write_bytes(b"\xef\xbb\xbf" + spec().encode())
+    network = symprop.load(tmp_path / "net.toml")
+    assert network.name == "net" and network.shapes() == symprop.loads(spec()).shapes()
+
+
 @pytest.mark.parametrize("changes", [{}, {"top": "wrt_input = true"}, {"layer": "shared_bias = true"},
                                      {"top": 'layout = "column"'}])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

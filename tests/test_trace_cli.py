@@ -184,3 +184,17 @@ def test_a_timeout_of_microseconds_is_one_line(tmp_path):
     result = run("derive", "model.py:softmax_loss", "--values", "v.npz", "--timeout", "1e-6", cwd=tmp_path)
     assert result.returncode == 2 and "took longer than 1e-06 s (--timeout)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_text_file_as_values_is_not_said_to_hold_pickled_data(tmp_path):
+    _user_files(tmp_path)
+    result = run("derive", "model.py:softmax_loss", "--values", "model.py", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "symprop: --values model.py: not an .npz archive of arrays (written by numpy.savez)\n"
+
+
+@pytest.mark.parametrize("wrt, message", [([], "wrt is empty"), (["x", "x"], "wrt names 'x' twice")])
+def test_an_empty_or_repeated_wrt_is_refused(wrt, message):
+    import symprop
+    with pytest.raises(symprop.TraceError, match=message):
+        symprop.trace(lambda x: np.sum(x ** 2), wrt=wrt, x=np.ones(3))
