@@ -186,6 +186,10 @@ def _is_function(net: str) -> bool:
 
 def _load(net: str, args):
     """A spec or preset as a Network; FILE.py:FUNCTION traced into a Program."""
+    head, _, tail = net.rpartition(":")
+    if head.endswith(".py") and "." in tail and all(part.isidentifier() for part in tail.split(".")):
+        raise UsageError(f"{net}: FILE.py:FUNCTION names a function of the file, not a method ({tail}); trace "
+                         f"a model's method from Python: symprop.trace(model.{tail.rpartition('.')[2]}, ...)")
     if not _is_function(net):
         if getattr(args, "values", None) is not None or getattr(args, "wrt", None):
             raise UsageError(f"--values and --wrt go with FILE.py:FUNCTION, not the spec {net}")

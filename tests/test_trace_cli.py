@@ -73,6 +73,8 @@ def test_check_passes_a_right_backward_and_pinpoints_the_slip():
     (["examples/two_layer_net.py:loss", "--values", "examples/two_layer_net.py"], "not an .npz archive"),
     (["examples/two_layer_net.py:loss", "--values", "examples/two_layer_net.npz", "--wrt", "W9"], "wrt names 'W9'"),
     (["sigmoid_mse_2_2_1", "--values", "examples/two_layer_net.npz"], "--values and --wrt go with FILE.py:FUNCTION"),
+    (["examples/two_layer_net.py:Model.loss", "--values", "examples/two_layer_net.npz"],
+     "names a function of the file, not a method (Model.loss); trace a model's method from Python"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run("derive", *args)
