@@ -55,6 +55,8 @@ def generate_program(program: Program, again: str = "") -> str:
         "from -length to length - 1 of the axis\n"
         "VALIDATE = True  # False skips the argument checks of every function\n"
         "CHECK_FINITE = True  # False skips the look for NaN and inf in the results (and the arguments)\n"
+        + ("_SINGLE = np.float32  # the function's .astype(np.float32) (symprop check computes in float64)\n"
+           if program.narrowed else "") +
         "ARGUMENTS = {\n" + "".join(f"    {f!r}: {a!r},\n" for f, a in arguments.items()) + "}\n",
         *(source for source, _ in functions),
         inspect.getsource(runtime._program_arrays),

@@ -30,14 +30,19 @@ def _elementwise(tracer, make, *inputs, data=False):
     if data:
         dtype = np.dtype(bool)
     else:
-        dtype = np.result_type(*(a.dtype if a.shape or isinstance(v, Traced) else
-                                 np.result_type(type(v) if not isinstance(v, np.generic) else v.dtype)
-                                 for a, v in zip(arrays, inputs)))
+        dtype = _result_dtype(arrays, inputs)
         if not any(a.dtype.kind == "f" for a in arrays) and make in _FLOAT_RESULT:
             dtype = np.dtype(np.float64)
     exprs = [ops.AsFloat(a.expr) if not data and a.dtype.kind == "b" and not a.expr.is_Number and dtype.kind == "f"
              else a.expr for a in arrays]  # a mask in float arithmetic counts as 0.0 and 1.0
     return tracer.new(make(*exprs), shape, dtype, data=data)
+
+
+def _result_dtype(arrays, inputs) -> np.dtype:
+    """NumPy's result dtype of an operation on `inputs` (traced as `arrays`): a Python number is
+    weak (x32 * 0.5 stays float32, NEP 50); a NumPy scalar or array has its dtype."""
+    return np.result_type(*(v if isinstance(v, (bool, int, float)) and not isinstance(v, np.generic) else a.dtype
+                            for a, v in zip(arrays, inputs)))
 
 
 def maximum(tracer, a, b):
@@ -57,7 +62,7 @@ def minimum(tracer, a, b):
 
 
 def _number(v) -> bool:
-    return not isinstance(v, (Traced, np.ndarray)) or isinstance(v, np.ndarray) and v.ndim == 0
+    return isinstance(v, (numbers.Number, np.generic)) or isinstance(v, np.ndarray) and v.ndim == 0
 
 
 _FLOAT_RESULT = set()
@@ -278,6 +283,7 @@ def astype(tracer, a, dtype, **kwargs):
     if a.dtype.kind == "f" and dtype.kind == "f" and dtype != a.dtype:  # computed on in that precision
         if dtype.itemsize not in (4, 8):
             _fail(f".astype({dtype.name})", "float32 and float64 are traced")
+        tracer.narrowed |= dtype.itemsize < a.dtype.itemsize
         return tracer.new(ops.Cast(a.expr, sp.Integer(8 * dtype.itemsize)), a.shape, dtype)
     return Traced(tracer, a.expr, a.shape, dtype)
 
@@ -289,7 +295,7 @@ def where(tracer, condition, x=None, y=None):
     if c.dtype.kind == "f":
         _fail("np.where with a float condition", "use a comparison (a > 0) as the condition")
     shape = np.broadcast_shapes(c.shape, a.shape, b.shape)
-    return tracer.new(ops.Where(c.expr, a.expr, b.expr), shape, np.result_type(a.dtype, b.dtype))
+    return tracer.new(ops.Where(c.expr, a.expr, b.expr), shape, _result_dtype((a, b), (x, y)))
 
 
 def clip(tracer, a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):

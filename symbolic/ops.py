@@ -867,8 +867,9 @@ class Cast(sp.Function):
     def _latex(self, printer):
         return printer._print(self.args[0])
 
-    def _numpycode(self, printer):
-        return f"{printer._method_target(self.args[0])}.astype(np.float{self.args[1]})"
+    def _numpycode(self, printer):  # float32: the module's _SINGLE, which symprop check makes float64
+        dtype = "_SINGLE" if self.args[1] == 32 else f"np.float{self.args[1]}"
+        return f"{printer._method_target(self.args[0])}.astype({dtype})"
 
 
 # The registered operations: each differentiable one has `samples()`, (expression, float arrays' shapes,

@@ -90,6 +90,7 @@ class Program:
     groups: dict = field(default_factory=dict, compare=False)  # a dict argument's name -> its keys (params)
     composites: tuple = field(default=(), compare=False)  # compact rules the sweep may apply (a normalization's)
     prediction: sp.Symbol | None = None  # the model's output before the loss (a spec's last activation)
+    narrowed: bool = field(default=False, compare=False)  # it makes a float64 value float32 (.astype)
     bounds: dict = field(default_factory=dict, compare=False)  # a data array that indexes -> the axis's length
 
     @property

@@ -320,7 +320,8 @@ def _program(fn, tracer, inputs, names, result, wrt, constants) -> Program:
     source = f"{os.path.basename(code.co_filename)}:{fn.__name__}" if code else getattr(fn, "__name__", "function")
     return Program(name=getattr(fn, "__name__", "traced"), arrays=tuple(arrays), steps=tuple(final), output=output,
                    wrt=wrt_final, scalar=scalar, source=source, constants=constants,
-                   bounds={a.name: tracer.bounds[a.symbol] for a in inputs if a.symbol in tracer.bounds})
+                   bounds={a.name: tracer.bounds[a.symbol] for a in inputs if a.symbol in tracer.bounds},
+                   narrowed=tracer.narrowed)
 
 
 def _rewritten(steps, inputs, output, keep) -> list:

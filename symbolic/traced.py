@@ -87,6 +87,7 @@ class Tracer:
         self.poisons: dict = {}  # symbol -> the TraceError message, raised if the value uses it
         self.count = 0
         self.taken: set[str] = set()
+        self.narrowed = False  # a float64 value made float32 (.astype(np.float32))
         self.bounds: dict = {}  # a data array (its symbol) used as an index -> the shortest axis it indexes
 
     def poison(self, shape, dtype, operation: str, advice: str) -> Traced:

@@ -53,7 +53,8 @@ def import_function(spec: str, label: str):
     except ImportFailed:
         raise
     except SystemExit as error:
-        raise ImportFailed(f"{label}: {module_name} called sys.exit({error.code!r}) while being imported") from None
+        call = error.code if isinstance(error, OsExit) else f"sys.exit({error.code!r})"
+        raise ImportFailed(f"{label}: {module_name} called {call} while being imported") from None
     except Exception as error:
         raise ImportFailed(f"{label}: cannot import {module_name}: {type(error).__name__}: {error}") from None
     function = getattr(module, function_name, None)
@@ -72,6 +73,11 @@ def where(error: BaseException, function) -> str:
     frame = next((f for f in reversed(frames) if f.filename == own), frames[-1])
     code = f": {frame.line}" if frame.line else ""
     return f" (at {frame.filename}, line {frame.lineno}{code})"
+
+
+class OsExit(SystemExit):
+    """os._exit(status) called by the user's code imported or traced in symprop's own process,
+    made an exception there (`cli`); its code is the call, "os._exit(0)"."""
 
 
 def describe(error: BaseException, label: str, function) -> str:

@@ -25,7 +25,7 @@ from .symbolic.names import module_name_problem
 from .symbolic.spec import SpecError
 from .symbolic.trace import TraceError
 
-from ._child import ImportFailed, describe, import_function
+from ._child import ImportFailed, OsExit, describe, import_function
 from .check import CALLING_CONVENTION, CheckError, check
 from .codegen import files
 from .codegen.module import BACKENDS
@@ -230,15 +230,15 @@ def _check_values(program, arrays: dict, where: str) -> None:
         length = program.bounds.get(name)
         if length is not None and array.size and not -length <= array.min() <= array.max() < length:
             raise UsageError(f"{where}: the array {name!r} holds {array.min()} to {array.max()}: it indexes an "
-                             f"axis of {length} entries (labels from 0 to {length - 1})")
+                             f"axis of {length} entries (from 0 to {length - 1}, or -{length} to -1 from the end)")
 
 
 @contextlib.contextmanager
 def _exit_raises():
-    """os._exit in the user's code (imported and traced in this process) raises SystemExit, which
+    """os._exit in the user's code (imported and traced in this process) raises OsExit, which
     is reported with their file and line, rather than ending symprop with its status and no word."""
     def _exit(status):
-        raise SystemExit(f"os._exit({status})")
+        raise OsExit(f"os._exit({status})")
     real, os._exit = os._exit, _exit
     try:
         yield

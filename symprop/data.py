@@ -25,7 +25,7 @@ def load_npz(path, option: str) -> dict:
         if content[:6] == b"\x93NUMPY":
             raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez): a .npy file, "
                              "which holds one array without a name")
-        if content[:4] != b"PK\x03\x04" and content:  # NumPy would try to unpickle anything else
+        if content[:2] != b"PK" and content:  # a zip archive (PK\x05\x06 when empty); NumPy would unpickle the rest
             raise UsageError(f"{where}: not an .npz archive of arrays (written by numpy.savez)")
         with np.load(io.BytesIO(content), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

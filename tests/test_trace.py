@@ -158,6 +158,40 @@ def test_astype_float64_computes_on_in_float64():
     assert gradients["x"].dtype == gradients["W"].dtype == np.float64
 
 
+def scaled_then_widened(x):
+    return (x * 0.5).astype(np.float64) + 1e-9  # NumPy: x * 0.5 is float32 (a Python number is weak)
+
+
+def narrowed(x, W):
+    return np.sum(np.tanh((x @ W).astype(np.float32)) ** 2)
+
+
+def test_a_python_number_keeps_float32_and_a_cast_after_it_is_kept():
+    # the trace took x * 0.5 for float64 (NumPy 2 keeps float32), so the cast after it was dropped
+    x = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    module = _module(symprop.trace(scaled_then_widened, x=x))
+    np.testing.assert_array_equal(module["forward"](x=x), scaled_then_widened(x))
+    assert module["forward"](x=x).dtype == np.float64
+
+
+def test_check_of_a_function_that_narrows_to_float32_computes_in_float64():
+    # finite differences of a float32 value keep about 3 digits: symprop's own gradients were WRONG
+    rng = np.random.default_rng(0)
+    x, W = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    program = symprop.trace(narrowed, x=x, W=W)
+    assert program.narrowed
+    module = _module(program)
+    assert module["_SINGLE"] is np.float32 and module["loss"](x=x, W=W) == pytest.approx(narrowed(x, W), rel=1e-6)
+    report = symprop.check(program)
+    assert report.ok, report.format()
+    assert any("checked in float64 throughout" in note for note in report.notes)
+
+
+def test_maximum_with_a_list_is_a_trace_error():
+    with pytest.raises(symprop.TraceError, match="a Python list or tuple used as an array"):
+        symprop.trace(lambda x: np.sum(np.maximum(x, [0.0, 0.5, 1.0])), x=np.ones(3))
+
+
 def clip_far(x):
     return np.sum(np.clip(x, -1e4, 1e4) ** 2)  # bounds far from the values (a guard before exp)
 

@@ -142,7 +142,7 @@ def _user_files(tmp_path, **changes):
 
 @pytest.mark.parametrize("function, changes, message", [
     ("softmax_loss", dict(y=np.array([0, 5, 1, 2])), "--values v.npz: the array 'y' holds 0 to 5: it indexes an "
-     "axis of 3 entries (labels from 0 to 2)"),
+     "axis of 3 entries (from 0 to 2, or -3 to -1 from the end)"),
     ("softmax_loss", dict(x=np.array([[0.0, np.nan, 1.0]] * 4)), "the array 'x' holds nan at (0, 1)"),
     ("softmax_loss", dict(x=np.full((4, 3), np.inf)), "the array 'x' holds inf at (0, 0)"),
     ("log_of", {}, "the loss is nan at these values: no gradient can be checked there"),
@@ -151,7 +151,7 @@ def _user_files(tmp_path, **changes):
     ("torch_habit", {}, "torch_habit raised TypeError: sum() got an unexpected keyword argument 'keepdim' (at "),
     ("softmax_loss", dict(z=np.ones(3)), "got an unexpected keyword argument 'z' (the .npz names the arrays"),
     ("flattened_in_fortran_order", {}, "reshape with order='F': only C order is traced"),
-    ("exits", {}, "exits raised SystemExit: os._exit(0) (at "),  # exit status 0 and no word before
+    ("exits", {}, "exits raised OsExit: os._exit(0) (at "),  # exit status 0 and no word before
 ])
 def test_a_learners_mistake_is_one_line_and_exit_2(tmp_path, function, changes, message):
     # each was a traceback, a silent "all gradients agree" or a wrong program before
@@ -200,3 +200,13 @@ def test_an_empty_or_repeated_wrt_is_refused(wrt, message):
     import symprop
     with pytest.raises(symprop.TraceError, match=message):
         symprop.trace(lambda x: np.sum(x ** 2), wrt=wrt, x=np.ones(3))
+
+
+def test_an_npz_without_arrays_is_an_archive(tmp_path):
+    # numpy.savez with no arrays writes a valid (empty) zip: not "not an .npz archive"
+    _user_files(tmp_path)
+    np.savez(tmp_path / "v.npz")
+    result = run("derive", "model.py:softmax_loss", "--values", "v.npz", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("symprop: model.py:softmax_loss: missing a required argument: 'x' "
+                                              "(the .npz names the arrays by the function's parameters)")
