@@ -519,6 +519,8 @@ def _program_arrays(function, values, unknown):
             raise ValueError(f"{name} holds {array.dtype}, expected floating-point numbers")
         if KINDS[name] != "f" and array.dtype.kind not in "iub":
             raise ValueError(f"{name} holds {array.dtype}, expected whole numbers (data)")
+        if name in RANGES and array.dtype.kind == "b":  # True and False would be a mask, not indices
+            raise ValueError(f"{name} holds booleans, expected whole numbers (an index into an axis of {RANGES[name]})")
         if name in RANGES and array.size and not -RANGES[name] <= array.min() <= array.max() < RANGES[name]:
             raise ValueError(f"{name} holds {array.min()} to {array.max()}: as an index into an axis of "
                              f"{RANGES[name]} entries it must lie from {-RANGES[name]} to {RANGES[name] - 1}")

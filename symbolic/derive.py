@@ -44,7 +44,10 @@ class Derivation:
     program: object = None  # the spec's program, which the steps were derived from
 
     def step(self, name: str) -> Step:
-        return next(s for s in self.steps if s.name == name)
+        found = next((s for s in self.steps if s.name == name), None)
+        if found is None:
+            raise KeyError(f"no step named {name!r}; the steps are {', '.join(s.name for s in self.steps)}")
+        return found
 
     def closed_form(self, name: str) -> sp.Expr:
         """dL/d(name) in terms of the forward pass: every delta substituted by its definition."""

@@ -513,6 +513,10 @@ def element_rows(derivation, batch: int = 1, limit: int = 64) -> list[Long]:
     if count > limit:
         raise ValueError(f"{net.name} has {count} gradient entries; --elements writes out at most {limit}: "
                          "use a smaller network, or the matrix-level derivation")
+    looped = [layer.kind for layer in net.layers if layer.kind in ("rnn", "lstm")]
+    if looped:  # each entry's formula holds every step's before it: minutes for three steps of two units
+        raise ValueError(f"{net.name} has a loop over time ({looped[0]}): its entries' formulas grow with every "
+                         "step, and --elements does not write them out; use the matrix-level derivation")
     labels = np.zeros(n if net.layout == "row" else (), dtype=int) if net.loss.labels else None
     expanded = element_level.expand(net, batch=n, labels=labels)
     arrays = dict(expanded.symbols)

@@ -116,7 +116,10 @@ class Program:
         return out
 
     def step(self, name: str) -> Step:
-        return next(s for s in self.steps if s.name == name)
+        found = next((s for s in self.steps if s.name == name), None)
+        if found is None:
+            raise KeyError(f"no step named {name!r}; the steps are {', '.join(s.name for s in self.steps)}")
+        return found
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,8 @@ def as_network(network) -> Network:
 
 def load(name_or_path) -> Network:
     """A preset by name, or a spec file by path; raises `SpecError` on any broken rule."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"load takes a preset name or a spec path, not {type(name_or_path).__name__}")
     path = Path(name_or_path)
     if path.suffix != ".toml" and not path.exists():
         preset = PRESETS_DIR / f"{name_or_path}.toml"
@@ -249,6 +251,10 @@ def presets() -> list[str]:
 
 def loads(text: str, source: str = "<spec>") -> Network:
     """A network from the text of a TOML spec."""
+    if isinstance(text, (bytes, bytearray)):
+        raise TypeError("loads takes the spec's text (a str); decode bytes first, or give the path to load")
+    if not isinstance(text, str):
+        raise TypeError(f"loads takes the spec's text (a str), not {type(text).__name__}")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

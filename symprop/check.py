@@ -280,6 +280,7 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     A traced `Program` is checked by `symprop.check_program.check_program`.
     """
     from .symbolic.program import Program
+    _require_settings(against, rtol, entries)
     if isinstance(network, Program):
         from .check_program import check_program
         return check_program(network, against, values, seed, entries=entries, numerical=numerical, rtol=rtol,
@@ -288,6 +289,8 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     names = name_map(network, names)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CheckError(f"seed must be a whole number >= 0, not {seed!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise CheckError(f"batch must be a whole number >= 1, not {batch!r}")
     if batch < network.least_batch() and network.batch is None:  # a batchnorm over one value each
         raise CheckError(f"batch must be at least 2 for a batchnorm (over one sample it gives 0, and no "
                          f"gradient before it), not {batch}")
@@ -303,6 +306,9 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
             rest = "; the rest from the spec" if network.values else ""
             report.notes.append(f"random values (seed {used}) for {', '.join(drawn)}{rest}")
     else:
+        for name, value in values.items():  # before anything is drawn beside them
+            if value is None or np.asarray(value).dtype.kind not in "biuf":
+                raise CheckError(f"values[{name!r}] is not an array of numbers ({type(value).__name__})")
         missing = [name for name in network.shapes() if name not in values]
         if missing:  # the arrays not given are drawn, as for the spec's [values]
             values = random_values(replace(network, values=dict(values)), seed, batch)
@@ -327,6 +333,18 @@ def check(network: Network, against=None, values: dict | None = None, seed: int 
     if torch:
         _check_torch(report, values64, loss, generated)
     return report
+
+
+def _require_settings(against, rtol, entries) -> None:
+    """CheckError for settings that would make every verdict meaningless (rtol NaN: all agree)."""
+    if against is not None and not callable(against):
+        raise CheckError(f"against must be a function (the backward pass), not {type(against).__name__}")
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float, np.floating, np.integer)) or not (
+            math.isfinite(rtol) and rtol > 0):
+        raise CheckError(f"rtol must be a finite number > 0, not {rtol!r}")
+    if entries is not None and (isinstance(entries, bool) or not isinstance(entries, (int, np.integer))
+                                or entries < -1 or entries == 0):
+        raise CheckError(f"entries must be a whole number >= 1 (None: all; -1: the default), not {entries!r}")
 
 
 def require_finite(loss: float, generated: dict) -> None:
@@ -406,6 +424,9 @@ def name_map(network, names) -> dict:
     is an array of the network and the names the backward sees are distinct identifiers."""
     if not names:
         return {}
+    if not isinstance(names, dict):
+        raise CheckError(f"names must be a dict {{the network's name: your backward's name}}, not "
+                         f"{type(names).__name__}")
     from .symbolic.program import Program
     arrays = list(network.inputs if isinstance(network, Program) else network.shapes())
     for ours, theirs in names.items():
@@ -516,9 +537,10 @@ def compare_backward(report, label, their_loss, theirs, names, generated, loss, 
             rows.append(_renamed(name, theirs, extra, generated[name], rtol, loss, largest(generated)))
         if rows[-1].verdict == "WRONG":
             weight = None if values is None or name not in regularized else values.get(name)
-            rows[-1].diagnosis = diagnose(theirs[name], generated[name], weight=weight, weight_name=name,
-                                          rtol=rtol, loss=loss, overall=largest(generated), batch=batch, l2=l2,
-                                          steps=name in sequences)
+            with np.errstate(all="ignore"):  # a backward that overflowed: fits of inf are no fits, no warnings
+                rows[-1].diagnosis = diagnose(theirs[name], generated[name], weight=weight, weight_name=name,
+                                              rtol=rtol, loss=loss, overall=largest(generated), batch=batch, l2=l2,
+                                              steps=name in sequences)
     return rows, extra
 
 

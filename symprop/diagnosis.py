@@ -21,6 +21,8 @@ entry is not reported, and a right gradient (within the tolerance) gets none.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .numerical import mismatched
@@ -110,6 +112,8 @@ def _over_steps(got, expected, compared, rtol, loss, overall) -> list[dict]:
 
 def _nice(value: float) -> str:
     """A figure as one reads it: -1, 4, 0.25, 1/3 where it is that to 9 digits, else %.6g."""
+    if not math.isfinite(value):  # a gradient that overflowed: inf, nan as they are
+        return f"{value}"
     for denominator in (1, 2, 3, 4):
         numerator = round(value * denominator)
         if numerator and abs(value * denominator - numerator) <= 1e-9 * abs(value * denominator):

@@ -25,6 +25,8 @@ against finite differences. One definition, used by `symprop check` and by the t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 SHRINKS = (1, 1e-1, 1e-2, 1e-3)  # the steps tried, as fractions of the first
@@ -76,11 +78,20 @@ def numerical_gradients(f, arrays: dict, wrt, eps: float = 1e-3) -> dict:
     """dF/d(array) for the array named `wrt` (a name, or a list of names), by finite differences
     in float64: a dict name -> gradient.
 
-    `f` is called with every array by keyword and returns a scalar. The arrays are copied to
-    float64 first, whatever their dtype (a float32 difference quotient loses half its digits);
-    the caller's arrays are never changed.
+    `f` is called with every array by keyword and returns a scalar. The arrays differentiated are
+    copied to float64 first, whatever their dtype (a float32 difference quotient loses half its
+    digits); the others (a mask, labels, None) are passed as they are. The caller's arrays are
+    never changed by it.
     """
-    return finite_differences(f, arrays, wrt, eps)[0]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a finite number > 0, not {eps!r}")
+    names = [wrt] if isinstance(wrt, str) else list(wrt)
+    unknown = [name for name in names if name not in arrays]
+    if unknown:
+        raise KeyError(f"no array named {', '.join(map(repr, unknown))} among {', '.join(map(repr, arrays))}")
+    others = {name: value for name, value in arrays.items() if name not in names}
+    return finite_differences(lambda **varied: f(**varied, **others), {name: arrays[name] for name in names},
+                              names, eps)[0]
 
 
 def finite_differences(f, arrays: dict, wrt, eps: float = 1e-3, entries: dict | None = None, progress=None,

@@ -35,6 +35,8 @@ def assert_gradients_match(network, backward, *, values=None, seeds=(0, 1, 2), b
     floating-point arrays are drawn again.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, then the report
+    if not callable(backward):  # None would check nothing, and pass
+        raise TypeError(f"backward must be a function (your backward pass), not {type(backward).__name__}")
     from .symbolic.program import Program
     if isinstance(network, Program):  # a traced program: its traced values, then seeded floats
         label = getattr(backward, "__name__", "backward")

@@ -95,9 +95,19 @@ def train(network, *, lr: float = 0.01, steps: int = 100, freeze=(), values=None
     """
     if isinstance(network, (str, os.PathLike)):
         network = symbolic.load(network)
+    if not isinstance(network, Network):
+        raise TypeError(f"train takes a Network, a preset name or a spec path, not {type(network).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     if data is not None:
+        missing = [name for name in (network.input, network.target) if name not in data]
+        if missing:  # the targets would be drawn at random: nothing to learn
+            raise ValueError(f"data has no {' or '.join(map(repr, missing))}: it needs the input "
+                             f"{network.input!r} and the target {network.target!r}, one sample per row")
         values = {**(values or {}), **data}
         size = len(np.asarray(data[network.input]))
+        if size == 0:
+            raise ValueError(f"data holds no samples ({network.input!r} has no rows)")
         batch_size = size if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")

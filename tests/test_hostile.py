@@ -419,3 +419,76 @@ def test_a_traced_key_python_would_fold_into_another_is_refused():
         return np.sum(X @ params["ﬁ"])
     with pytest.raises(symprop.TraceError, match="the array name 'ﬁ' is 'fi' to Python"):
         symprop.trace(loss, X=np.ones((2, 3)), params={"ﬁ": np.ones((3, 1))})
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python API: a clear error naming the argument, never a verdict that means nothing
+
+
+def _right_backward(**arrays):
+    return compile_module_of("sigmoid_mse_2_2_1").gradients(**arrays)
+
+
+def compile_module_of(name):
+    from symprop.codegen.files import compile_module
+    return compile_module(symprop.load(name))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: symprop.testing.assert_gradients_match("sigmoid_mse_2_2_1", None), TypeError,
+     "backward must be a function"),  # it passed, comparing nothing
+    (lambda: symprop.check("sigmoid_mse_2_2_1", lambda **a: {}, rtol=float("nan")), ValueError,
+     "rtol must be a finite number > 0, not nan"),  # every backward agreed
+    (lambda: symprop.check("sigmoid_mse_2_2_1", _right_backward, rtol=-1), ValueError, "rtol must be"),
+    (lambda: symprop.check("sigmoid_mse_2_2_1", "backward"), ValueError, "against must be a function"),
+    (lambda: symprop.check("relu_batch_10_20_1", values={"x": "ab"}), ValueError,
+     "values['x'] is not an array of numbers (str)"),  # an IndexError
+    (lambda: symprop.check("relu_batch_10_20_1", batch=None), ValueError, "batch must be a whole number >= 1"),
+    (lambda: symprop.check("sigmoid_mse_2_2_1", entries=-5), ValueError, "entries must be a whole number >= 1"),
+    (lambda: symprop.check("sigmoid_mse_2_2_1", _right_backward, names="W1=w1"), ValueError,
+     "names must be a dict"),
+    (lambda: symprop.derive("sigmoid_mse_2_2_1").step("dW1"), KeyError, "no step named 'dW1'; the steps are z1"),
+    (lambda: symprop.numerical_gradients(lambda W: np.sum(W ** 2), {"W": np.ones(2)}, "W", eps=0), ValueError,
+     "eps must be a finite number > 0"),
+    (lambda: symprop.loads(None), TypeError, "loads takes the spec's text (a str), not NoneType"),
+    (lambda: symprop.loads(b"name = 'x'"), TypeError, "decode bytes first"),
+    (lambda: symprop.load(None), TypeError, "load takes a preset name or a spec path, not NoneType"),
+    (lambda: __import__("symprop.train").train.train(None), TypeError, "train takes a Network"),
+    (lambda: __import__("symprop.train").train.train("relu_batch_10_20_1", data={"x": np.ones((4, 10))}),
+     ValueError, "data has no 'y'"),  # it trained on random targets
+    (lambda: __import__("symprop.train").train.train("sigmoid_mse_2_2_1", seed=-1), ValueError,
+     "seed must be a whole number >= 0"),
+])
+def test_a_bad_argument_to_the_python_api_is_named(call, error, message):
+    with pytest.raises(error) as raised:
+        call()
+    assert message in str(raised.value)
+
+
+def test_numerical_gradients_pass_what_they_do_not_vary_as_it_is():
+    # a boolean mask arrived as float64 (W[mask] failed) and None as array(None, dtype=object)
+    W, mask = np.array([1.0, -2.0, 3.0]), np.array([True, False, True])
+    np.testing.assert_allclose(symprop.numerical_gradients(lambda W, mask: np.sum(W[mask] ** 2),
+                                                           {"W": W, "mask": mask}, "W")["W"], [2, 0, 6], atol=1e-9)
+    got = symprop.numerical_gradients(lambda W, reg: np.sum(W ** 2) * (1.0 if reg is None else reg),
+                                      {"W": W, "reg": None}, "W")["W"]
+    np.testing.assert_allclose(got, 2 * W, atol=1e-9)
+
+
+def test_a_backward_that_overflowed_is_reported_wrong_not_a_crash():
+    # the diagnosis took a factor of inf and raised OverflowError
+    def overflowed(**arrays):
+        gradients = _right_backward(**arrays)
+        gradients["W1"] = np.full_like(gradients["W1"], np.inf)
+        return gradients
+    report = symprop.check("sigmoid_mse_2_2_1", overflowed)
+    assert not report.ok and report.first_wrong == "W1"
+
+
+def test_the_entries_of_a_loop_over_time_are_not_written_out():
+    # the element-level formulas grow with every step: three steps of two units ran for minutes
+    network = symprop.loads('name = "a"\ninputs = [3, 2]\n[[layers]]\nkind = "lstm"\nunits = 2\noutput = "last"\n'
+                            '[[layers]]\nunits = 2\nactivation = "softmax"\n[loss]\nkind = "cross_entropy"\n'
+                            'labels = true\n')
+    with pytest.raises(ValueError, match="has a loop over time"):
+        symprop.derive(network).latex(elements=True)

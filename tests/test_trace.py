@@ -413,6 +413,9 @@ def test_a_generated_module_names_a_nan_argument_and_a_label_out_of_range(functi
         with pytest.raises(ValueError, match=r"^y holds \d+ to 4: as an index into an axis of 4 entries it must "
                                              r"lie from -4 to 3$"):
             module[function](**dict(arrays, y=y))
+    if "y" in module["ARGUMENTS"][function]:  # booleans would be a mask: NumPy's IndexError from inside before
+        with pytest.raises(ValueError, match=r"^y holds booleans, expected whole numbers"):
+            module[function](**dict(arrays, y=arrays["y"] > 0))
     module["VALIDATE"] = False  # the checks off: NumPy's own behaviour, nan through
     assert np.isnan(module["loss"](x=x, y=arrays["y"]))
 
